@@ -1,0 +1,105 @@
+"""Alembic environment for the ``jedisos`` schema (asyncpg, like the application).
+
+- The version table is ``jedisos.schema_migrations``.
+- Autogenerate only ever sees ``jedisos``: ``hindsight``, ``langgraph`` and ``public`` belong to
+  others, so it must never propose touching them.
+- Upgrades and downgrades run in one transaction behind an advisory lock, so two processes
+  starting at once apply each revision once and both succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from jedisos_db import SCHEMA, urls
+from jedisos_db.models import VIEW_INFO, Base
+from jedisos_db.provision import MIGRATION_LOCK_KEY
+
+config = context.config
+target_metadata = Base.metadata
+VERSION_TABLE = config.get_main_option("version_table") or "schema_migrations"
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    if type_ == "schema":
+        return name == SCHEMA
+    return True
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    if type_ == "table":
+        if name == VERSION_TABLE:
+            return False
+        if getattr(obj, "info", {}).get("is_view") == VIEW_INFO["is_view"]:
+            return False
+    return True
+
+
+def _configure(**kwargs: Any) -> None:
+    context.configure(
+        target_metadata=target_metadata,
+        version_table=VERSION_TABLE,
+        version_table_schema=SCHEMA,
+        include_schemas=True,
+        include_name=include_name,
+        include_object=include_object,
+        compare_type=True,
+        compare_server_default=True,
+        **kwargs,
+    )
+
+
+def do_run_migrations(connection: Connection) -> None:
+    _configure(connection=connection)
+    with context.begin_transaction():
+        # Taken before Alembic reads the version table: a second process waits here and
+        # then finds the revisions already applied.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+        context.run_migrations()
+
+
+def _url() -> str:
+    url = config.attributes.get("url") or os.environ.get("JEDISOS_DB_URL") or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if not url:
+        raise RuntimeError("no database URL: pass one to jedisos_db.migrations or set JEDISOS_DB_URL")
+    return str(url)
+
+
+async def run_async_migrations() -> None:
+    engine = create_async_engine(
+        urls.to_asyncpg(_url()),
+        poolclass=NullPool,
+        connect_args={"server_settings": {"application_name": "jedisos-db-migrations"}},
+    )
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run_migrations)
+            await connection.commit()
+    finally:
+        await engine.dispose()
+
+
+def run_migrations_offline() -> None:
+    _configure(url=urls.to_asyncpg(_url()), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+elif config.attributes.get("connection") is not None:
+    # pytest-alembic hands us a live (sync-wrapped) connection from its async engine.
+    do_run_migrations(config.attributes["connection"])
+else:
+    asyncio.run(run_async_migrations())

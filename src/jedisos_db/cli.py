@@ -1,0 +1,132 @@
+"""``jedisos-db``: thin commands over the package. Each error is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jedisos_db import migrations, provision, startup, urls
+from jedisos_db.errors import JedisosDBError
+
+app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Alembic migrations of the jedisos schema (the design's `jedisos db ...`).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else embedded",
+                 show_default=False),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help=f"embedded data directory (default ${provision.ENV_DATA_DIR} "
+                                    "or the user state dir)", show_default=False),
+]
+
+
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn the package's typed errors (and driver errors) into one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except JedisosDBError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+        except (OSError, ConnectionError) as exc:
+            err.print(f"[red]error:[/red] database unreachable: {exc}", highlight=False)
+        except Exception as exc:  # driver and Alembic errors: one line, not a traceback
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err.print(f"[red]error:[/red] {type(exc).__name__}: {first}", highlight=False)
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def _url(dsn: str | None, data_dir: Path | None = None) -> str:
+    url = provision.resolve_url(dsn, data_dir=data_dir)
+    provision.connect(url).close()  # fail here, in one line, rather than deep inside Alembic
+    return url
+
+
+@db_app.command("upgrade")
+@one_line_errors
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", dsn: DsnOption = None,
+               data_dir: DataDirOption = None) -> None:
+    """Upgrade the jedisos schema to REVISION (default head)."""
+    url = _url(dsn, data_dir)
+    migrations.upgrade(url, revision)
+    out.print(f"jedisos schema at [bold]{migrations.current(url) or 'base'}[/bold] on {urls.redact(url)}")
+
+
+@db_app.command("downgrade")
+@one_line_errors
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, or 'base'")],
+                 dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+    """Downgrade the jedisos schema to REVISION."""
+    url = _url(dsn, data_dir)
+    migrations.downgrade(url, revision)
+    out.print(f"jedisos schema at [bold]{migrations.current(url) or 'base'}[/bold] on {urls.redact(url)}")
+
+
+@db_app.command("current")
+@one_line_errors
+def db_current(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+    """Print the revision the database is at, with the server and pgvector versions."""
+    url = _url(dsn, data_dir)
+    info = provision.server_info(url)
+    rev = migrations.current(url)
+    head = migrations.head()
+    state = "head" if rev == head else f"head is {head}"
+    out.print(f"{rev or 'base'} ({state})  PostgreSQL {info.server_version}  "
+              f"pgvector {info.pgvector_version or 'not installed'}  {urls.redact(url)}", highlight=False)
+
+
+@db_app.command("history")
+@one_line_errors
+def db_history() -> None:
+    """List the revisions, oldest first."""
+    table = Table("revision", "down", "message")
+    for rev in migrations.history():
+        table.add_row(rev.revision + (" (head)" if rev.is_head else ""), rev.down_revision or "-", rev.message)
+    out.print(table)
+
+
+@app.command("up")
+@one_line_errors
+def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
+       max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200) -> None:
+    """Start (or reuse) the embedded server unless --dsn is given; bootstrap; upgrade to head."""
+    report = startup.up(dsn, data_dir=data_dir,
+                        settings=provision.ServerSettings(max_connections=max_connections))
+    out.print(f"url        {urls.redact(report.url)}", highlight=False)
+    out.print(f"server     PostgreSQL {report.server.server_version}"
+              f"{' (embedded)' if report.embedded else ''}", highlight=False)
+    out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
+    out.print(f"revision   {report.revision}"
+              f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
+
+
+@app.command("down")
+@one_line_errors
+def down(data_dir: DataDirOption = None) -> None:
+    """Stop the embedded server."""
+    server = provision.EmbeddedServer(data_dir)
+    if server.stop():
+        out.print(f"stopped the embedded server in {server.data_dir}")
+    else:
+        out.print(f"no embedded server running in {server.data_dir}")

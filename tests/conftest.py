@@ -1,0 +1,9 @@
+"""Root conftest: fixtures live in tests/plugins/, one module per concern (as psycopg's suite does).
+
+- plugins/server.py    the PostgreSQL server of the session (embedded by default, --dsn for any other)
+- plugins/databases.py isolated databases: a migrated template cloned per module, empty ones on demand
+
+Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers).
+"""
+
+pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
