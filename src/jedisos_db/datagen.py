@@ -1,0 +1,251 @@
+"""Representative generated rows for every ``jedisos`` table (design §4), deterministic per seed.
+
+The capacity model measures bytes per row on these, and the write benchmarks and Locust users
+insert them, so their shape matters more than their meaning: realistic string lengths, JSONB
+payloads the size JediSOS writes (tool arguments, policy decisions, LiteLLM metadata), the
+severity mix the retention policy acts on, timestamps spread over a window.
+
+Each generator returns dicts keyed by column name (what SQLAlchemy Core ``insert()`` takes);
+``as_tuples`` turns them into positional rows for ``COPY``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+Row = dict[str, Any]
+
+SEVERITY_MIX: dict[str, float] = {"debug": 0.10, "info": 0.80, "warning": 0.07, "error": 0.025, "critical": 0.005}
+"""Share of each audit severity. The design's retention (§7) deletes debug/info after 90 days,
+so this mix decides how much of ``audit_logs`` the policy can reclaim."""
+
+EVENT_TYPES = ["tool.executed", "policy.decision", "auth.login", "skill.installed", "envelope.verified",
+               "memory.recall", "memory.retain", "schedule.fired", "mcp.health_check", "channel.message"]
+CHANNELS = ["web", "cli", "telegram", "discord", "slack"]
+TOOLS = ["web_search", "file_read", "shell_exec", "calendar_create", "gmail_send", "notion_query",
+         "github_issue", "weather", "calculator", "browser_open"]
+RESULTS = ["success", "success", "success", "success", "denied", "error", "timeout"]
+MODELS = [("claude-sonnet-5-20260203", "anthropic"), ("claude-haiku-4-5", "anthropic"), ("gpt-5-mini", "openai"),
+          ("gemini-3-flash", "google"), ("text-embedding-3-small", "openai")]
+COST_SOURCES = ["agent", "memory_retain", "memory_reflect", "skill", "embedding", "scheduler"]
+PACKAGE_TYPES = ["skill", "mcp_server", "prompt_pack", "identity"]
+ACTION_TYPES = ["agent_prompt", "skill_run", "report", "reminder"]
+
+
+def _rng(seed: int) -> random.Random:
+    return random.Random(seed)
+
+
+def _stamp(rng: random.Random, start: dt.datetime, span_days: float) -> dt.datetime:
+    return start + dt.timedelta(seconds=rng.uniform(0, span_days * 86400))
+
+
+def _words(rng: random.Random, n: int) -> str:
+    vocab = ["agent", "memory", "tool", "user", "schedule", "policy", "allow", "deny", "request", "result",
+             "calendar", "email", "search", "summary", "token", "model", "budget", "session", "thread", "bank"]
+    return " ".join(rng.choice(vocab) for _ in range(n))
+
+
+def _session(rng: random.Random) -> str:
+    return f"sess-{rng.getrandbits(64):016x}"
+
+
+def _uuid(rng: random.Random) -> uuid.UUID:
+    return uuid.UUID(int=rng.getrandbits(128), version=4)
+
+
+def _severity(rng: random.Random) -> str:
+    return rng.choices(list(SEVERITY_MIX), weights=list(SEVERITY_MIX.values()))[0]
+
+
+def _default_start(span_days: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) - dt.timedelta(days=span_days)
+
+
+def audit_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | None = None,
+               span_days: float = 30.0) -> list[Row]:
+    """``audit_logs`` rows: a tool run or policy decision with its arguments in ``details``."""
+    rng = _rng(seed)
+    start = start or _default_start(span_days)
+    rows = []
+    for _ in range(n):
+        tool = rng.choice(TOOLS)
+        rows.append({
+            "timestamp": _stamp(rng, start, span_days),
+            "event_type": rng.choice(EVENT_TYPES),
+            "severity": _severity(rng),
+            "user_id": f"user-{rng.randrange(users):05d}",
+            "channel": rng.choice(CHANNELS),
+            "session_id": _session(rng),
+            "tool_name": tool,
+            "action": f"{tool}.invoke",
+            "result": rng.choice(RESULTS),
+            "details": {
+                "args": {"query": _words(rng, rng.randint(3, 12)), "limit": rng.randint(1, 50)},
+                "duration_ms": rng.randint(5, 4000),
+                "policy": {"rule": f"tier{rng.randint(1, 2)}-default", "decision": rng.choice(["allow", "deny"])},
+                "trace_id": f"{rng.getrandbits(128):032x}",
+            },
+            "ip_address": ipaddress.IPv4Address(rng.getrandbits(32)),
+            "envelope_id": _uuid(rng),
+        })
+    return rows
+
+
+def cost_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | None = None,
+              span_days: float = 30.0) -> list[Row]:
+    """``cost_tracking`` rows: one LLM call as LiteLLM's ``success_callback`` reports it."""
+    rng = _rng(seed)
+    start = start or _default_start(span_days)
+    rows = []
+    for _ in range(n):
+        model, provider = rng.choice(MODELS)
+        inp, out = rng.randint(200, 12000), rng.randint(20, 2000)
+        rows.append({
+            "timestamp": _stamp(rng, start, span_days),
+            "model": model,
+            "provider": provider,
+            "input_tokens": inp,
+            "output_tokens": out,
+            "total_tokens": inp + out,
+            "cost_usd": Decimal(inp * 3 + out * 15).scaleb(-6).quantize(Decimal("0.000001")),
+            "source": rng.choice(COST_SOURCES),
+            "session_id": _session(rng),
+            "user_id": f"user-{rng.randrange(users):05d}",
+            "latency_ms": rng.randint(150, 30000),
+            "status": "success" if rng.random() < 0.97 else "error",
+        })
+    return rows
+
+
+def installed_tool_rows(n: int, *, seed: int = 0) -> list[Row]:
+    rng = _rng(seed)
+    rows = []
+    for i in range(n):
+        tier = 1 if rng.random() < 0.7 else 2
+        name = f"{rng.choice(TOOLS)}-{i:05d}-{rng.getrandbits(24):06x}"
+        rows.append({
+            "id": _uuid(rng),
+            "name": name,
+            "tier": tier,
+            "version": f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+            "description": _words(rng, rng.randint(8, 30)),
+            "author": f"author-{rng.randint(1, 500)}",
+            "tool_path": f"/var/lib/jedisos/tools/{name}" if tier == 1 else None,
+            "tool_yaml_path": f"/var/lib/jedisos/tools/{name}/tool.yaml" if tier == 1 else None,
+            "docker_image": f"ghcr.io/jedisos/{name}:latest" if tier == 2 else None,
+            "mcp_endpoint": f"http://127.0.0.1:{9000 + i % 1000}/mcp" if tier == 2 else None,
+            "source": rng.choice(["manual", "marketplace", "forge"]),
+            "enabled": rng.random() < 0.9,
+            "tags": [rng.choice(["productivity", "search", "dev", "finance", "home"]) for _ in range(3)],
+            "env_required": ["API_KEY"] if rng.random() < 0.4 else [],
+        })
+    return rows
+
+
+def mcp_server_rows(tool_ids: Sequence[uuid.UUID], *, seed: int = 0) -> list[Row]:
+    """One ``mcp_servers`` row per given ``installed_tools`` id (its foreign key)."""
+    rng = _rng(seed)
+    rows = []
+    for i, tool_id in enumerate(tool_ids):
+        name = f"mcp-{i:05d}-{rng.getrandbits(24):06x}"
+        rows.append({
+            "tool_id": tool_id,
+            "server_name": name,
+            "docker_image": f"ghcr.io/jedisos/{name}:1.{rng.randint(0, 9)}",
+            "container_name": f"jedisos-{name}",
+            "port": 9000 + i % 1000,
+            "oauth_provider": rng.choice([None, "google", "github", "notion"]),
+            "oauth_scopes": ["read", "write"] if rng.random() < 0.5 else [],
+            "auth_proxy_url": "http://127.0.0.1:8090/oauth",
+            "status": rng.choice(["running", "stopped", "error"]),
+            "last_health_check": dt.datetime.now(dt.UTC),
+            "error_message": None,
+            # Encrypted env (never plain text): random bytes stand in for the ciphertext.
+            "env_encrypted": rng.randbytes(rng.randint(64, 256)),
+        })
+    return rows
+
+
+def user_preferences_rows(n: int, *, seed: int = 0) -> list[Row]:
+    rng = _rng(seed)
+    return [{
+        "user_id": f"user-{i:05d}-{rng.getrandbits(16):04x}",
+        "primary_model": MODELS[0][0],
+        "fallback_models": [MODELS[1][0], MODELS[2][0]],
+        "temperature": Decimal("0.70"),
+        "max_tokens": 8192,
+        "daily_budget_usd": Decimal(rng.randint(1, 50)),
+        "monthly_budget_usd": Decimal(rng.randint(20, 500)),
+        "auto_approve_skills": rng.random() < 0.2,
+        "allowed_tools": rng.sample(TOOLS, 4),
+        "blocked_tools": ["shell_exec", "file_delete"],
+        "notification_channels": {"telegram": {"chat_id": rng.getrandbits(40)}, "email": {"enabled": True}},
+        "identity_file": f"/var/lib/jedisos/identity/user-{i:05d}.md",
+        "bank_id": f"bank-user-{i:05d}",
+    } for i in range(n)]
+
+
+def schedule_rows(n: int, *, seed: int = 0, users: int = 10) -> list[Row]:
+    rng = _rng(seed)
+    now = dt.datetime.now(dt.UTC)
+    return [{
+        "user_id": f"user-{rng.randrange(users):05d}",
+        "name": f"{_words(rng, 3)} {i}",
+        "cron_expr": f"{rng.randint(0, 59)} {rng.randint(0, 23)} * * {rng.choice(['*', '1-5', '0'])}",
+        "action_type": rng.choice(ACTION_TYPES),
+        "action_payload": {"prompt": _words(rng, rng.randint(10, 40)), "channel": rng.choice(CHANNELS)},
+        "enabled": rng.random() < 0.85,
+        "last_run": now - dt.timedelta(hours=rng.randint(1, 200)),
+        "next_run": now + dt.timedelta(hours=rng.randint(1, 200)),
+        "last_result": rng.choice(["success", "error", None]),
+        "last_error": None,
+    } for i in range(n)]
+
+
+def marketplace_rows(n: int, *, seed: int = 0) -> list[Row]:
+    rng = _rng(seed)
+    return [{
+        "package_name": f"@jedisos/{rng.choice(TOOLS)}-{i:05d}-{rng.getrandbits(16):04x}",
+        "package_type": rng.choice(PACKAGE_TYPES),
+        "latest_version": f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+        "description": _words(rng, rng.randint(10, 40)),
+        "author": f"author-{rng.randint(1, 500)}",
+        "license": rng.choice(["MIT", "Apache-2.0", "BSD-3-Clause"]),
+        "tags": [rng.choice(["productivity", "search", "dev", "finance", "home"]) for _ in range(3)],
+        "download_count": rng.randint(0, 100000),
+        "rating": Decimal(rng.randint(100, 500)).scaleb(-2),
+        "installed_version": None,
+        "installed_tool_id": None,
+        "registry_data": {"homepage": f"https://example.invalid/{i}", "checksum": f"{rng.getrandbits(256):064x}",
+                          "requires": [rng.choice(TOOLS)]},
+    } for i in range(n)]
+
+
+ROW_GENERATORS: dict[str, Callable[..., list[Row]]] = {
+    "audit_logs": audit_rows,
+    "cost_tracking": cost_rows,
+    "installed_tools": installed_tool_rows,
+    "user_preferences": user_preferences_rows,
+    "schedules": schedule_rows,
+    "marketplace_packages": marketplace_rows,
+}
+"""Generators taking ``(n, seed=...)``. ``mcp_servers`` is apart: it needs ``installed_tools`` ids."""
+
+AUDIT_COLUMNS = ("timestamp", "event_type", "severity", "user_id", "channel", "session_id", "tool_name",
+                 "action", "result", "details", "ip_address", "envelope_id")
+COST_COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "total_tokens", "cost_usd",
+                "source", "session_id", "user_id", "latency_ms", "status")
+
+
+def as_tuples(rows: Sequence[Row], columns: Sequence[str],
+              convert: dict[str, Callable[[Any], Any]] | None = None) -> list[tuple[Any, ...]]:
+    """Positional rows for ``COPY`` (``convert`` adapts a column, e.g. JSONB to text for asyncpg)."""
+    convert = convert or {}
+    return [tuple(convert[c](r[c]) if c in convert else r[c] for c in columns) for r in rows]
