@@ -130,3 +130,34 @@ def down(data_dir: DataDirOption = None) -> None:
         out.print(f"stopped the embedded server in {server.data_dir}")
     else:
         out.print(f"no embedded server running in {server.data_dir}")
+
+
+@app.command("capacity")
+@one_line_errors
+def capacity(
+    users: Annotated[list[int], typer.Option("--users", help="users to project for (repeatable)")],
+    months: Annotated[int, typer.Option("--months", help="months to project")] = 12,
+    turns_per_day: Annotated[float, typer.Option("--turns-per-day", help="turns per user per day")] = 20.0,
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim", help="384 or 1536")] = 384,
+    rows: Annotated[int, typer.Option("--rows", help="generated rows measured per table")] = 2000,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for capacity.md/.json/.png")] = Path(
+        "reports/capacity"),
+) -> None:
+    """Measure bytes per row on the server and project disk for N users (design §7)."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from jedisos_db import capacity as cap
+
+    config = cap.CapacityConfig(users=tuple(users), months=months, turns_per_day=turns_per_day,
+                                embedding_dim=embedding_dim, rows=rows)
+    url = _url(dsn, data_dir)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(),
+                  TextColumn("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(), console=err) as progress:
+        tasks: dict[str, TaskID] = {name: progress.add_task(name, total=total)
+                                    for name, total in cap.progress_totals(config).items()}
+        report, paths = cap.run(url, config, out_dir, lambda step, n: progress.advance(tasks[step], n))
+    out.print(cap.render_markdown(report), highlight=False)
+    for path in paths:
+        out.print(f"wrote {path}", highlight=False)

@@ -34,6 +34,7 @@ import numpy.typing as npt
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from jedisos_db import provision, urls
 
@@ -78,7 +79,8 @@ class Dataset:
 def _normalise(x: npt.NDArray[np.float64]) -> Vectors:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (x / norms).astype(np.float32)
+    out: Vectors = (x / norms).astype(np.float32)
+    return out
 
 
 def make_dataset(rows: int, *, kind: Kind = "clustered", dim: int = 384, queries: int = 200, seed: int = 0,
@@ -225,7 +227,7 @@ def fill(conn: psycopg.Connection[Any], table: str, data: Dataset, *, offset: in
                 row_id(offset + i), f"bank-{int(data.banks[i]):04d}",
                 f"The user {fact} (fact {offset + i}, noted during a conversation about {fact.split()[-1]}).",
                 data.vectors[i], f"conversation {i // 20}", now - dt.timedelta(minutes=i), "world",
-                psycopg.types.json.Jsonb({"source": "vectorbench", "turn": i}),
+                Jsonb({"source": "vectorbench", "turn": i}),
             ))
             if progress and i % 1000 == 999:
                 progress(1000)
