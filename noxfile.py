@@ -2,6 +2,8 @@
 
     nox -s test     the test suite on the embedded PostgreSQL (what CI runs)
     nox -s lint     ruff and mypy on src/
+    nox -s bench    pytest-benchmark suite in bench/ (writers, pgvector, retention); results in .benchmarks/
+    nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
 """
 
 from __future__ import annotations
@@ -26,3 +28,34 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint,test]")
     session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite on the embedded server (or `-- --dsn URL`); not part of CI.
+
+    Every run is saved under `.benchmarks/` (pytest-benchmark autosave, JSON with the server settings
+    in `machine_info.postgresql`). Compare runs:
+
+        nox -s bench -- --benchmark-compare                 # this run against the last saved one
+        nox -s bench -- --benchmark-compare=0001 --benchmark-compare-fail=mean:10%
+        .venv/bin/pytest-benchmark compare 0001 0002 --group-by=group   # two saved runs, no server
+
+    Sizes: `-- --bench-rows 5000 --vector-rows 20000,100000 --vector-queries 200`.
+    """
+    session.install("-e", ".[test,bench]")
+    session.run("pytest", "bench", "--benchmark-autosave", "--benchmark-storage=.benchmarks",
+                "--benchmark-group-by=group", "--benchmark-columns=min,mean,median,max,stddev,rounds",
+                *session.posargs)
+
+
+@nox.session
+def load(session: nox.Session) -> None:
+    """Locust against the local PostgreSQL: `jedisos_db.startup.up` first (embedded unless
+    `JEDISOS_DB_URL` or `-- --pg-dsn URL`), then a headless, bounded run with CSV/HTML in reports/.
+
+    Extra arguments go to locust, e.g. `nox -s load -- -u 20 -t 2m --max-p95-ms 50`.
+    The exit code is non-zero when the failure ratio or p95 exceeds its threshold.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "load", *session.posargs)

@@ -442,11 +442,16 @@ class SuiteResult:
 
 def run_suite(url: str, data: Dataset, *, params: HnswParams = HnswParams(), k: int = 10,
               ef_values: Sequence[int] = DEFAULT_EF_SEARCH, connections: int = 4, banks: int = 50,
-              filtered_ef: int = 40, progress: Callable[[str], None] | None = None) -> SuiteResult:
-    """Build the table and measure the ``ef_search`` sweep and the per-bank filtered case."""
+              filtered_ef: int = 40, progress: Callable[[str], None] | None = None,
+              build: BuildResult | None = None) -> SuiteResult:
+    """Build the table (unless ``build`` says it exists) and measure the ``ef_search`` sweep and
+    the per-bank filtered case."""
     say = progress or (lambda _msg: None)
-    say(f"{data.kind} {data.rows}: loading and building HNSW (m={params.m}, ef_construction={params.ef_construction})")
-    build = prepare(url, data, params)
+    if build is None:
+        say(f"{data.kind} {data.rows}: loading and building HNSW (m={params.m}, "
+            f"ef_construction={params.ef_construction})")
+        build = prepare(url, data, params)
+    params = build.params
     truth = exact_knn(data.vectors, data.queries, k)
     result = SuiteResult(kind=data.kind, rows=data.rows, dim=data.dim, k=k, queries=len(data.queries),
                          connections=connections, banks=banks,

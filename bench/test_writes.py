@@ -1,0 +1,109 @@
+"""Audit and cost write paths, in one run so their ratios hold (design §4-3, §4-4).
+
+Each round writes the same ``--bench-rows`` generated rows; rows/s = rows / mean round time.
+The summary at the end of the run prints each writer's rows/s as a ratio to raw ``COPY``
+(the issue's target: the repositories' batched writers at >= 0.8x COPY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bench import writers
+from bench.conftest import Rates
+from jedisos_db import SCHEMA, urls
+
+KINDS = ["audit", "cost"]
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    """An event loop of this module's own: benchmarks are synchronous callables."""
+    with asyncio.Runner() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def conn(runner: asyncio.Runner, migrated_db: str) -> Iterator[asyncpg.Connection]:
+    c = runner.run(asyncpg.connect(urls.to_libpq(migrated_db)))
+    yield c
+    runner.run(c.close())
+
+
+@pytest.fixture(scope="module")
+def engine(runner: asyncio.Runner, migrated_db: str) -> Iterator[AsyncEngine]:  # type: ignore[override]
+    eng = create_async_engine(urls.to_asyncpg(migrated_db))
+    yield eng
+    runner.run(eng.dispose())
+
+
+@pytest.fixture
+def rows(request: pytest.FixtureRequest) -> int:
+    return int(request.config.getoption("--bench-rows"))
+
+
+def _bench(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str,
+           make: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Time ``make()`` per round on an emptied table (TRUNCATE is setup, not timed)."""
+
+    def setup() -> None:
+        runner.run(conn.execute(f"TRUNCATE {SCHEMA}.{writers.TABLES[kind]}"))
+
+    benchmark.pedantic(lambda: runner.run(make()), setup=setup, rounds=3, warmup_rounds=0)
+
+
+def _check(runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, n: int) -> None:
+    count = runner.run(conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.{writers.TABLES[kind]}"))
+    assert count == n, f"{kind}: expected {n} rows written by the last round, the table has {count}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_copy(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, rows: int,
+              rates: Rates) -> None:
+    benchmark.group = f"{kind} writes"
+    data = writers.tuples(kind, writers.generate(kind, rows))
+    _bench(benchmark, runner, conn, kind, lambda: writers.copy(conn, kind, data))
+    _check(runner, conn, kind, rows)
+    rates.record(benchmark, f"{kind} writes", "copy", rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_insert(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, rows: int,
+                       rates: Rates) -> None:
+    benchmark.group = f"{kind} writes"
+    data = writers.tuples(kind, writers.generate(kind, rows))
+    _bench(benchmark, runner, conn, kind, lambda: writers.single(conn, kind, data))
+    _check(runner, conn, kind, rows)
+    rates.record(benchmark, f"{kind} writes", "single_insert", rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_orm_per_row(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, engine: AsyncEngine,
+                     kind: str, rows: int, rates: Rates) -> None:
+    benchmark.group = f"{kind} writes"
+    data = writers.generate(kind, rows)
+    _bench(benchmark, runner, conn, kind, lambda: writers.orm_per_row(engine, kind, data))
+    _check(runner, conn, kind, rows)
+    rates.record(benchmark, f"{kind} writes", "orm_per_row", rows)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("path", ["repository_single", "repository_batch"])
+def test_repository(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, engine: AsyncEngine,
+                    kind: str, path: str, rows: int, rates: Rates) -> None:
+    repo = writers.repository_writers(engine, kind)
+    if repo is None:
+        pytest.skip("jedisos_db.repositories (the reference data layer's writers) is not installed")
+    one_by_one, batch, to_events = repo
+    benchmark.group = f"{kind} writes"
+    events = to_events(writers.generate(kind, rows))
+    write = batch if path == "repository_batch" else one_by_one
+    _bench(benchmark, runner, conn, kind, lambda: write(events))
+    _check(runner, conn, kind, rows)
+    rates.record(benchmark, f"{kind} writes", path, rows)

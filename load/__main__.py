@@ -1,0 +1,37 @@
+"""``python -m load [locust args…]``: start/migrate the database, then a headless bounded Locust run.
+
+The database is ``--pg-dsn URL`` if given, else ``$JEDISOS_DB_URL``, else the embedded server
+(started if needed); ``jedisos_db.startup.up`` brings it to head first. Reports land in
+``reports/`` (CSV + HTML, see ``load/locust.conf``). Locust's exit code is returned: non-zero when
+a threshold (``--max-fail-ratio``, ``--max-p95-ms``) is not met.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from jedisos_db import startup, urls
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    args = list(argv)
+    dsn = None
+    if "--pg-dsn" in args:
+        i = args.index("--pg-dsn")
+        dsn = args[i + 1]
+        del args[i:i + 2]
+    report = startup.up(dsn)
+    print(f"load target: {urls.redact(report.url)} (PostgreSQL {report.server.server_version}, "
+          f"pgvector {report.server.pgvector_version}, revision {report.revision})", flush=True)
+    Path("reports").mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "locust", "--config", str(HERE / "locust.conf"), "-f", str(HERE / "locustfile.py"),
+           "--pg-dsn", report.url, *args]
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
