@@ -35,3 +35,7 @@ def test_bad_urls_name_the_field_and_rule(url: str, rule: str) -> None:
         urls.parse(url, field="JEDISOS_DB_URL")
     assert info.value.field == "JEDISOS_DB_URL"
     assert rule in str(info.value)
+
+
+def test_redact_does_not_invent_a_password() -> None:
+    assert urls.redact("postgresql://postgres:@/db?host=/tmp/s") == "postgresql://postgres@/db?host=%2Ftmp%2Fs"
