@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from croniter import croniter
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, true, update
 
 from jedisos_db import validation as v
 from jedisos_db.models import Schedule
@@ -81,7 +81,9 @@ class ScheduleRepository(Repository):
 
     def due_statement(self, now: dt.datetime, limit: int = 100) -> Any:
         """The due query (public so a test can EXPLAIN it)."""
-        return (select(Schedule).where(Schedule.enabled.is_(True), Schedule.next_run <= now)
+        # "enabled = true", not "enabled IS TRUE": only the former matches the partial index's
+        # predicate, and the planner falls back to a sequential scan for the latter.
+        return (select(Schedule).where(Schedule.enabled == true(), Schedule.next_run <= now)
                 .order_by(Schedule.next_run).limit(limit))
 
     async def due(self, now: dt.datetime | None = None, *, limit: int = 100) -> list[Schedule]:
