@@ -76,11 +76,13 @@ BatchHook = Callable[[str, int], Awaitable[None] | None]
 
 def audit_delete_sql(schema: str) -> str:
     # ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early.
+    # "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner may hash-join against a
+    # sequential scan of the whole table once a batch is a few percent of it; ANY probes the pkey.
     return f"""
-        DELETE FROM {schema}.audit_logs WHERE id IN (
+        DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
             SELECT id FROM {schema}.audit_logs
             WHERE "timestamp" < :cutoff AND severity IN ('debug', 'info')
-            ORDER BY "timestamp" LIMIT :batch)
+            ORDER BY "timestamp" LIMIT :batch))
     """
 
 
@@ -93,10 +95,10 @@ def cost_rollup_sql(schema: str) -> str:
     """Delete one batch of old cost rows and add them to the rollup, in one statement."""
     return f"""
         WITH doomed AS (
-            DELETE FROM {schema}.cost_tracking WHERE id IN (
+            DELETE FROM {schema}.cost_tracking WHERE id = ANY(ARRAY(
                 SELECT id FROM {schema}.cost_tracking
                 WHERE "timestamp" < :cutoff
-                ORDER BY "timestamp" LIMIT :batch)
+                ORDER BY "timestamp" LIMIT :batch))
             RETURNING "timestamp", user_id, source, model, input_tokens, output_tokens, cost_usd, latency_ms
         ), days AS (
             SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS date, user_id, source, model,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.validation import InvalidInputError
-from tests.repositories.conftest import count
+from tests.plugins.tables import count
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jedisos_db.repositories.cost import CostEvent, CostRepository, cost_event_from_litellm
 from jedisos_db.repositories.preferences import PreferencesRepository
 from jedisos_db.validation import InvalidInputError
-from tests.repositories.conftest import count
+from tests.plugins.tables import count
 
 NOON = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 
@@ -87,12 +87,15 @@ async def test_check_budget_against_user_preferences(clean: AsyncEngine) -> None
     assert status.allowed
     await repo.record(call(cost_usd="0.40", timestamp=NOON - dt.timedelta(minutes=1)))
     status = await repo.check_budget("u1", at=NOON)
-    assert status.daily_exceeded and not status.monthly_exceeded and not status.allowed
+    assert status.daily_exceeded
+    assert not status.monthly_exceeded
+    assert not status.allowed
 
 
 async def test_check_budget_without_preferences_is_unlimited(clean: AsyncEngine) -> None:
     status = await CostRepository(clean).check_budget("nobody")
-    assert status.daily_budget_usd is None and status.allowed
+    assert status.daily_budget_usd is None
+    assert status.allowed
 
 
 async def test_litellm_success_callback_turns_its_arguments_into_a_row(clean: AsyncEngine) -> None:

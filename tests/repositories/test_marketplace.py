@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jedisos_db.repositories.marketplace import MarketplaceRepository
 from jedisos_db.repositories.tools import ToolRepository, ToolSpec
 from jedisos_db.validation import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
-from tests.repositories.conftest import count
+from tests.plugins.tables import count
 
 WEATHER = {"package_name": "@jedisos/weather", "package_type": "skill", "latest_version": "1.0.0",
            "description": "forecasts", "author": "jedisos", "license": "MIT", "tags": ["weather"],
@@ -40,7 +40,8 @@ async def test_search_link_unlink(clean: AsyncEngine) -> None:
     await repo.link("@jedisos/weather", tool.id, "1.0.0")
     assert [p.package_name for p in await repo.search(installed=True)] == ["@jedisos/weather"]
     unlinked = await repo.unlink("@jedisos/weather")
-    assert unlinked.installed_tool_id is None and await repo.search(installed=True) == []
+    assert unlinked.installed_tool_id is None
+    assert await repo.search(installed=True) == []
     with pytest.raises(NotFoundError):
         await repo.unlink("@nope/nothing")
 

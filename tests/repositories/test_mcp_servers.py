@@ -45,7 +45,8 @@ async def test_failed_health_check_of_running_server_sets_error(clean: AsyncEngi
     await repo.transition(server.id, "starting")
     await repo.transition(server.id, "running")
     ok = await repo.record_health_check(server.id, healthy=True)
-    assert ok.last_health_check is not None and ok.status == "running"
+    assert ok.last_health_check is not None
+    assert ok.status == "running"
     bad = await repo.record_health_check(server.id, healthy=False, error_message="timeout")
     assert (bad.status, bad.error_message) == ("error", "timeout")
 
@@ -58,7 +59,8 @@ async def test_env_is_encrypted_at_rest_and_never_in_reprs_or_logs(
     env = await repo.get_env(server.id)
     assert env["GITHUB_TOKEN"] == SECRET
     logging.getLogger("test").info("env=%s server=%r", env, server)
-    assert SECRET not in repr(env) and SECRET not in str(env)
+    assert SECRET not in repr(env)
+    assert SECRET not in str(env)
     assert SECRET not in repr(server)
     assert SECRET not in repr(McpServerSpec(server_name="x", docker_image="y", env={"K": SECRET}))
     assert SECRET not in caplog.text

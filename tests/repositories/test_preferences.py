@@ -16,10 +16,14 @@ from jedisos_db.validation import InvalidInputError, NotFoundError
 async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine) -> None:
     prefs = await PreferencesRepository(clean).get_or_create("alice")
     assert prefs.primary_model == "claude-sonnet-5-20260203"
-    assert prefs.temperature == Decimal("0.70") and prefs.max_tokens == 8192
-    assert prefs.blocked_tools == ["shell_exec", "file_delete"] and prefs.allowed_tools == []
-    assert prefs.daily_budget_usd is None and prefs.monthly_budget_usd is None
-    assert prefs.auto_approve_skills is False and prefs.notification_channels == {}
+    assert prefs.temperature == Decimal("0.70")
+    assert prefs.max_tokens == 8192
+    assert prefs.blocked_tools == ["shell_exec", "file_delete"]
+    assert prefs.allowed_tools == []
+    assert prefs.daily_budget_usd is None
+    assert prefs.monthly_budget_usd is None
+    assert prefs.auto_approve_skills is False
+    assert prefs.notification_channels == {}
     assert prefs.bank_id == "jedisos-alice"  # design §2-2 bank naming
     again = await PreferencesRepository(clean).get_or_create("alice")
     assert again.id == prefs.id
@@ -61,7 +65,8 @@ async def test_allowed_and_blocked_tools(clean: AsyncEngine) -> None:
     await repo.allow_tool("dave", "shell_exec")  # allowing removes it from the block-list
     assert await repo.is_tool_allowed("dave", "shell_exec")
     prefs = await repo.block_tool("dave", "weather")
-    assert prefs.allowed_tools == ["shell_exec"] and "weather" in (prefs.blocked_tools or [])
+    assert prefs.allowed_tools == ["shell_exec"]
+    assert "weather" in (prefs.blocked_tools or [])
 
 
 async def test_update_unknown_user_and_delete(clean: AsyncEngine) -> None:
@@ -69,6 +74,7 @@ async def test_update_unknown_user_and_delete(clean: AsyncEngine) -> None:
     with pytest.raises(NotFoundError):
         await repo.update("ghost", max_tokens=1)
     await repo.get_or_create("erin")
-    assert await repo.delete("erin") and not await repo.delete("erin")
+    assert await repo.delete("erin")
+    assert not await repo.delete("erin")
     with pytest.raises(InvalidInputError, match="nothing to update"):
         await repo.update("erin")

@@ -20,7 +20,8 @@ BRIEFING = {"user_id": "u1", "name": "아침 브리핑", "cron_expr": "0 8 * * *
 async def test_create_computes_next_run_from_cron(clean: AsyncEngine) -> None:
     sched = await ScheduleRepository(clean).create(**BRIEFING, now=T0)  # type: ignore[arg-type]
     assert sched.next_run == dt.datetime(2026, 5, 2, 8, 0, tzinfo=dt.UTC)
-    assert sched.enabled and sched.last_run is None
+    assert sched.enabled
+    assert sched.last_run is None
 
 
 async def test_due_returns_enabled_schedules_whose_time_has_come(clean: AsyncEngine) -> None:
@@ -53,7 +54,8 @@ async def test_set_cron_and_enable_recompute_next_run(clean: AsyncEngine) -> Non
     await repo.set_enabled(sched.id, False)
     later = T0 + dt.timedelta(days=10)
     enabled = await repo.set_enabled(sched.id, True, now=later)
-    assert enabled.next_run is not None and enabled.next_run > later
+    assert enabled.next_run is not None
+    assert enabled.next_run > later
     assert [s.name for s in await repo.for_user("u1")] == ["아침 브리핑"]
     assert await repo.delete(sched.id)
     with pytest.raises(NotFoundError):

@@ -15,7 +15,7 @@ from jedisos_db.repositories.mcp_servers import McpServerSpec
 from jedisos_db.repositories.tools import ToolRepository, ToolSpec
 from jedisos_db.secrets import SecretCipher
 from jedisos_db.validation import DuplicateError, InvalidInputError, NotFoundError
-from tests.repositories.conftest import count
+from tests.plugins.tables import count
 
 SKILL = ToolSpec(name="@jedisos/weather", version="1.0.0", tool_path="tools/weather/tool.py",
                  tool_yaml_path="tools/weather/tool.yaml", tags=["weather"], env_required=["WEATHER_KEY"])
@@ -29,7 +29,8 @@ async def test_install_tier1_skill_with_documented_defaults(clean: AsyncEngine) 
     repo = ToolRepository(clean)
     tool = await repo.install(SKILL)
     assert (tool.tier, tool.source, tool.enabled) == (1, "manual", True)
-    assert tool.tags == ["weather"] and tool.env_required == ["WEATHER_KEY"]
+    assert tool.tags == ["weather"]
+    assert tool.env_required == ["WEATHER_KEY"]
     assert (await repo.get_by_name("@jedisos/weather")).id == tool.id
     assert await repo.mcp_server(tool.id) is None
 
@@ -41,7 +42,8 @@ async def test_install_tier2_creates_its_mcp_server_row_with_encrypted_env(
     server = await repo.mcp_server(tool.id)
     assert server is not None
     assert (server.server_name, server.status, server.port) == ("google-calendar", "stopped", 3001)
-    assert server.env_encrypted is not None and b"s3cr3t" not in server.env_encrypted
+    assert server.env_encrypted is not None
+    assert b"s3cr3t" not in server.env_encrypted
     assert cipher.decrypt_env(server.env_encrypted)["CLIENT_SECRET"] == "s3cr3t"
 
 
@@ -61,10 +63,12 @@ async def test_update_enable_disable_stamp_updated_at(clean: AsyncEngine) -> Non
     tool = await repo.install(SKILL)
     await asyncio.sleep(0.01)
     updated = await repo.update(tool.id, version="1.1.0", description="now with radar")
-    assert updated.version == "1.1.0" and updated.updated_at > tool.updated_at
+    assert updated.version == "1.1.0"
+    assert updated.updated_at > tool.updated_at
     assert updated.installed_at == tool.installed_at
     disabled = await repo.disable(tool.id)
-    assert disabled.enabled is False and disabled.updated_at > updated.updated_at
+    assert disabled.enabled is False
+    assert disabled.updated_at > updated.updated_at
     assert [t.name for t in await repo.find(enabled=False)] == ["@jedisos/weather"]
     assert (await repo.enable(tool.id)).enabled is True
     with pytest.raises(InvalidInputError, match="cannot change name"):
@@ -88,7 +92,8 @@ async def test_uninstall_while_marketplace_cache_points_at_the_tool(clean: Async
     await market.link("@jedisos/google-calendar", tool.id, "0.3.0")
     await tools.uninstall(tool.id)
     package = await market.get("@jedisos/google-calendar")
-    assert package.installed_tool_id is None and package.installed_version is None
+    assert package.installed_tool_id is None
+    assert package.installed_version is None
     assert await count(clean, "installed_tools") == 0
     async with clean.connect() as conn:
         assert (await conn.execute(select(McpServer))).first() is None  # cascaded
