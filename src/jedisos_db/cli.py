@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jedisos_db import migrations, provision, startup, urls
+from jedisos_db import migrations, provision, retention, startup, urls
 from jedisos_db.errors import JedisosDBError
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
@@ -19,6 +20,9 @@ app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, mig
 db_app = typer.Typer(help="Alembic migrations of the jedisos schema (the design's `jedisos db ...`).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+retention_app = typer.Typer(help="Data retention of design section 7 (audit, cost with rollup, LangGraph threads).",
+                            no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -161,3 +165,21 @@ def capacity(
     out.print(cap.render_markdown(report), highlight=False)
     for path in paths:
         out.print(f"wrote {path}", highlight=False)
+
+
+@retention_app.command("run")
+@one_line_errors
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what each rule would delete; change nothing")]
+    = False,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    batch_size: Annotated[int, typer.Option(help="rows per delete transaction")] = retention.DEFAULT_BATCH,
+) -> None:
+    """Apply the retention rules (or, with --dry-run, count what they would delete)."""
+    url = _url(dsn, data_dir)
+    report = asyncio.run(retention.run_from_url(url, dry_run=dry_run, batch_size=batch_size))
+    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {urls.redact(url)}",
+              highlight=False)
+    for line in report.lines():
+        out.print(line, highlight=False)

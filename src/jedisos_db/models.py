@@ -24,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    UniqueConstraint,
     func,
     text,
 )
@@ -274,6 +275,41 @@ class DailyCostSummary(Base):
     total_output_tokens: Mapped[int | None] = mapped_column(BigInteger)
     total_cost_usd: Mapped[Decimal | None] = mapped_column(Numeric)
     avg_latency_ms: Mapped[Decimal | None] = mapped_column(Numeric)
+
+
+class DailyCostRollup(Base):
+    """Revision 007: per-day cost totals kept after retention deletes the detail rows (UTC days)."""
+
+    __tablename__ = "daily_cost_rollup"
+    __table_args__ = (
+        UniqueConstraint("date", "user_id", "source", "model", name="daily_cost_rollup_date_key",
+                         postgresql_nulls_not_distinct=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    date: Mapped[dt.date] = mapped_column(nullable=False)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(50), nullable=False)
+    model: Mapped[str] = mapped_column(String(255), nullable=False)
+    call_count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_input_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_output_tokens: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    total_cost_usd: Mapped[Decimal] = mapped_column(Numeric, nullable=False)
+    latency_sum_ms: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    latency_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
+    rolled_up_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+
+
+class LangGraphThread(Base):
+    """Revision 008: thread ids the application used, so idle ones can be deleted via the LangGraph API."""
+
+    __tablename__ = "langgraph_threads"
+    __table_args__ = (Index("idx_langgraph_threads_last_active", "last_active_at"),)
+
+    thread_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = _created_at()
+    last_active_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
 
 
 TABLES = [m.__tablename__ for m in (InstalledTool, McpServer, AuditLog, CostRecord, UserPreferences,

@@ -1,0 +1,33 @@
+"""Fixtures over the jedisos tables: ``clean`` (the module engine, tables emptied) and ``cipher``."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db import SCHEMA
+from jedisos_db.models import Base
+from jedisos_db.secrets import SecretCipher
+
+
+@pytest.fixture
+async def clean(engine: AsyncEngine) -> AsyncEngine:
+    """The module's engine, with every jedisos table emptied first."""
+    tables = ", ".join(f"{SCHEMA}.{t.name}" for t in Base.metadata.sorted_tables if not t.info.get("is_view"))
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return engine
+
+
+@pytest.fixture
+def cipher() -> SecretCipher:
+    """A cipher with one fresh Fernet key."""
+    return SecretCipher([Fernet.generate_key()])
+
+
+async def count(engine: AsyncEngine, table: str) -> int:
+    """Rows in ``jedisos.<table>``."""
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{table}"))).scalar_one())
