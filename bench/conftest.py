@@ -9,7 +9,6 @@ the pgvector recall/QPS table, under the server settings that produced them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -83,9 +82,9 @@ def rates(request: pytest.FixtureRequest) -> Rates:
 
 
 @pytest.fixture(scope="session")
-def vector_tables(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+def vector_tables(request: pytest.FixtureRequest) -> list[str]:
     """Markdown tables of the pgvector suite, printed at the end of the run."""
-    yield request.config.stash[_STASH_TABLES]
+    return request.config.stash[_STASH_TABLES]
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -55,7 +55,7 @@ def _bench(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kin
     def setup() -> None:
         runner.run(conn.execute(f"TRUNCATE {SCHEMA}.{writers.TABLES[kind]}"))
 
-    benchmark.pedantic(lambda: runner.run(make()), setup=setup, rounds=3, warmup_rounds=0)
+    benchmark.pedantic(lambda: runner.run(make()), setup=setup, rounds=5, warmup_rounds=1)
 
 
 def _check(runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, n: int) -> None:
@@ -94,7 +94,7 @@ def test_orm_per_row(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Conne
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("path", ["repository_single", "repository_batch"])
+@pytest.mark.parametrize("path", ["repository_single", "repository_batch", "repository_batch+validate"])
 def test_repository(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, engine: AsyncEngine,
                     kind: str, path: str, rows: int, rates: Rates) -> None:
     repo = writers.repository_writers(engine, kind)
@@ -102,8 +102,13 @@ def test_repository(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connec
         pytest.skip("jedisos_db.repositories (the reference data layer's writers) is not installed")
     one_by_one, batch, to_events = repo
     benchmark.group = f"{kind} writes"
-    events = to_events(writers.generate(kind, rows))
-    write = batch if path == "repository_batch" else one_by_one
-    _bench(benchmark, runner, conn, kind, lambda: write(events))
+    data = writers.generate(kind, rows)
+    events = to_events(data)
+    if path == "repository_batch+validate":
+        # Building the events (where the repository validates) inside the timed section.
+        _bench(benchmark, runner, conn, kind, lambda: batch(to_events(data)))
+    else:
+        write = batch if path == "repository_batch" else one_by_one
+        _bench(benchmark, runner, conn, kind, lambda: write(events))
     _check(runner, conn, kind, rows)
     rates.record(benchmark, f"{kind} writes", path, rows)

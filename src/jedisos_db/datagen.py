@@ -30,10 +30,10 @@ EVENT_TYPES = ["tool.executed", "policy.decision", "auth.login", "skill.installe
 CHANNELS = ["web", "cli", "telegram", "discord", "slack"]
 TOOLS = ["web_search", "file_read", "shell_exec", "calendar_create", "gmail_send", "notion_query",
          "github_issue", "weather", "calculator", "browser_open"]
-RESULTS = ["success", "success", "success", "success", "denied", "error", "timeout"]
+RESULTS = ["success", "success", "success", "success", "success", "denied", "error"]
 MODELS = [("claude-sonnet-5-20260203", "anthropic"), ("claude-haiku-4-5", "anthropic"), ("gpt-5-mini", "openai"),
           ("gemini-3-flash", "google"), ("text-embedding-3-small", "openai")]
-COST_SOURCES = ["agent", "memory_retain", "memory_reflect", "skill", "embedding", "scheduler"]
+COST_SOURCES = ["agent", "agent", "agent", "hindsight", "hindsight", "forge"]
 PACKAGE_TYPES = ["skill", "mcp_server", "prompt_pack", "identity"]
 ACTION_TYPES = ["agent_prompt", "skill_run", "report", "reminder"]
 

@@ -1,0 +1,100 @@
+"""Tiny headless Locust runs of every user against the test database, so none can rot.
+
+Locust monkey-patches the process with gevent, so each run is a subprocess, as `nox -s load`
+runs it; the CSV report is the evidence.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = ROOT / "load" / "locustfile.py"
+EXPECTED = {"audit.insert", "audit.copy[50]", "cost.insert", "cost.copy[50]", "pgvector.knn", "turn (total)",
+            "turn.checkpoint (langgraph)", "turn.recall (bench kNN)"}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("JEDISOS_DB_URL", None)  # the URL comes from --pg-dsn only
+    return env
+
+
+def _locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--only-summary",
+                           "--vector-rows", "500", *args],
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _stats(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_stats.csv", encoding="utf-8") as fh:
+        return {row["Name"]: row for row in csv.DictReader(fh)}
+
+
+def test_every_user_runs_and_reports(migrated_db: str, tmp_path: Path) -> None:
+    """Each Locust user makes successful requests; CSV and HTML reports are written."""
+    prefix = tmp_path / "smoke"
+    html = tmp_path / "smoke.html"
+    run = _locust("--headless", "-u", "4", "-r", "4", "-t", "4s", "--pg-dsn", migrated_db,
+                  "--csv", str(prefix), "--html", str(html))
+    assert run.returncode == 0, f"locust exited {run.returncode}:\n{run.stderr[-3000:]}"
+    stats = _stats(prefix)
+    missing = EXPECTED - set(stats)
+    assert not missing, f"no requests recorded for {sorted(missing)}; stats had {sorted(stats)}"
+    for name in EXPECTED:
+        assert int(stats[name]["Request Count"]) > 0, f"{name}: no requests"
+        assert int(stats[name]["Failure Count"]) == 0, f"{name}: {stats[name]['Failure Count']} failures"
+    assert html.stat().st_size > 0
+    if not os.environ.get("HINDSIGHT_URL"):
+        assert "HindsightRecall user left out: HINDSIGHT_URL is not set" in run.stderr
+
+
+def test_thresholds_set_the_exit_code(migrated_db: str, tmp_path: Path) -> None:
+    """A p95 threshold nobody can meet turns a clean run into exit code 1, with the reason."""
+    run = _locust("--headless", "-u", "1", "-r", "1", "-t", "2s", "--pg-dsn", migrated_db,
+                  "--max-p95-ms", "0.000001", "--csv", str(tmp_path / "t"), "AuditWriter")
+    assert run.returncode == 1, f"expected exit 1 from the p95 threshold, got {run.returncode}:\n{run.stderr[-2000:]}"
+    assert "thresholds not met: p95" in run.stderr
+
+
+@pytest.mark.slow
+def test_distributed_mode_runs_unchanged(migrated_db: str, tmp_path: Path) -> None:
+    """The same locustfile under a master and a worker process: requests succeed, exit code 0."""
+    prefix = tmp_path / "dist"
+    port = str(5600 + os.getpid() % 300)
+    master = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--only-summary", "--vector-rows", "500",
+         "--headless", "--master", "--expect-workers", "1", "--master-bind-port", port, "-u", "3", "-r", "3",
+         "-t", "4s", "--pg-dsn", migrated_db, "--csv", str(prefix)],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(1.5)
+    worker = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-port", port,
+         "--pg-dsn", migrated_db], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=90, check=False)
+    out, _ = master.communicate(timeout=90)
+    assert master.returncode == 0, f"master exited {master.returncode}:\n{out[-3000:]}"
+    assert worker.returncode == 0, f"worker exited {worker.returncode}:\n{worker.stderr[-3000:]}"
+    total = _stats(prefix)["Aggregated"]
+    assert int(total["Request Count"]) > 0, total
+    assert int(total["Failure Count"]) == 0, total
+
+
+def test_hindsight_recall_user(migrated_db: str, tmp_path: Path) -> None:
+    """Recall through the real Hindsight REST API (design §2-3), when a server is running."""
+    url = os.environ.get("HINDSIGHT_URL")
+    if not url:
+        pytest.skip("HINDSIGHT_URL is not set: no Hindsight server to recall through")
+    prefix = tmp_path / "hs"
+    run = _locust("--headless", "-u", "1", "-r", "1", "-t", "4s", "--pg-dsn", migrated_db, "--csv", str(prefix),
+                  "HindsightRecall")
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = _stats(prefix)
+    assert int(stats["hindsight.recall"]["Request Count"]) > 0
+    assert int(stats["hindsight.recall"]["Failure Count"]) == 0
