@@ -27,9 +27,14 @@ def _env() -> dict[str, str]:
     return env
 
 
+# --stop-timeout lets each user finish its task: a greenlet killed inside a psycopg wait can leave
+# gevent's libev watching a closed socket (an abort at exit).
+BASE = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--only-summary", "--stop-timeout", "10",
+        "--vector-rows", "500"]
+
+
 def _locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--only-summary",
-                           "--vector-rows", "500", *args],
+    return subprocess.run([*BASE, *args],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -70,8 +75,7 @@ def test_distributed_mode_runs_unchanged(migrated_db: str, tmp_path: Path) -> No
     prefix = tmp_path / "dist"
     port = str(5600 + os.getpid() % 300)
     master = subprocess.Popen(
-        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--only-summary", "--vector-rows", "500",
-         "--headless", "--master", "--expect-workers", "1", "--master-bind-port", port, "-u", "3", "-r", "3",
+        [*BASE, "--headless", "--master", "--expect-workers", "1", "--master-bind-port", port, "-u", "3", "-r", "3",
          "-t", "4s", "--pg-dsn", migrated_db, "--csv", str(prefix)],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1.5)
