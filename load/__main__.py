@@ -1,6 +1,6 @@
 """``python -m load [locust args…]``: start/migrate the database, then a headless bounded Locust run.
 
-The database is ``--pg-dsn URL`` if given, else ``$JEDISOS_DB_URL``, else the embedded server
+The database is ``--pg-dsn URL`` (or ``--dsn URL``) if given, else ``$JEDISOS_DB_URL``, else the embedded server
 (started if needed); ``jedisos_db.startup.up`` brings it to head first. Reports land in
 ``reports/`` (CSV + HTML, see ``load/locust.conf``). Locust's exit code is returned: non-zero when
 a threshold (``--max-fail-ratio``, ``--max-p95-ms``) is not met.
@@ -20,10 +20,11 @@ HERE = Path(__file__).resolve().parent
 def main(argv: list[str]) -> int:
     args = list(argv)
     dsn = None
-    if "--pg-dsn" in args:
-        i = args.index("--pg-dsn")
-        dsn = args[i + 1]
-        del args[i:i + 2]
+    for flag in ("--pg-dsn", "--dsn"):
+        if flag in args:
+            i = args.index(flag)
+            dsn = args[i + 1]
+            del args[i:i + 2]
     report = startup.up(dsn)
     print(f"load target: {urls.redact(report.url)} (PostgreSQL {report.server.server_version}, "
           f"pgvector {report.server.pgvector_version}, revision {report.revision})", flush=True)

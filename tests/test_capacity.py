@@ -199,6 +199,13 @@ def test_memory_units_from_the_bench_table(empty_db: str) -> None:
     assert m.bytes_per_unit > m.avg_tuple_bytes
 
 
+def test_memory_units_at_1536_dimensions(empty_db: str) -> None:
+    """--embedding-dim 1536 (OpenAI-size embeddings): a row holds a 6 KB vector."""
+    m = cap.bench_memory_units(empty_db, dim=1536, rows=30)
+    assert "vector(1536)" in m.source
+    assert m.avg_tuple_bytes > 4 * 1536
+
+
 def test_cli_end_to_end_tiny(server_url: str, tmp_path: Path) -> None:
     """`jedisos-db capacity` measures in a scratch database, writes the report, and drops the scratch."""
     result = CliRunner().invoke(app, ["capacity", "--users", "1", "--users", "100", "--months", "2", "--rows", "20",
