@@ -128,6 +128,11 @@ def test_compare_sets_each_design_row_beside_the_measure() -> None:
         assert c.verdict in {"matches (within 2x)", "within bound"}
 
 
+def test_sensitivity_lengths() -> None:
+    assert cap.sensitivity_lengths(10) == (1, 30)
+    assert cap.sensitivity_lengths(1) == (3,)
+
+
 def test_connection_budget_arithmetic() -> None:
     """Design §1: max_connections=200 cannot hold one Hindsight server's default pools plus JediSOS."""
     assert cap.connection_budget(200).jedisos_processes_that_fit == 0
@@ -212,6 +217,7 @@ def test_cli_end_to_end_tiny(server_url: str, tmp_path: Path) -> None:
                                       "--dsn", server_url, "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Design §7 beside the measurement" in result.output
+    assert "## LangGraph checkpoints vs thread length" in result.output
     assert (tmp_path / "capacity.md").exists()
     data = json.loads((tmp_path / "capacity.json").read_text())
     assert {m["table"] for m in data["measures"]} >= set(ALL_TABLES)

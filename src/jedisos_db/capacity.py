@@ -517,6 +517,8 @@ class CapacityReport:
     """users -> {"no_retention"|"retention"} -> total bytes at month 1..months."""
     budget: ConnectionBudget
     design: DesignVolume
+    checkpoint_sensitivity: list[TableMeasure] = field(default_factory=list)
+    """Bytes per graph run for other thread lengths (the message list is stored per version)."""
     created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
 
     def measured(self) -> Measured:
@@ -533,7 +535,8 @@ def measured_from(measures: Sequence[TableMeasure]) -> Measured:
 
 
 def build_report(config: CapacityConfig, measures: list[TableMeasure], server: provision.ServerInfo,
-                 reserved_connections: int = 3) -> CapacityReport:
+                 reserved_connections: int = 3, checkpoint_sensitivity: Sequence[TableMeasure] = ()
+                 ) -> CapacityReport:
     """Everything after measurement: pure arithmetic on the measures."""
     m = measured_from(measures)
     w = Workload(turns_per_day=config.turns_per_day)
@@ -549,11 +552,23 @@ def build_report(config: CapacityConfig, measures: list[TableMeasure], server: p
                   for mo in range(1, config.months + 1)]
             for key, ret in (("no_retention", None), ("retention", Retention()))}
     return CapacityReport(config, asdict(server), measures, compare(design, m), projections, monthly,
-                          connection_budget(server.max_connections, reserved_connections), design)
+                          connection_budget(server.max_connections, reserved_connections), design,
+                          list(checkpoint_sensitivity))
 
 
-def measure(url: str, config: CapacityConfig,
-            advance: Advance = _noop) -> tuple[list[TableMeasure], provision.ServerInfo]:
+@dataclass(frozen=True)
+class Measurement:
+    measures: list[TableMeasure]
+    server: provision.ServerInfo
+    checkpoint_sensitivity: list[TableMeasure]
+
+
+def sensitivity_lengths(turns_per_thread: int) -> tuple[int, ...]:
+    """Thread lengths whose bytes per run are shown beside the configured one."""
+    return tuple(sorted({1, 3 * turns_per_thread} - {turns_per_thread}))
+
+
+def measure(url: str, config: CapacityConfig, advance: Advance = _noop) -> Measurement:
     """All measurements, in a scratch database on the server of ``url``; and the server's settings.
 
     Memory units come from a Hindsight server's data in the database of ``url`` when it has some.
@@ -567,7 +582,9 @@ def measure(url: str, config: CapacityConfig,
                                           advance=advance))
         measures.append(hindsight or bench_memory_units(db, dim=config.embedding_dim, rows=config.rows,
                                                         seed=config.seed, advance=advance))
-    return measures, info
+        sensitivity = [measure_langgraph(db, threads=1, turns_per_thread=n, seed=config.seed + n, advance=advance)
+                       for n in sensitivity_lengths(config.turns_per_thread)]
+    return Measurement(measures, info, sensitivity)
 
 
 def reserved_connections(url: str) -> int:
@@ -639,6 +656,11 @@ def render_markdown(r: CapacityReport) -> str:
     b = r.budget
     lines += ["", "## Connection budget (per-process arithmetic; see jedisos_db.budget when merged)", "",
               f"{b.note}. JediSOS processes that fit beside one Hindsight server: **{b.jedisos_processes_that_fit}**.",
+              *_sensitivity_lines(r),
+              "", "## Not measured", "",
+              "Without a running Hindsight server only `memory_units` is measured (on the bench table); Hindsight's "
+              "other tables (documents, entities, unit_entities, memory_links, …) add to it, memory_links per unit. "
+              "WAL, backups and free space left by DELETE before VACUUM are not included.",
               "", "## Retention (§7)", "",
               f"audit_logs debug/info after {Retention().audit_days} days ({Retention().audit_deletable_share:.0%} of "
               f"generated audit rows), cost_tracking after {Retention().cost_days} days (the daily_cost_summary "
@@ -647,6 +669,20 @@ def render_markdown(r: CapacityReport) -> str:
               "not returned to the OS: tables plateau at the window's size.",
               "", "Plots: `capacity_growth.png`, `capacity_bytes_per_row.png`."]
     return "\n".join(lines) + "\n"
+
+
+def _sensitivity_lines(r: CapacityReport) -> list[str]:
+    main = next((m for m in r.measures if m.table == "checkpoints"), None)
+    rows = sorted([*r.checkpoint_sensitivity, *([main] if main else [])], key=lambda m: m.count)
+    if len(rows) < 2 or main is None or main.source.startswith("FALLBACK"):
+        return []
+    lines = ["", "## LangGraph checkpoints vs thread length", "",
+             "Each checkpoint version stores the whole message list, so bytes per run grow with the thread:", "",
+             "| turns in the thread | bytes per graph run |", "|---:|---:|"]
+    for m in rows:
+        turns = m.count if m is not main else r.config.turns_per_thread
+        lines.append(f"| {turns}{' (used above)' if m is main else ''} | {m.bytes_per_unit:,.0f} |")
+    return lines
 
 
 def write_plots(r: CapacityReport, out: Path) -> list[Path]:
@@ -699,8 +735,8 @@ def write_report(r: CapacityReport, out: Path) -> list[Path]:
 
 def run(url: str, config: CapacityConfig, out: Path, advance: Advance = _noop) -> tuple[CapacityReport, list[Path]]:
     """Measure on the server of ``url``, build the report, write it into ``out``."""
-    measures, info = measure(url, config, advance)
-    report = build_report(config, measures, info, reserved_connections(url))
+    done = measure(url, config, advance)
+    report = build_report(config, done.measures, done.server, reserved_connections(url), done.checkpoint_sensitivity)
     return report, write_report(report, out)
 
 
@@ -709,6 +745,7 @@ def progress_totals(config: CapacityConfig) -> dict[str, float]:
     tables = ["installed_tools", "mcp_servers", "audit_logs", "cost_tracking", "user_preferences",
               "schedules", "marketplace_packages"]
     totals: dict[str, float] = dict.fromkeys(tables, float(config.rows))
-    totals["checkpoints"] = float(config.langgraph_threads * config.turns_per_thread)
+    totals["checkpoints"] = float(config.langgraph_threads * config.turns_per_thread
+                                  + sum(sensitivity_lengths(config.turns_per_thread)))
     totals["memory_units"] = float(config.rows)
     return totals
