@@ -281,3 +281,24 @@ def test_cli_bad_dsn_is_one_line() -> None:
     result = CliRunner().invoke(app, ["retention", "run", "--dry-run", "--dsn", "mysql://x/y"])
     assert result.exit_code == 1
     assert "--dsn" in result.output
+
+
+def test_revision_007_downgrades_to_the_design_view_and_refuses_to_drop_kept_history(
+        database_factory: DatabaseFactory) -> None:
+    """007's downgrade restores 002's view; with rolled-up days present it refuses instead of losing them."""
+    url = database_factory("down_007")
+    migrations.upgrade(url)
+    migrations.downgrade(url, "006")
+    with provision.connect(url) as conn:
+        view = conn.execute("SELECT pg_get_viewdef('jedisos.daily_cost_summary')").fetchone()
+        assert view is not None
+        assert "daily_cost_rollup" not in view[0]
+        assert conn.execute("SELECT to_regclass('jedisos.daily_cost_rollup')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('jedisos.langgraph_threads')").fetchone() == (None,)
+    migrations.upgrade(url)
+    with provision.connect(url) as conn:
+        conn.execute("INSERT INTO jedisos.daily_cost_rollup (date, source, model, call_count, total_input_tokens, "
+                     "total_output_tokens, total_cost_usd) VALUES ('2025-01-01', 'agent', 'm', 1, 1, 1, 1)")
+    with pytest.raises(Exception, match="rolled-up day rows"):
+        migrations.downgrade(url, "006")
+    assert migrations.current(url) == migrations.head()
