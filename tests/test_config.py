@@ -79,3 +79,9 @@ def test_secrets_stay_out_of_repr_and_errors(monkeypatch: pytest.MonkeyPatch) ->
     assert key not in str(info.value)
 
 
+
+
+def test_keyword_overrides_by_field_name() -> None:
+    settings = load_settings(jedisos_db_url="postgresql://u@h/d", pool_size=3, application_name="worker")
+    assert (settings.database_url, settings.pool_size, settings.application_name) == ("postgresql://u@h/d", 3,
+                                                                                      "worker")

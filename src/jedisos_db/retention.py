@@ -11,7 +11,9 @@ Three rules:
 
 Deletes run in bounded batches, each its own transaction: a crash leaves every committed batch
 done and every other row untouched (the cost rule moves a row and its rollup in one statement),
-and a rerun finishes the job. "Older than N days" is strict: ``timestamp < now - N days``.
+and a rerun finishes the job. A rule stops only when a batch finds nothing (not on a short batch),
+so a concurrent run deleting the same rows cannot end it early. "Older than N days" is strict:
+``timestamp < now - N days``.
 """
 
 from __future__ import annotations
@@ -166,8 +168,6 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
         total += deleted
         batches += 1
         await _hook(on_batch, "audit_logs", deleted)
-        if deleted < batch_size:
-            break
     return RuleResult("audit_logs", description, total, batches, False)
 
 
@@ -191,8 +191,6 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
         total += deleted
         batches += 1
         await _hook(on_batch, "cost_tracking", deleted)
-        if deleted < batch_size:
-            break
     return RuleResult("cost_tracking", description, total, batches, False)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -34,12 +34,16 @@ COPY_COLUMNS: Final = ("timestamp", "model", "provider", "input_tokens", "output
                        "cost_usd", "source", "session_id", "user_id", "latency_ms", "status")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class CostEvent:
-    """One LLM call, validated on construction. ``total_tokens`` defaults to input + output."""
+    """One LLM call, validated on construction. ``total_tokens`` defaults to input + output.
+
+    ``model`` and ``provider`` may be positional; everything else is keyword-only.
+    """
 
     model: str
     provider: str
+    _: KW_ONLY
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int | None = None
