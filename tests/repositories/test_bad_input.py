@@ -283,3 +283,54 @@ async def test_values_exactly_at_every_limit_are_accepted_by_the_server(clean: A
         assert (await conn.execute(text("SELECT max(cost_usd) FROM jedisos.cost_tracking"))).scalar_one() == Decimal(
             "9999.999999")
         assert (await conn.execute(text("SELECT length(event_type) FROM jedisos.audit_logs"))).scalar_one() == 100
+
+
+# --- the column-wise fast path of record_many agrees with the per-row checks ---------------------
+
+AUDIT_ROWS = [
+    {"event_type": "login"},
+    {"event_type": "tool_executed", "severity": "warning", "user_id": "u", "channel": "cli", "session_id": "s",
+     "tool_name": "t", "action": "a", "result": "denied", "details": {"k": [1, 2]}, "ip_address": "::1",
+     "envelope_id": uuid.UUID(int=7), "timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+]
+COST_ROWS = [
+    {"model": "m", "provider": "p", "cost_usd": Decimal("0.1234567"), "source": "agent"},
+    {"model": "m", "provider": "p", "input_tokens": 3, "output_tokens": 4, "total_tokens": 9,
+     "cost_usd": Decimal("9999.999999"), "source": "hindsight", "session_id": "s", "user_id": "u",
+     "latency_ms": 0, "status": "timeout", "timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+]
+
+
+def test_fast_path_rows_equal_per_row_rows() -> None:
+    from jedisos_db.repositories import audit as audit_module
+    from jedisos_db.repositories import cost as cost_module
+
+    assert audit_module.fast_rows(AUDIT_ROWS) == [AuditEvent(**d).row for d in AUDIT_ROWS]
+    assert cost_module.fast_rows(COST_ROWS) == [CostEvent(**d).row for d in COST_ROWS]
+
+
+@pytest.mark.parametrize("bad", [
+    {"severity": "fatal"}, {"channel": ["web"]}, {"event_type": ""}, {"details": None}, {"ip_address": "x"},
+    {"timestamp": dt.datetime(2026, 1, 1)}, {"user_id": "u" * 256}, {"action": "\x00"}, {"extra": 1},
+])
+def test_fast_path_defers_every_doubt_to_the_per_row_path(bad: dict[str, Any]) -> None:
+    from jedisos_db.repositories import audit as audit_module
+
+    assert audit_module.fast_rows([*AUDIT_ROWS, {"event_type": "e", **bad}]) is None
+    with pytest.raises(InvalidInputError) as info:
+        [AuditEvent.coerce(d, i) for i, d in enumerate([*AUDIT_ROWS, {"event_type": "e", **bad}])]
+    assert info.value.index == 2
+
+
+@pytest.mark.parametrize("bad", [
+    {"input_tokens": -1}, {"cost_usd": Decimal("-1")}, {"cost_usd": Decimal("10000")}, {"cost_usd": Decimal("NaN")},
+    {"source": "x"}, {"status": None}, {"latency_ms": -1}, {"total_tokens": INT4_MAX + 1}, {"model": None},
+])
+def test_cost_fast_path_defers_every_doubt(bad: dict[str, Any]) -> None:
+    from jedisos_db.repositories import cost as cost_module
+
+    rows = [*COST_ROWS, {**COST_ROWS[0], **bad}]
+    assert cost_module.fast_rows(rows) is None
+    with pytest.raises(InvalidInputError) as info:
+        [CostEvent.coerce(d, i) for i, d in enumerate(rows)]
+    assert info.value.index == 2
