@@ -155,7 +155,7 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
     schema = schema_of(engine)
-    description = "audit_logs debug/info older than 90 days (warning+ kept)"
+    description = "debug/info older than 90 days (warning and above kept)"
     if dry_run:
         return RuleResult("audit_logs", description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     total = batches = 0
@@ -177,7 +177,7 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - COST_KEEP
     schema = schema_of(engine)
-    description = "cost_tracking older than 365 days, rolled up into daily_cost_rollup first"
+    description = "older than 365 days, moved into daily_cost_rollup by the same statement"
     if dry_run:
         return RuleResult("cost_tracking", description, await _count(engine, cost_count_sql(schema), cutoff), 0,
                           True)
@@ -205,7 +205,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     validation.integer("batch_size", batch_size, low=1, high=100_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
     registry = ThreadRegistry(engine)
-    description = "LangGraph threads idle for 30 days, via adelete_thread"
+    description = "idle for 30 days, deleted with AsyncPostgresSaver.adelete_thread"
     if dry_run:
         return RuleResult("langgraph_threads", description, await registry.count_idle(cutoff), 0, True)
     if checkpointer is None:
