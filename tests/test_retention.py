@@ -76,6 +76,17 @@ async def test_audit_purge_is_batched_and_resumable_after_a_crash(clean: AsyncEn
     assert [r.event_type for r in await repo.query()] == ["alarm"]
 
 
+async def test_audit_batches_step_past_kept_rows_interleaved_with_purged_ones(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record_many([AuditEvent(f"e{i}", severity=("info", "warning", "debug", "critical")[i % 4],
+                                       timestamp=NOW - 95 * DAY - i * dt.timedelta(minutes=1)) for i in range(400)])
+    result = await retention.purge_audit_logs(clean, now=NOW, batch_size=7)
+    assert result.rows == 200
+    assert result.batches == 29  # ceil(200 / 7): no batch came back empty-handed before the end
+    assert {r.severity for r in await repo.query()} == {"warning", "critical"}
+    assert await count(clean, "audit_logs") == 200
+
+
 async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory) -> None:
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
     url = database_factory("cost_at_006")
@@ -186,7 +197,7 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     now = dt.datetime.now(dt.UTC)
     plans = {
         "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
-                                {"cutoff": now - retention.AUDIT_KEEP, "batch": 5000}),
+                                {"cutoff": now - retention.AUDIT_KEEP, "after": retention.EARLIEST, "batch": 5000}),
         "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
                                {"cutoff": now - retention.COST_KEEP, "batch": 5000}),
         "threads": await _explain(clean, str(ThreadRegistry.idle_statement(now - retention.THREAD_IDLE, 100).compile(

@@ -38,6 +38,7 @@ COST_KEEP: Final = dt.timedelta(days=365)
 THREAD_IDLE: Final = dt.timedelta(days=30)
 DEFAULT_BATCH: Final = 5000
 LANGGRAPH_SCHEMA: Final = "langgraph"
+EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 class Checkpointer(Protocol):
@@ -77,14 +78,22 @@ BatchHook = Callable[[str, int], Awaitable[None] | None]
 
 
 def audit_delete_sql(schema: str) -> str:
-    # ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early.
-    # "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner may hash-join against a
-    # sequential scan of the whole table once a batch is a few percent of it; ANY probes the pkey.
+    """One batch: the oldest ``:batch`` purgeable rows at or after ``:after``; returns (rows, newest).
+
+    ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early, and
+    ``:after`` (the newest timestamp the previous batch deleted) keeps each batch from re-walking the
+    warning+ rows it must keep. "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner
+    may hash-join against a sequential scan once a batch is a few percent of the table.
+    """
     return f"""
-        DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
-            SELECT id FROM {schema}.audit_logs
-            WHERE "timestamp" < :cutoff AND severity IN ('debug', 'info')
-            ORDER BY "timestamp" LIMIT :batch))
+        WITH gone AS (
+            DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
+                SELECT id FROM {schema}.audit_logs
+                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ('debug', 'info')
+                ORDER BY "timestamp" LIMIT :batch))
+            RETURNING "timestamp"
+        )
+        SELECT count(*) AS deleted, max("timestamp") AS newest FROM gone
     """
 
 
@@ -159,14 +168,16 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
     if dry_run:
         return RuleResult("audit_logs", description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     total = batches = 0
+    after = EARLIEST
     while True:
         async with engine.begin() as conn:
-            deleted = (await conn.execute(text(audit_delete_sql(schema)), {"cutoff": cutoff, "batch": batch_size}
-                                          )).rowcount
+            deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
+                                                  {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
         if not deleted:
             break
         total += deleted
         batches += 1
+        after = newest
         await _hook(on_batch, "audit_logs", deleted)
     return RuleResult("audit_logs", description, total, batches, False)
 
