@@ -12,7 +12,7 @@ import pytest
 
 from bench import writers
 from bench.conftest import Rates
-from jedisos_db import SCHEMA, urls
+from jedisos_db import SCHEMA, datagen, urls
 
 # The statements of design §7, verbatim but for the schema qualification they already carry.
 STATEMENTS = {
@@ -40,10 +40,8 @@ def test_retention_delete(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.
                           request: pytest.FixtureRequest, rates: Rates) -> None:
     n = 10 * int(request.config.getoption("--bench-rows"))
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
-    gen = writers.generate(kind, 0)  # shape only
-    del gen
-    rows = (writers.datagen.audit_rows(n, start=start, span_days=400) if kind == "audit"
-            else writers.datagen.cost_rows(n, start=start, span_days=400))
+    rows = (datagen.audit_rows(n, start=start, span_days=400) if kind == "audit"
+            else datagen.cost_rows(n, start=start, span_days=400))
     data = writers.tuples(kind, rows)
     cutoff_days = 90 if kind == "audit" else 365
     now = dt.datetime.now(dt.UTC)

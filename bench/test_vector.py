@@ -33,7 +33,7 @@ def built(migrated_db: str) -> Iterator[dict[tuple[str, int], tuple[vectorbench.
 def _get(built: dict[Any, Any], url: str, kind: str, size: int, queries: int
          ) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
     if (kind, size) not in built:
-        data = vectorbench.make_dataset(size, kind=kind, queries=queries)  # type: ignore[arg-type]
+        data = vectorbench.make_dataset(size, kind=kind, queries=queries)
         built[(kind, size)] = (data, vectorbench.prepare(url, data))
     return built[(kind, size)]  # type: ignore[no-any-return]
 

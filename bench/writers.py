@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import asyncpg
@@ -60,18 +60,18 @@ async def orm_per_row(engine: AsyncEngine, kind: str, rows: Sequence[Row]) -> No
 
 
 def repository_writers(engine: AsyncEngine, kind: str) -> tuple[
-        Callable[[Sequence[Any]], Awaitable[None]], Callable[[Sequence[Any]], Awaitable[None]],
-        Callable[[Sequence[Row]], list[Any]]] | None:
-    """(record-one-by-one, record_many, rows -> events) of the repository, or None when absent."""
+        Callable[[Sequence[Any]], Coroutine[Any, Any, None]], Callable[[Sequence[Any]], Coroutine[Any, Any, None]],
+        Callable[[Sequence[Row]], list[Any]]] | str:
+    """(record-one-by-one, record_many, rows -> events) of the repository, or why it is absent."""
     try:
         if kind == "audit":
-            from jedisos_db.repositories.audit import AuditEvent as Event  # type: ignore[import-not-found]
+            from jedisos_db.repositories.audit import AuditEvent as Event
             from jedisos_db.repositories.audit import AuditLogRepository as Repo
         else:
-            from jedisos_db.repositories.cost import CostEvent as Event  # type: ignore[import-not-found]
+            from jedisos_db.repositories.cost import CostEvent as Event
             from jedisos_db.repositories.cost import CostRepository as Repo
-    except ImportError:
-        return None
+    except ImportError as exc:
+        return f"jedisos_db.repositories (the data layer's writers) cannot be imported: {exc}"
     repo = Repo(engine)
 
     async def one_by_one(events: Sequence[Any]) -> None:

@@ -76,6 +76,17 @@ async def test_audit_purge_is_batched_and_resumable_after_a_crash(clean: AsyncEn
     assert [r.event_type for r in await repo.query()] == ["alarm"]
 
 
+async def test_audit_batches_step_past_kept_rows_interleaved_with_purged_ones(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record_many([AuditEvent(f"e{i}", severity=("info", "warning", "debug", "critical")[i % 4],
+                                       timestamp=NOW - 95 * DAY - i * dt.timedelta(minutes=1)) for i in range(400)])
+    result = await retention.purge_audit_logs(clean, now=NOW, batch_size=7)
+    assert result.rows == 200
+    assert result.batches == 29  # ceil(200 / 7): no batch came back empty-handed before the end
+    assert {r.severity for r in await repo.query()} == {"warning", "critical"}
+    assert await count(clean, "audit_logs") == 200
+
+
 async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory) -> None:
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
     url = database_factory("cost_at_006")
@@ -186,7 +197,7 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     now = dt.datetime.now(dt.UTC)
     plans = {
         "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
-                                {"cutoff": now - retention.AUDIT_KEEP, "batch": 5000}),
+                                {"cutoff": now - retention.AUDIT_KEEP, "after": retention.EARLIEST, "batch": 5000}),
         "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
                                {"cutoff": now - retention.COST_KEEP, "batch": 5000}),
         "threads": await _explain(clean, str(ThreadRegistry.idle_statement(now - retention.THREAD_IDLE, 100).compile(
@@ -281,3 +292,24 @@ def test_cli_bad_dsn_is_one_line() -> None:
     result = CliRunner().invoke(app, ["retention", "run", "--dry-run", "--dsn", "mysql://x/y"])
     assert result.exit_code == 1
     assert "--dsn" in result.output
+
+
+def test_revision_007_downgrades_to_the_design_view_and_refuses_to_drop_kept_history(
+        database_factory: DatabaseFactory) -> None:
+    """007's downgrade restores 002's view; with rolled-up days present it refuses instead of losing them."""
+    url = database_factory("down_007")
+    migrations.upgrade(url)
+    migrations.downgrade(url, "006")
+    with provision.connect(url) as conn:
+        view = conn.execute("SELECT pg_get_viewdef('jedisos.daily_cost_summary')").fetchone()
+        assert view is not None
+        assert "daily_cost_rollup" not in view[0]
+        assert conn.execute("SELECT to_regclass('jedisos.daily_cost_rollup')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('jedisos.langgraph_threads')").fetchone() == (None,)
+    migrations.upgrade(url)
+    with provision.connect(url) as conn:
+        conn.execute("INSERT INTO jedisos.daily_cost_rollup (date, source, model, call_count, total_input_tokens, "
+                     "total_output_tokens, total_cost_usd) VALUES ('2025-01-01', 'agent', 'm', 1, 1, 1, 1)")
+    with pytest.raises(Exception, match="rolled-up day rows"):
+        migrations.downgrade(url, "006")
+    assert migrations.current(url) == migrations.head()

@@ -11,7 +11,9 @@ Three rules:
 
 Deletes run in bounded batches, each its own transaction: a crash leaves every committed batch
 done and every other row untouched (the cost rule moves a row and its rollup in one statement),
-and a rerun finishes the job. "Older than N days" is strict: ``timestamp < now - N days``.
+and a rerun finishes the job. A rule stops only when a batch finds nothing (not on a short batch),
+so a concurrent run deleting the same rows cannot end it early. "Older than N days" is strict:
+``timestamp < now - N days``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ COST_KEEP: Final = dt.timedelta(days=365)
 THREAD_IDLE: Final = dt.timedelta(days=30)
 DEFAULT_BATCH: Final = 5000
 LANGGRAPH_SCHEMA: Final = "langgraph"
+EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 class Checkpointer(Protocol):
@@ -75,14 +78,22 @@ BatchHook = Callable[[str, int], Awaitable[None] | None]
 
 
 def audit_delete_sql(schema: str) -> str:
-    # ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early.
-    # "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner may hash-join against a
-    # sequential scan of the whole table once a batch is a few percent of it; ANY probes the pkey.
+    """One batch: the oldest ``:batch`` purgeable rows at or after ``:after``; returns (rows, newest).
+
+    ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early, and
+    ``:after`` (the newest timestamp the previous batch deleted) keeps each batch from re-walking the
+    warning+ rows it must keep. "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner
+    may hash-join against a sequential scan once a batch is a few percent of the table.
+    """
     return f"""
-        DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
-            SELECT id FROM {schema}.audit_logs
-            WHERE "timestamp" < :cutoff AND severity IN ('debug', 'info')
-            ORDER BY "timestamp" LIMIT :batch))
+        WITH gone AS (
+            DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
+                SELECT id FROM {schema}.audit_logs
+                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ('debug', 'info')
+                ORDER BY "timestamp" LIMIT :batch))
+            RETURNING "timestamp"
+        )
+        SELECT count(*) AS deleted, max("timestamp") AS newest FROM gone
     """
 
 
@@ -153,21 +164,21 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
     schema = schema_of(engine)
-    description = "audit_logs debug/info older than 90 days (warning+ kept)"
+    description = "debug/info older than 90 days (warning and above kept)"
     if dry_run:
         return RuleResult("audit_logs", description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     total = batches = 0
+    after = EARLIEST
     while True:
         async with engine.begin() as conn:
-            deleted = (await conn.execute(text(audit_delete_sql(schema)), {"cutoff": cutoff, "batch": batch_size}
-                                          )).rowcount
+            deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
+                                                  {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
         if not deleted:
             break
         total += deleted
         batches += 1
+        after = newest
         await _hook(on_batch, "audit_logs", deleted)
-        if deleted < batch_size:
-            break
     return RuleResult("audit_logs", description, total, batches, False)
 
 
@@ -177,7 +188,7 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - COST_KEEP
     schema = schema_of(engine)
-    description = "cost_tracking older than 365 days, rolled up into daily_cost_rollup first"
+    description = "older than 365 days, moved into daily_cost_rollup by the same statement"
     if dry_run:
         return RuleResult("cost_tracking", description, await _count(engine, cost_count_sql(schema), cutoff), 0,
                           True)
@@ -191,8 +202,6 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
         total += deleted
         batches += 1
         await _hook(on_batch, "cost_tracking", deleted)
-        if deleted < batch_size:
-            break
     return RuleResult("cost_tracking", description, total, batches, False)
 
 
@@ -207,7 +216,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     validation.integer("batch_size", batch_size, low=1, high=100_000)
     cutoff = (timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
     registry = ThreadRegistry(engine)
-    description = "LangGraph threads idle for 30 days, via adelete_thread"
+    description = "idle for 30 days, deleted with AsyncPostgresSaver.adelete_thread"
     if dry_run:
         return RuleResult("langgraph_threads", description, await registry.count_idle(cutoff), 0, True)
     if checkpointer is None:

@@ -30,6 +30,8 @@ def test_total_tokens_defaults_to_input_plus_output_and_cost_is_rounded_to_six_p
     assert event.total_tokens == 150
     assert event.cost_usd == Decimal("0.123457")
     assert call(total_tokens=999).total_tokens == 999
+    positional = CostEvent("gpt-5", "openai", cost_usd="0.5", source="forge")
+    assert (positional.model, positional.provider, positional.total_tokens) == ("gpt-5", "openai", 0)
 
 
 async def test_record_and_record_many(clean: AsyncEngine) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
 
@@ -34,12 +34,16 @@ COPY_COLUMNS: Final = ("timestamp", "model", "provider", "input_tokens", "output
                        "cost_usd", "source", "session_id", "user_id", "latency_ms", "status")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class CostEvent:
-    """One LLM call, validated on construction. ``total_tokens`` defaults to input + output."""
+    """One LLM call, validated on construction. ``total_tokens`` defaults to input + output.
+
+    ``model`` and ``provider`` may be positional; everything else is keyword-only.
+    """
 
     model: str
     provider: str
+    _: KW_ONLY
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int | None = None
@@ -90,6 +94,59 @@ class CostEvent:
             raise exc.at(index) if index is not None else exc from None
         except TypeError as exc:
             raise v.InvalidInputError("event", str(exc), index=index) from None
+
+
+_FIELDS: Final = frozenset(f for f in CostEvent.__dataclass_fields__ if f not in ("row", "_"))
+_REQUIRED: Final = frozenset({"model", "provider", "cost_usd", "source"})
+_MAX_COST: Final = Decimal(10) ** (COST_PRECISION - COST_SCALE)
+_QUANTUM: Final = Decimal(1).scaleb(-COST_SCALE)
+
+
+def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
+    """Rows of a list of plain dicts, checked column by column; None when the per-row path must decide."""
+    if not items or not all(type(item) is dict for item in items):
+        return None
+    keys = set().union(*items)
+    if keys - _FIELDS or not all(d.keys() >= _REQUIRED for d in items):
+        return None
+    ts = [d.get("timestamp") for d in items]
+    model = [d["model"] for d in items]
+    provider = [d["provider"] for d in items]
+    input_tokens = [d.get("input_tokens", 0) for d in items]
+    output_tokens = [d.get("output_tokens", 0) for d in items]
+    total = [d.get("total_tokens") for d in items]
+    cost = [d["cost_usd"] for d in items]
+    source = [d["source"] for d in items]
+    session_id = [d.get("session_id") for d in items]
+    user_id = [d.get("user_id") for d in items]
+    latency = [d.get("latency_ms") for d in items]
+    status = [d.get("status", "success") for d in items]
+    if not (v.column_integer(input_tokens) and v.column_integer(output_tokens)):
+        return None
+    total = [i + o if t is None else t for t, i, o in zip(total, input_tokens, output_tokens, strict=True)]
+    ok = (
+        v.column_types(ts, {dt.datetime, type(None)})
+        and all(t is None or t.utcoffset() is not None for t in ts)
+        and v.column_text(model, _MODEL, required=True)
+        and v.column_text(provider, _PROVIDER, required=True)
+        and v.column_integer(total)
+        # Decimals only on the fast path (floats and strings take the per-row conversion).
+        and v.column_types(cost, {Decimal})
+        and all(c.is_finite() for c in cost)
+        and min(cost) >= 0
+        and v.column_choice(source, v.COST_SOURCES, required=True)
+        and v.column_text(session_id, _SESSION_ID)
+        and v.column_text(user_id, _USER_ID)
+        and v.column_integer(latency, required=False)
+        and v.column_choice(status, v.COST_STATUSES, required=True)
+    )
+    if not ok:
+        return None
+    cost = [c.quantize(_QUANTUM) for c in cost]
+    if max(cost) >= _MAX_COST:
+        return None
+    return list(zip(ts, model, provider, input_tokens, output_tokens, total, cost, source, session_id, user_id,
+                    latency, status, strict=True))
 
 
 @dataclass(frozen=True)
@@ -177,7 +234,10 @@ class CostRepository(Repository):
 
     async def record_many(self, events: Iterable[CostEvent | Mapping[str, Any]]) -> int:
         """One ``COPY`` of all ``events`` (validated first; an invalid one raises with its row index)."""
-        rows = [e.row if type(e) is CostEvent else CostEvent.coerce(e, i).row for i, e in enumerate(events)]
+        items = events if isinstance(events, list) else list(events)
+        rows = fast_rows(items)
+        if rows is None:
+            rows = [e.row if type(e) is CostEvent else CostEvent.coerce(e, i).row for i, e in enumerate(items)]
         if not rows:
             return 0
         return await copy_rows(self, "cost_tracking", COPY_COLUMNS, rows)

@@ -63,7 +63,7 @@ class MarketplaceRepository(Repository):
 
     async def upsert(self, data: Mapping[str, Any]) -> MarketplacePackage:
         """Insert or refresh one registry entry (keyed by ``package_name``)."""
-        return (await self.upsert_many([data]))[0]
+        return (await self._upsert([registry_values(data)]))[0]
 
     async def upsert_many(self, entries: Iterable[Mapping[str, Any]]) -> list[MarketplacePackage]:
         """Upsert all entries in one transaction; any invalid entry (named by index) writes nothing."""
@@ -74,9 +74,13 @@ class MarketplaceRepository(Repository):
             except v.InvalidInputError as exc:
                 raise exc.at(i) from None
         names = [r["package_name"] for r in rows]
+        # ON CONFLICT cannot update one row twice in a statement; say which name instead.
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise v.DuplicateError("package_name", f"{dup!r} appears twice in one sync")
+        return await self._upsert(rows)
+
+    async def _upsert(self, rows: list[dict[str, Any]]) -> list[MarketplacePackage]:
         if not rows:
             return []
         new = insert(MarketplacePackage).values(rows)
