@@ -107,8 +107,9 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr.write_line("(2 shared cores with other work: compare ratios from one run, not absolute figures)")
     for group, by_name in sorted(rates.items()):
         copy = by_name.get("copy")
-        tr.write_line(f"\n{group}: rows/s, median round (ratio to raw COPY in this run)" if "best" not in group
-                      else f"\n{group}: rows/s (ratio to raw COPY's best round)")
+        unit = "rows deleted/s" if group.startswith("retention") else "rows/s"
+        tr.write_line(f"\n{group}: {unit}, median round (ratio to raw COPY in this run)" if "best" not in group
+                      else f"\n{group}: {unit} (ratio to raw COPY's best round)")
         for name, rate in sorted(by_name.items(), key=lambda kv: -kv[1]):
             ratio = f"{rate / copy:.3f}x COPY" if copy else "-"
             tr.write_line(f"  {name:<24} {rate:>12,.0f} rows/s   {ratio}")

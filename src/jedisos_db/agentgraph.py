@@ -17,8 +17,11 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
 
-WORDS = ["memory", "tool", "calendar", "budget", "policy", "search", "summary", "thread", "bank", "model",
-         "token", "schedule"]
+_VOCAB_RNG = random.Random(20260217)
+WORDS = ["".join(_VOCAB_RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(_VOCAB_RNG.randint(2, 9)))
+         for _ in range(3000)]
+"""3,000 pseudo-words: text from them compresses about as little under TOAST's pglz as real chat
+text does (a dozen repeated words would compress ~10x and hide the checkpoint volume)."""
 
 
 class AgentState(TypedDict):
@@ -28,8 +31,8 @@ class AgentState(TypedDict):
     tool_call_count: Annotated[int, operator.add]
 
 
-def build(checkpointer: BaseCheckpointSaver[Any], *, seed: int = 0, reply_words: int = 120,
-          context_words: int = 150) -> CompiledStateGraph[Any, Any, Any, Any]:
+def build(checkpointer: BaseCheckpointSaver[Any], *, seed: int = 0, reply_words: int = 140,
+          context_words: int = 170) -> CompiledStateGraph[Any, Any, Any, Any]:
     """The compiled graph; ~800-character replies and ~1,000-character memory contexts by default."""
     rng = random.Random(seed)
 
@@ -45,7 +48,7 @@ def build(checkpointer: BaseCheckpointSaver[Any], *, seed: int = 0, reply_words:
     return builder.compile(checkpointer=checkpointer)
 
 
-def user_turn(rng: random.Random, bank_id: str, words: int = 30) -> dict[str, Any]:
+def user_turn(rng: random.Random, bank_id: str, words: int = 35) -> dict[str, Any]:
     """The input of one turn: a ~200-character user message."""
     return {"messages": [HumanMessage(content=" ".join(rng.choice(WORDS) for _ in range(words)))],
             "bank_id": bank_id}

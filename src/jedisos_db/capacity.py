@@ -293,6 +293,8 @@ class TableMeasure:
     heap_bytes: int
     avg_tuple_bytes: float
     source: str
+    thread_turns: int = 0
+    """LangGraph only: turns per thread in the run measured (bytes per run grow with it)."""
 
     @property
     def bytes_per_unit(self) -> float:
@@ -423,7 +425,7 @@ def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10,
     return TableMeasure("checkpoints", "graph run", runs, empty, total, 0, (total - empty) / max(checkpoints, 1),
                         f"real graph run: PostgresSaver in schema langgraph, {threads} threads x "
                         f"{turns_per_thread} turns, {checkpoints} checkpoints ({checkpoints / runs:.1f} per run); "
-                        "avg tuple column = bytes per checkpoint")
+                        "avg tuple column = bytes per checkpoint", thread_turns=turns_per_thread)
 
 
 def hindsight_memory_units(url: str, *, min_rows: int = 1000) -> TableMeasure | None:
@@ -493,13 +495,14 @@ class CapacityConfig:
 
 
 @contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A database of its own on the server of ``url``, migrated to head, dropped afterwards."""
+def scratch_database(url: str, *, migrate: bool = True) -> Iterator[str]:
+    """A database of its own on the server of ``url`` (migrated to head), dropped afterwards."""
     name = f"jedisos_capacity_{secrets.token_hex(4)}"
     scratch = provision.create_database(url, name)
     try:
         provision.bootstrap(scratch)
-        migrations.upgrade(scratch)
+        if migrate:
+            migrations.upgrade(scratch)
         yield scratch
     finally:
         provision.drop_database(url, name)
@@ -582,8 +585,14 @@ def measure(url: str, config: CapacityConfig, advance: Advance = _noop) -> Measu
                                           advance=advance))
         measures.append(hindsight or bench_memory_units(db, dim=config.embedding_dim, rows=config.rows,
                                                         seed=config.seed, advance=advance))
-        sensitivity = [measure_langgraph(db, threads=1, turns_per_thread=n, seed=config.seed + n, advance=advance)
-                       for n in sensitivity_lengths(config.turns_per_thread)]
+    sensitivity = []
+    total_runs = config.langgraph_threads * config.turns_per_thread
+    for n in sensitivity_lengths(config.turns_per_thread):
+        # A database each, and about as many runs as the main measurement: small deltas would
+        # vanish into free space left in pages by earlier runs.
+        with scratch_database(url, migrate=False) as db:
+            sensitivity.append(measure_langgraph(db, threads=max(1, math.ceil(total_runs / n)), turns_per_thread=n,
+                                                 seed=config.seed + n, advance=advance))
     return Measurement(measures, info, sensitivity)
 
 
@@ -673,15 +682,14 @@ def render_markdown(r: CapacityReport) -> str:
 
 def _sensitivity_lines(r: CapacityReport) -> list[str]:
     main = next((m for m in r.measures if m.table == "checkpoints"), None)
-    rows = sorted([*r.checkpoint_sensitivity, *([main] if main else [])], key=lambda m: m.count)
+    rows = sorted([*r.checkpoint_sensitivity, *([main] if main else [])], key=lambda m: m.thread_turns)
     if len(rows) < 2 or main is None or main.source.startswith("FALLBACK"):
         return []
     lines = ["", "## LangGraph checkpoints vs thread length", "",
              "Each checkpoint version stores the whole message list, so bytes per run grow with the thread:", "",
              "| turns in the thread | bytes per graph run |", "|---:|---:|"]
     for m in rows:
-        turns = m.count if m is not main else r.config.turns_per_thread
-        lines.append(f"| {turns}{' (used above)' if m is main else ''} | {m.bytes_per_unit:,.0f} |")
+        lines.append(f"| {m.thread_turns}{' (used above)' if m is main else ''} | {m.bytes_per_unit:,.0f} |")
     return lines
 
 
@@ -745,7 +753,8 @@ def progress_totals(config: CapacityConfig) -> dict[str, float]:
     tables = ["installed_tools", "mcp_servers", "audit_logs", "cost_tracking", "user_preferences",
               "schedules", "marketplace_packages"]
     totals: dict[str, float] = dict.fromkeys(tables, float(config.rows))
-    totals["checkpoints"] = float(config.langgraph_threads * config.turns_per_thread
-                                  + sum(sensitivity_lengths(config.turns_per_thread)))
+    runs = config.langgraph_threads * config.turns_per_thread
+    totals["checkpoints"] = float(runs + sum(max(1, math.ceil(runs / n)) * n
+                                             for n in sensitivity_lengths(config.turns_per_thread)))
     totals["memory_units"] = float(config.rows)
     return totals
