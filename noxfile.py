@@ -26,7 +26,7 @@ def test(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff and mypy, clean on src/."""
     session.install("-e", ".[lint,test]")
-    session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py", "bench", "load")
     session.run("mypy")
 
 

@@ -102,3 +102,16 @@ def test_hindsight_recall_user(migrated_db: str, tmp_path: Path) -> None:
     stats = _stats(prefix)
     assert int(stats["hindsight.recall"]["Request Count"]) > 0
     assert int(stats["hindsight.recall"]["Failure Count"]) == 0
+
+
+def test_nox_load_entry_point(migrated_db: str, tmp_path: Path) -> None:
+    """`python -m load` (what `nox -s load` runs): migrate, then the headless run of load/locust.conf
+    with its reports under ./reports."""
+    env = _env() | {"PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "load", "--pg-dsn", migrated_db, "-t", "3s", "-u", "2", "-r", "2",
+                          "--vector-rows", "500"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, f"python -m load exited {run.returncode}:\n{run.stdout[-1500:]}\n{run.stderr[-2500:]}"
+    assert "load target: postgresql://" in run.stdout
+    assert (tmp_path / "reports" / "load_stats.csv").stat().st_size > 0
+    assert (tmp_path / "reports" / "load.html").stat().st_size > 0
