@@ -2,8 +2,9 @@
 
 - plugins/server.py    the PostgreSQL server of the session (embedded by default, --dsn for any other)
 - plugins/databases.py isolated databases: a migrated template cloned per module, empty ones on demand
+- plugins/roles.py     the least-privilege owner roles (jedisos_app, langgraph_app, hindsight_app), per session
 
 Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers).
 """
 
-pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
+pytest_plugins = ["tests.plugins.server", "tests.plugins.databases", "tests.plugins.roles"]

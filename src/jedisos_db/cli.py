@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jedisos_db import migrations, provision, startup, urls
+from jedisos_db import migrations, provision, roles, startup, urls
 from jedisos_db.errors import JedisosDBError
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
@@ -130,3 +130,43 @@ def down(data_dir: DataDirOption = None) -> None:
         out.print(f"stopped the embedded server in {server.data_dir}")
     else:
         out.print(f"no embedded server running in {server.data_dir}")
+
+
+@app.command("roles")
+@one_line_errors
+def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              jedisos_role: Annotated[str, typer.Option(help="role owning schema jedisos")] = "jedisos_app",
+              langgraph_role: Annotated[str, typer.Option(help="role owning schema langgraph")] = "langgraph_app",
+              hindsight_role: Annotated[str, typer.Option(help="role owning schema hindsight")] = "hindsight_app",
+              show_passwords: Annotated[bool, typer.Option(
+                  "--show-passwords", help="print the passwords chosen in this run (never logged otherwise)")] = False,
+              ) -> None:
+    """Create one least-privilege login role per owner, each owning only its schema (run as a superuser).
+
+    Passwords come from $JEDISOS_DB_<OWNER>_PASSWORD (e.g. JEDISOS_DB_LANGGRAPH_PASSWORD) when set,
+    else new roles get a generated one; existing roles keep theirs.
+    """
+    import os
+
+    url = _url(dsn, data_dir)
+    given = {o: os.environ[f"JEDISOS_DB_{o.upper()}_PASSWORD"] for o in roles.OWNERS
+             if os.environ.get(f"JEDISOS_DB_{o.upper()}_PASSWORD")}
+    report = roles.create_roles(url, names={"jedisos": jedisos_role, "langgraph": langgraph_role,
+                                            "hindsight": hindsight_role}, passwords=given)
+    table = Table("owner", "role", "schema", "role state", "password")
+    for g in report.grants:
+        if g.password is None:
+            shown = "unchanged"
+        else:
+            shown = "printed below" if show_passwords else "set (--show-passwords prints it)"
+        table.add_row(g.owner, g.role, g.schema, "created" if g.created else "aligned", shown)
+    out.print(table)
+    if show_passwords:  # plain lines, never wrapped by the table, so they can be copied
+        for g in report.grants:
+            if g.password is not None:
+                out.print(f"password {g.role} {g.password}", highlight=False, crop=False, overflow="ignore")
+    leaks = roles.privilege_leaks(url, report)
+    out.print(f"database {report.database}: no CREATE in public; "
+              + ("no rights across schemas" if not leaks else "LEAKS: " + "; ".join(leaks)), highlight=False)
+    if leaks:
+        raise typer.Exit(1)

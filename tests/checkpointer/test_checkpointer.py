@@ -10,7 +10,6 @@ from langgraph.graph import START, MessagesState, StateGraph
 
 from jedisos_db import checkpointer, provision
 from jedisos_db.errors import ConfigError
-from tests.plugins.databases import DatabaseFactory
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 
@@ -66,12 +65,14 @@ async def test_setup_lands_in_langgraph_only(empty_db: str) -> None:
     assert _tables(empty_db, "langgraph") == LANGGRAPH_TABLES
     assert _tables(empty_db, "public") == set()
     version = checkpointer.migration_version(empty_db)
-    assert version is not None and version >= 9, f"LangGraph migrations not applied, version {version}"
+    assert version is not None, "LangGraph migrations not applied"
+    assert version >= 9, f"LangGraph migrations incomplete, version {version}"
 
 
 def test_sync_setup_is_idempotent(empty_db: str) -> None:
     before, after = checkpointer.setup(empty_db)
-    assert before is None and after is not None
+    assert before is None
+    assert after is not None
     again = checkpointer.setup(empty_db)
     assert again == (after, after), f"second setup changed the version: {again}"
 
@@ -123,7 +124,8 @@ async def test_one_saver_uses_one_connection_at_a_time(empty_db: str) -> None:
                                for c in configs))
         stats = saver.conn.get_stats()  # type: ignore[union-attr]
         assert stats["pool_max"] == 2
-        assert stats.get("requests_errors", 0) == 0 and stats.get("requests_timeouts", 0) == 0, stats
+        assert stats.get("requests_errors", 0) == 0, stats
+        assert stats.get("requests_timeouts", 0) == 0, stats
         assert stats["pool_size"] <= 2, stats
 
 
