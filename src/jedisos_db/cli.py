@@ -119,6 +119,8 @@ def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
     out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
     out.print(f"revision   {report.revision}"
               f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
+    for step in report.stages:
+        out.print(f"step       {step.render()}", highlight=False)
 
 
 @app.command("down")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.graph import START, MessagesState, StateGraph
+from langchain_core.messages import HumanMessage
 
 from jedisos_db import checkpointer, provision
 from jedisos_db.errors import ConfigError
+from tests.checkpointer.graph import echo_graph
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 
@@ -20,19 +20,6 @@ def _tables(url: str, schema: str) -> set[str]:
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind = 'r'", [schema]).fetchall()
     return {r[0] for r in rows}
-
-
-def echo_graph(saver: object) -> object:
-    """A one-node graph over messages; the node answers deterministically (no LLM)."""
-
-    def answer(state: MessagesState) -> dict[str, list[AIMessage]]:
-        last = state["messages"][-1]
-        return {"messages": [AIMessage(content=f"echo: {last.content}")]}
-
-    builder = StateGraph(MessagesState)
-    builder.add_node("answer", answer)
-    builder.add_edge(START, "answer")
-    return builder.compile(checkpointer=saver)  # type: ignore[arg-type]
 
 
 def test_thread_id_for_prefixes_the_session() -> None:
@@ -82,11 +69,11 @@ async def test_real_graph_checkpoints_and_reads_back(empty_db: str) -> None:
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
         config = {"configurable": {"thread_id": checkpointer.thread_id_for("s1")}}
-        await graph.ainvoke({"messages": [HumanMessage(content="hello")]}, config)  # type: ignore[attr-defined]
-        await graph.ainvoke({"messages": [HumanMessage(content="again")]}, config)  # type: ignore[attr-defined]
+        await graph.ainvoke({"messages": [HumanMessage(content="hello")]}, config)
+        await graph.ainvoke({"messages": [HumanMessage(content="again")]}, config)
     # A fresh saver on a fresh pool reads what the first one wrote.
     async with checkpointer.open_checkpointer(empty_db) as saver:
-        state = await echo_graph(saver).aget_state(config)  # type: ignore[attr-defined]
+        state = await echo_graph(saver).aget_state(config)
         contents = [m.content for m in state.values["messages"]]
         assert contents == ["hello", "echo: hello", "again", "echo: again"]
         history = [c async for c in saver.alist(config)]
@@ -100,7 +87,7 @@ async def test_retention_goes_through_the_api(empty_db: str) -> None:
         for session in ("keep", "prune", "drop"):
             config = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
             for text in ("a", "b"):
-                await graph.ainvoke({"messages": [HumanMessage(content=text)]}, config)  # type: ignore[attr-defined]
+                await graph.ainvoke({"messages": [HumanMessage(content=text)]}, config)
 
         async def count(session: str) -> int:
             cfg = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
@@ -109,7 +96,7 @@ async def test_retention_goes_through_the_api(empty_db: str) -> None:
         assert await checkpointer.prune_sessions(saver, ["prune"]) == 1
         assert await checkpointer.delete_sessions(saver, ["drop"]) == 1
         assert (await count("keep"), await count("prune"), await count("drop")) == (6, 1, 0)
-        state = await graph.aget_state(  # type: ignore[attr-defined]
+        state = await graph.aget_state(
             {"configurable": {"thread_id": checkpointer.thread_id_for("prune")}})
         assert [m.content for m in state.values["messages"]][-1] == "echo: b"
 
@@ -120,7 +107,7 @@ async def test_one_saver_uses_one_connection_at_a_time(empty_db: str) -> None:
     async with checkpointer.open_checkpointer(empty_db, sizing=sizing) as saver:
         graph = echo_graph(saver)
         configs = [{"configurable": {"thread_id": checkpointer.thread_id_for(f"c{i}")}} for i in range(20)]
-        await asyncio.gather(*(graph.ainvoke({"messages": [HumanMessage(content="x")]}, c)  # type: ignore[attr-defined]
+        await asyncio.gather(*(graph.ainvoke({"messages": [HumanMessage(content="x")]}, c)
                                for c in configs))
         stats = saver.conn.get_stats()  # type: ignore[union-attr]
         assert stats["pool_max"] == 2
