@@ -1,6 +1,6 @@
 """The whole stack on one database, run under the least-privilege roles, with every statement captured.
 
-``stack`` (module-scoped) builds one database the way the design deploys it (design §1):
+``stack`` (session-scoped) builds one database the way the design deploys it (design §1):
 a superuser installs the extensions and the owner roles (``jedisos-db roles``); then, with
 ``pg_stat_statements`` reset and ``log_statement=all`` + ``log_line_prefix`` carrying ``%a``
 (application_name) and ``%u`` (role), each owner runs its own start-up step under its own role,
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +95,8 @@ async def _run_stack(stack: Stack) -> None:
         await engine.dispose()
 
 
-@pytest.fixture(scope="module")
-async def stack(server_url: str, database_factory: DatabaseFactory, roles_factory: RolesFactory) -> AsyncIterator[Stack]:
+@pytest.fixture(scope="session")
+async def stack(server_url: str, database_factory: DatabaseFactory, roles_factory: RolesFactory) -> Stack:
     url = database_factory("stack", bootstrap=False)
     database = urls.parse(url).database or ""
     with provision.connect(url) as conn:
@@ -132,4 +131,4 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
         with log.open("rb") as fh:
             fh.seek(offset)
             stack.statements += parse_log(fh.read().decode(errors="replace"), database)
-    yield stack
+    return stack

@@ -25,7 +25,8 @@ def _relations(url: str, schema: str) -> list[str]:
 
 def _touches(statement: Statement, schema: str, names: list[str]) -> bool:
     alternatives = "|".join(re.escape(n) for n in [*names, schema])
-    pattern = rf'(?i)\b(from|join|into|update|table|on|truncate|schema)\s+("?{re.escape(schema)}"?\s*\.\s*)?"?({alternatives})"?\b'
+    pattern = (rf'(?i)\b(from|join|into|update|table|on|truncate|schema)\s+'
+               rf'("?{re.escape(schema)}"?\s*\.\s*)?"?({alternatives})"?\b')
     return re.search(pattern, statement.text) is not None
 
 
@@ -158,12 +159,12 @@ def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema:
 def test_owner_roles_cannot_reach_each_other(stack: Stack) -> None:
     """design §1: isolation holds in every direction, not just for jedisos_app."""
     assert roles.privilege_leaks(stack.url, stack.report) == []
-    with psycopg.connect(stack.owner_urls["langgraph"], autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT * FROM jedisos.installed_tools")
-    with psycopg.connect(stack.owner_urls["hindsight"], autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT * FROM langgraph.checkpoints")
+    with (psycopg.connect(stack.owner_urls["langgraph"], autocommit=True) as conn,
+          pytest.raises(psycopg.errors.InsufficientPrivilege)):
+        conn.execute("SELECT * FROM jedisos.installed_tools")
+    with (psycopg.connect(stack.owner_urls["hindsight"], autocommit=True) as conn,
+          pytest.raises(psycopg.errors.InsufficientPrivilege)):
+        conn.execute("SELECT * FROM langgraph.checkpoints")
 
 
 def test_the_stack_ran_under_the_roles(stack: Stack) -> None:
