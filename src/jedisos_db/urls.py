@@ -66,4 +66,6 @@ def with_database(url: str | URL, database: str) -> URL:
 def redact(url: str | URL) -> str:
     """The URL with its password masked, for logs and output."""
     parsed = url if isinstance(url, URL) else make_url(url)
+    if not parsed.password:  # "postgres:@" means no password; don't suggest one was hidden
+        parsed = parsed._replace(password=None)  # URL.set() treats None as "unchanged"
     return parsed.render_as_string(hide_password=True)
