@@ -2,8 +2,9 @@
 
 - plugins/server.py    the PostgreSQL server of the session (embedded by default, --dsn for any other)
 - plugins/databases.py isolated databases: a migrated template cloned per module, empty ones on demand
+- plugins/hindsight.py the real Hindsight server (migrations + API, offline) for e2e and conformance tests
 
 Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers).
 """
 
-pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
+pytest_plugins = ["tests.plugins.server", "tests.plugins.databases", "tests.plugins.hindsight"]
