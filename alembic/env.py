@@ -16,7 +16,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from jedisos_db import SCHEMA, urls
@@ -28,10 +28,14 @@ target_metadata = Base.metadata
 VERSION_TABLE = config.get_main_option("version_table") or "schema_migrations"
 
 
-def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    if type_ == "schema":
-        return name == SCHEMA
-    return True
+def _include_name_for(default_schema: str | None) -> Any:
+    def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+        if type_ == "schema":
+            # None is the connection's default schema: only ours when search_path starts with it.
+            return (name or default_schema) == SCHEMA
+        return True
+
+    return include_name
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
@@ -43,13 +47,13 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
     return True
 
 
-def _configure(**kwargs: Any) -> None:
+def _configure(default_schema: str | None = None, **kwargs: Any) -> None:
     context.configure(
-        target_metadata=target_metadata,
+        target_metadata=config.attributes.get("target_metadata") or target_metadata,
         version_table=VERSION_TABLE,
         version_table_schema=SCHEMA,
         include_schemas=True,
-        include_name=include_name,
+        include_name=_include_name_for(default_schema),
         include_object=include_object,
         compare_type=True,
         compare_server_default=True,
@@ -58,7 +62,7 @@ def _configure(**kwargs: Any) -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    _configure(connection=connection)
+    _configure(default_schema=connection.dialect.default_schema_name, connection=connection)
     with context.begin_transaction():
         # Taken before Alembic reads the version table: a second process waits here and
         # then finds the revisions already applied.
@@ -76,18 +80,21 @@ def _url() -> str:
     return str(url)
 
 
-async def run_async_migrations() -> None:
-    engine = create_async_engine(
-        urls.to_asyncpg(_url()),
-        poolclass=NullPool,
-        connect_args={"server_settings": {"application_name": "jedisos-db-migrations"}},
-    )
+async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
+    owned = engine is None
+    if engine is None:
+        engine = create_async_engine(
+            urls.to_asyncpg(_url()),
+            poolclass=NullPool,
+            connect_args={"server_settings": {"application_name": "jedisos-db-migrations"}},
+        )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
             await connection.commit()
     finally:
-        await engine.dispose()
+        if owned:
+            await engine.dispose()
 
 
 def run_migrations_offline() -> None:
@@ -98,8 +105,15 @@ def run_migrations_offline() -> None:
 
 if context.is_offline_mode():
     run_migrations_offline()
-elif config.attributes.get("connection") is not None:
-    # pytest-alembic hands us a live (sync-wrapped) connection from its async engine.
+elif isinstance(config.attributes.get("connection"), AsyncEngine):
+    # pytest-alembic hands over the async engine under test for commands ...
+    asyncio.run(run_async_migrations(config.attributes["connection"]))
+elif isinstance(config.attributes.get("connection"), Connection):
+    # ... a live sync connection for some of its checks ...
     do_run_migrations(config.attributes["connection"])
+elif config.attributes.get("connection") is not None:
+    # ... and an engine-like wrapper around one for others.
+    with config.attributes["connection"].connect() as connection:
+        do_run_migrations(connection)
 else:
     asyncio.run(run_async_migrations())

@@ -167,7 +167,10 @@ def docker_server(image: str = DOCKER_IMAGE) -> Iterator[str]:
     (and tests) can say exactly why the Docker source is not used.
     """
     try:
-        from testcontainers.postgres import PostgresContainer
+        try:  # testcontainers 4.15 moved it; the old path is a deprecated alias
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:
+            from testcontainers.postgres import PostgresContainer
     except ImportError:
         raise DockerUnavailableError("testcontainers is not installed: pip install 'jedisos-db[docker]'") from None
     try:

@@ -1,0 +1,109 @@
+"""The `jedisos-db` CLI: the commands of the README, and errors as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from typer.testing import CliRunner
+
+from jedisos_db import migrations, provision, urls
+from jedisos_db.cli import app
+from tests.plugins.databases import DatabaseFactory
+
+runner = CliRunner()
+
+
+def _run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args), env={"JEDISOS_DB_URL": ""})
+    return result.exit_code, result.output
+
+
+def test_up_then_current_reports_head_with_server_and_pgvector_versions(
+    database_factory: DatabaseFactory, server_info: provision.ServerInfo
+) -> None:
+    url = database_factory("cli_up", bootstrap=False)
+    code, out = _run("up", "--dsn", url)
+    assert code == 0, out
+    assert f"revision   {migrations.head()}" in out
+    code, again = _run("up", "--dsn", url)
+    assert code == 0, again
+    assert "already at head, nothing changed" in again
+    code, current = _run("db", "current", "--dsn", url)
+    assert code == 0, current
+    assert current.startswith(f"{migrations.head()} (head)")
+    assert f"PostgreSQL {server_info.server_version}" in current
+    assert f"pgvector {provision.server_info(url).pgvector_version}" in current
+
+
+def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    if request.config.getoption("--dsn"):
+        pytest.skip("--dsn given: the versions are whatever that server runs")
+    info = provision.server_info(migrated_db)
+    assert info.server_version == "18.6"
+    assert info.pgvector_version == "0.8.6"
+
+
+def test_upgrade_downgrade_history(database_factory: DatabaseFactory) -> None:
+    url = database_factory("cli_updown")
+    assert _run("db", "upgrade", "003", "--dsn", url)[0] == 0
+    assert migrations.current(url) == "003"
+    code, out = _run("db", "downgrade", "001", "--dsn", url)
+    assert code == 0, out
+    assert "jedisos schema at 001" in out
+    code, out = _run("db", "history")
+    assert code == 0
+    for rev in migrations.history():
+        assert rev.revision in out
+
+
+@pytest.mark.parametrize(
+    ("dsn", "expected"),
+    [
+        ("not a url", "--dsn: is not a database URL"),
+        ("mysql://u@h/db", "--dsn: scheme 'mysql' is not PostgreSQL"),
+        ("postgresql://u@localhost", "--dsn: names no database"),
+        ("postgresql://u@127.0.0.1:1/db", "cannot connect to postgresql://u@127.0.0.1:1/db"),
+    ],
+)
+def test_errors_are_one_line_and_exit_non_zero(dsn: str, expected: str) -> None:
+    code, out = _run("db", "current", "--dsn", dsn)
+    assert code == 1
+    assert "Traceback" not in out
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0]
+
+
+def test_missing_extension_is_one_clear_line(server_url: str, database_factory: DatabaseFactory) -> None:
+    """A role that may not create `vector` gets told who must, not a traceback."""
+    role = f"jedisos_test_nosuper_{secrets.token_hex(3)}"
+    with provision.connect(server_url) as conn:
+        conn.execute(f'CREATE ROLE "{role}" LOGIN')  # trust auth on the embedded server
+    url = database_factory("cli_noext", bootstrap=False)
+    name = urls.parse(url).database
+    try:
+        with provision.connect(server_url) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"')
+        as_role = urls.to_libpq(urls.parse(url).set(username=role, password=None))
+        try:
+            provision.connect(as_role).close()
+        except provision.DatabaseUnavailableError as exc:
+            pytest.skip(f"cannot log in as a fresh role on this server ({exc})")
+        code, out = _run("up", "--dsn", as_role)
+        assert code == 1
+        assert out.count("\n") == 1, out
+        assert "extension 'vector' is not installed and this role may not create it" in out
+    finally:
+        with provision.connect(server_url) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
+            conn.execute(f'DROP OWNED BY "{role}" CASCADE')
+            conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_down_without_a_running_server_says_so(tmp_path: object) -> None:
+    code, out = _run("down", "--data-dir", str(tmp_path))
+    assert code == 0
+    assert "no embedded server running" in out
