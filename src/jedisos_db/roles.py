@@ -2,7 +2,8 @@
 
 ``jedisos_app`` owns ``jedisos``, ``langgraph_app`` owns ``langgraph``, ``hindsight_app`` owns
 ``hindsight``; none has any right in the other two schemas, none may CREATE in ``public``, and
-none may create schemas or databases. The superuser running :func:`create_roles` installs the
+none may create databases; only ``hindsight_app`` may create schemas (see :data:`SCHEMA_CREATORS`).
+The superuser running :func:`create_roles` installs the
 extensions that only a superuser may install (``vector`` is not trusted) or that the owners'
 migrations expect to find (``pg_trgm``, ``btree_gin`` for Hindsight), all in ``public``.
 
@@ -15,7 +16,7 @@ request.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,11 @@ OWNERS: tuple[str, ...] = ("jedisos", "langgraph", "hindsight")
 
 DEFAULT_ROLES: dict[str, str] = {owner: f"{owner}_app" for owner in OWNERS}
 SUPERUSER_EXTENSIONS: tuple[str, ...] = ("vector", "pg_trgm", "btree_gin")
+SCHEMA_CREATORS: tuple[str, ...] = ("hindsight",)
+"""Owners whose own migrations cannot run without the database CREATE right: Hindsight's
+alembic env.py runs ``CREATE SCHEMA IF NOT EXISTS "hindsight"`` unconditionally, and PostgreSQL
+checks that right before it looks whether the schema exists. It lets the role create *new*
+schemas; it still has no right in ``jedisos`` or ``langgraph``."""
 
 # Each role's search_path is set on the role itself so it survives PgBouncer (which drops the
 # `options` startup parameter). ``public`` stays on the path where the owner uses extension
@@ -62,6 +68,7 @@ class RolesReport:
     database: str
     grants: list[RoleGrant]
     public_create_revoked: bool
+    schema_creators: tuple[str, ...] = ()
 
     def by_owner(self, owner: str) -> RoleGrant:
         for grant in self.grants:
@@ -89,7 +96,8 @@ def _verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
 
 
 def create_roles(url: str, *, names: Mapping[str, str] | None = None,
-                 passwords: Mapping[str, str] | None = None) -> RolesReport:
+                 passwords: Mapping[str, str] | None = None,
+                 schema_creators: Collection[str] = SCHEMA_CREATORS) -> RolesReport:
     """Create (or re-align) the three owner roles on the database of ``url`` (a superuser URL).
 
     Idempotent: existing roles keep their password unless one is given in ``passwords``;
@@ -97,6 +105,10 @@ def create_roles(url: str, *, names: Mapping[str, str] | None = None,
     """
     roles = _role_names(names)
     given = dict(passwords or {})
+    creators = tuple(schema_creators)
+    for owner in creators:
+        if owner not in OWNERS:
+            raise ConfigError("schema_creators", f"unknown owner {owner!r}; expected one of {', '.join(OWNERS)}")
     for owner in given:
         if owner not in OWNERS:
             raise ConfigError(f"passwords.{owner}", f"unknown owner; expected one of {', '.join(OWNERS)}")
@@ -115,6 +127,9 @@ def create_roles(url: str, *, names: Mapping[str, str] | None = None,
             for owner in OWNERS:
                 grants.append(_align_role(conn, database, owner, roles[owner], given.get(owner)))
             for grant in grants:
+                verb = "GRANT" if grant.owner in creators else "REVOKE"
+                conn.execute(sql.SQL(verb + " CREATE ON DATABASE {} " + ("TO" if verb == "GRANT" else "FROM") + " {}")
+                             .format(sql.Identifier(database), sql.Identifier(grant.role)))
                 for other in OWNERS:
                     if other != grant.owner:
                         conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
@@ -125,7 +140,7 @@ def create_roles(url: str, *, names: Mapping[str, str] | None = None,
     revoked = not (public_create and public_create[0])
     if not revoked:
         raise ConfigError("public", "an owner role can still CREATE in schema public (check its memberships)")
-    return RolesReport(database=database, grants=grants, public_create_revoked=revoked)
+    return RolesReport(database=database, grants=grants, public_create_revoked=revoked, schema_creators=creators)
 
 
 def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: str,
@@ -197,6 +212,6 @@ def privilege_leaks(url: str, report: RolesReport) -> list[str]:
                 leaks.append(f"{grant.role} may CREATE in schema public")
             create_db = conn.execute("SELECT has_database_privilege(%s, current_database(), 'CREATE')",
                                      [grant.role]).fetchone()
-            if create_db and create_db[0]:
+            if create_db and create_db[0] and grant.owner not in report.schema_creators:
                 leaks.append(f"{grant.role} may create schemas in the database")
     return leaks

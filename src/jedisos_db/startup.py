@@ -12,7 +12,6 @@ every step reports ``unchanged``.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -74,20 +73,20 @@ def step_extension(url: str) -> StartupStep:
 
 
 def step_hindsight(url: str) -> StartupStep:
-    """Hindsight's own Alembic migrations, through its entry point (jedisos_db.hindsight.server)."""
-    if not _module_available("hindsight_api"):
+    """Hindsight's own Alembic migrations, through its entry point (``jedisos_db.hindsight.server``)."""
+    from jedisos_db.hindsight import server
+
+    if not server.is_installed():
         return StartupStep("hindsight", "skipped",
-                           "hindsight-api-slim is not installed (pip install 'jedisos-db[hindsight]')")
-    if not _module_available("jedisos_db.hindsight.server"):
-        return StartupStep("hindsight", "skipped", "jedisos_db.hindsight.server is not part of this build")
-    server = importlib.import_module("jedisos_db.hindsight.server")
+                           f"hindsight-api-slim is not installed for {server.hindsight_python()} "
+                           f"(pip install 'jedisos-db[hindsight]' or set {server.ENV_PYTHON})")
     # The catalog (pg_catalog only) tells whether the migrations changed anything.
     before = catalog.snapshot(url, HINDSIGHT_SCHEMA)
-    server.run_migrations(url, schema=HINDSIGHT_SCHEMA)
+    run = server.run_migrations(url, schema=HINDSIGHT_SCHEMA)
     after = catalog.snapshot(url, HINDSIGHT_SCHEMA)
     tables = sum(1 for kind, _ in after if kind == "relation")
     status: Status = "unchanged" if before == after else "applied"
-    return StartupStep("hindsight", status, f"schema {HINDSIGHT_SCHEMA}: {tables} relations")
+    return StartupStep("hindsight", status, f"schema {HINDSIGHT_SCHEMA}: {tables} relations ({run.seconds:.1f} s)")
 
 
 def step_langgraph(url: str) -> StartupStep:

@@ -104,3 +104,18 @@ def test_cli_prints_passwords_only_on_request(roles_db: str, roles_factory: Role
     with psycopg.connect(roles.RoleGrant("jedisos", role_names["jedisos"], "jedisos", False, secret)
                          .url(roles_db)) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role_names["jedisos"],)
+
+
+def test_only_hindsight_may_create_schemas(roles_db: str, roles_factory: RolesFactory) -> None:
+    """Hindsight's alembic env.py runs CREATE SCHEMA IF NOT EXISTS unconditionally, which PostgreSQL
+    checks against the database CREATE right: hindsight_app gets it, the other two do not."""
+    report = roles_factory(roles_db)
+    assert report.schema_creators == ("hindsight",)
+    with provision.connect(roles_db) as conn:
+        rights = dict(conn.execute(
+            "SELECT r, has_database_privilege(r, current_database(), 'CREATE') FROM unnest(%s::text[]) r",
+            [[g.role for g in report.grants]]).fetchall())
+    assert rights == {g.role: g.owner == "hindsight" for g in report.grants}
+    strict = roles.RolesReport(report.database, report.grants, report.public_create_revoked, schema_creators=())
+    assert roles.privilege_leaks(roles_db, strict) == [f"{report.by_owner('hindsight').role} may create schemas "
+                                                        "in the database"]
