@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jedisos_db import migrations, provision, roles, startup, urls
+from jedisos_db import budget, migrations, provision, roles, startup, urls
 from jedisos_db.errors import JedisosDBError
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
@@ -172,3 +172,34 @@ def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
               + ("no rights across schemas" if not leaks else "LEAKS: " + "; ".join(leaks)), highlight=False)
     if leaks:
         raise typer.Exit(1)
+
+
+@app.command("budget")
+@one_line_errors
+def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+               jedisos_processes: Annotated[int, typer.Option(help="JediSOS processes (each: LangGraph + engine)")] = 1,
+               hindsight_processes: Annotated[int, typer.Option(help="Hindsight API server processes")] = 1) -> None:
+    """The design's pools (section 1, Hindsight's default pools) against the server's max_connections."""
+    url = _url(dsn, data_dir)
+    pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
+    verdict = budget.server_verdict(url, pools_)
+    out.print(verdict.render(), highlight=False)
+    if not verdict.fits:
+        raise typer.Exit(1)
+
+
+@app.command("pools")
+@one_line_errors
+def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              samples: Annotated[int, typer.Option(help="timed operations per probe and condition")] = 200,
+              hindsight_url: Annotated[str | None, typer.Option(
+                  help="base URL of a running Hindsight API on the same database, to saturate and probe it too")
+              ] = None) -> None:
+    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1)."""
+    import asyncio
+
+    from jedisos_db import pools
+
+    report = startup.up(dsn, data_dir=data_dir)
+    result = asyncio.run(pools.measure(report.url, hindsight_url=hindsight_url, samples=samples))
+    out.print(result.render(), highlight=False)

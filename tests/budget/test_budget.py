@@ -86,3 +86,15 @@ async def test_design_pools_really_exhaust_the_server(server_url: str, database_
         assert refused is not None, f"budget says {verdict.demand} > {verdict.available}, but all opened"
         assert refused.sqlstate == "53300"
         assert len(opened) <= verdict.available
+
+
+def test_cli_budget_reports_the_shortfall(server_url: str) -> None:
+    """`jedisos-db budget` prints the design's pools against the server and exits 1 when they do not fit."""
+    from typer.testing import CliRunner
+
+    from jedisos_db.cli import app
+
+    result = CliRunner().invoke(app, ["budget", "--dsn", server_url])
+    assert result.exit_code == 1, result.output
+    assert "DOES NOT FIT" in result.output
+    assert "hindsight asyncpg read pool" in result.output
