@@ -4,7 +4,9 @@
 a superuser installs the extensions and the owner roles (``jedisos-db roles``); then, with
 ``pg_stat_statements`` reset and ``log_statement=all`` + ``log_line_prefix`` carrying ``%a``
 (application_name) and ``%u`` (role), each owner runs its own start-up step under its own role,
-a real LangGraph graph is checkpointed, and JediSOS writes its own tables through SQLAlchemy.
+a real LangGraph graph is checkpointed, JediSOS writes its own tables through SQLAlchemy, and
+(when Hindsight is installed) the real Hindsight API, started as ``hindsight_app``, retains,
+recalls, lists entities and deletes a bank.
 What the server saw is kept for the "never touched by direct SQL" tests (design §2, §3, §10).
 """
 
@@ -16,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from langchain_core.messages import HumanMessage
 from psycopg import sql
@@ -24,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from jedisos_db import checkpointer, models, provision, roles, startup, urls
 from tests.checkpointer.graph import echo_graph
 from tests.plugins.databases import DatabaseFactory
+from tests.plugins.hindsight import HindsightFactory
 from tests.plugins.roles import RolesFactory
 
 LOG_PREFIX = "%m [%p] app=%a user=%u db=%d: "
@@ -48,6 +52,11 @@ class Stack:
     statements: list[Statement] = field(default_factory=list)
     log_captured: str | None = None  # reason when the server log could not be read
     graph_messages: list[str] = field(default_factory=list)
+    hindsight_flow: dict[str, object] = field(default_factory=dict)  # empty when Hindsight is not installed
+
+    @property
+    def hindsight_ran(self) -> bool:
+        return any(s.name == "hindsight" and s.status != "skipped" for s in self.steps)
 
 
 def _log_file(url: str) -> Path | None:
@@ -76,9 +85,29 @@ def parse_log(text: str, database: str) -> list[Statement]:
     return out
 
 
-async def _run_stack(stack: Stack) -> None:
+async def _hindsight_flow(base_url: str) -> dict[str, object]:
+    """retain → recall finds it → entities listed → bank deleted, through the real REST API."""
+    bank = "/v1/default/banks/jedisos-conformance"
+    async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        retained = await client.post(f"{bank}/memories", json={"items": [
+            {"content": "Alice maintains the JediSOS PostgreSQL cluster in Seoul."}]})
+        retained.raise_for_status()
+        recall = await client.post(f"{bank}/memories/recall", json={"query": "Who maintains the cluster?"})
+        recall.raise_for_status()
+        entities = await client.get(f"{bank}/entities")
+        entities.raise_for_status()
+        deleted = await client.delete(bank)
+        after = await client.post(f"{bank}/memories/recall", json={"query": "Alice"})
+    return {"recall": recall.json().get("results", []), "entities": entities.json(),
+            "deleted": deleted.status_code, "recall_after_delete": after.status_code}
+
+
+async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
     # Alembic's env.py runs its own event loop, so the synchronous start-up runs in a thread.
     stack.steps = await asyncio.to_thread(startup.run_steps, stack.url, owner_urls=stack.owner_urls)
+    if stack.hindsight_ran:
+        running = await asyncio.to_thread(hindsight_factory, stack.owner_urls["hindsight"])
+        stack.hindsight_flow = await _hindsight_flow(running.base_url)
     async with checkpointer.open_checkpointer(stack.owner_urls["langgraph"]) as saver:
         graph = echo_graph(saver)
         config = {"configurable": {"thread_id": checkpointer.thread_id_for("conformance")}}
@@ -96,7 +125,8 @@ async def _run_stack(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="session")
-async def stack(server_url: str, database_factory: DatabaseFactory, roles_factory: RolesFactory) -> Stack:
+async def stack(server_url: str, database_factory: DatabaseFactory, roles_factory: RolesFactory,
+                hindsight_server_factory: HindsightFactory) -> Stack:
     url = database_factory("stack", bootstrap=False)
     database = urls.parse(url).database or ""
     with provision.connect(url) as conn:
@@ -114,7 +144,7 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
     with provision.connect(url) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
     try:
-        await _run_stack(stack)
+        await _run_stack(stack, hindsight_server_factory)
     finally:
         with provision.connect(server_url) as conn:
             conn.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(database)))
