@@ -69,6 +69,7 @@ def test_server_runs_the_installed_release_offline(hindsight_server: RunningHind
     assert "postgres:" not in repr(hindsight_server.server) or "***" in repr(hindsight_server.server)
 
 
+@pytest.mark.usefixtures("hindsight_installed")
 def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: str) -> None:
     missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))
     with pytest.raises(HindsightServerError, match="jedisos_test_no_such_db") as failure:
@@ -76,6 +77,7 @@ def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: str) 
     assert "failed" in str(failure.value)
 
 
+@pytest.mark.usefixtures("hindsight_installed")
 def test_a_server_that_cannot_start_reports_its_log_tail(server_url: str) -> None:
     """The real server exits on a database it cannot open; the error carries the reason from its log."""
     missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))

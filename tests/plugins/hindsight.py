@@ -42,6 +42,12 @@ def _require_hindsight() -> None:
 
 
 @pytest.fixture(scope="session")
+def hindsight_installed() -> None:
+    """Skip (with the reason) unless hindsight-api-slim can be run."""
+    _require_hindsight()
+
+
+@pytest.fixture(scope="session")
 def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HindsightFactory]:
     """``start(database_url, schema="hindsight", settings=None, env=None) -> RunningHindsight``.
 
