@@ -7,6 +7,8 @@ The running server's own OpenAPI document must equal the recorded contract the r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -110,3 +112,14 @@ async def test_api_key_is_accepted_and_a_wrong_one_refused(database_factory: Dat
                 await client.recall(bank, "What does Dave drink?")
         assert refused.value.status == 401, refused.value
     assert secret not in guarded.server.log_tail(200)
+
+
+@pytest.mark.usefixtures("hindsight_installed")
+def test_recording_the_installed_server_reproduces_the_committed_contract(tmp_path: Path) -> None:
+    """scripts/record_hindsight_contract.py is deterministic, and the committed file is the installed release's."""
+    written = contract.record(tmp_path)
+    committed = contract.contract_path(written.stem.removeprefix("openapi-"))
+    assert committed.exists(), f"installed Hindsight {written.name} has no committed contract; record and commit it"
+    assert written.read_bytes() == committed.read_bytes(), (
+        f"{committed} differs from what the installed Hindsight serves; re-record it"
+    )
