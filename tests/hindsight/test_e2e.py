@@ -80,6 +80,23 @@ async def test_recall_on_an_unknown_bank_is_404_and_retain_creates_it(hindsight_
         await client.delete_bank(bank)
 
 
+async def test_semantic_retrieval_works_with_our_embeddings(hindsight_server: RunningHindsight) -> None:
+    """Recall is not keyword search alone: our TEI vectors clear Hindsight's semantic threshold."""
+    bank = bank_id_for("e2e-semantic")
+    async with HindsightClient(hindsight_server.base_url, timeout=120) as client:
+        await client.retain(bank, FACTS)
+        async with httpx.AsyncClient(base_url=hindsight_server.base_url, timeout=120) as http:
+            answer = await http.post(f"/v1/default/banks/{bank}/memories/recall",
+                                     json={"query": "Where does Alice work?"})
+        await client.delete_bank(bank)
+    results = answer.json()["results"]
+    assert results, answer.text
+    best = results[0]
+    assert "Acme" in best["text"]
+    assert (best["scores"] or {}).get("semantic") is not None, best["scores"]
+    assert all("Busan" not in r["text"] for r in results), [r["text"] for r in results]
+
+
 def test_the_running_server_agrees_with_the_recorded_contract(hindsight_server: RunningHindsight) -> None:
     """The contract the respx tests check against is what this server really serves."""
     live = httpx.get(hindsight_server.base_url + "/openapi.json", timeout=30).json()
