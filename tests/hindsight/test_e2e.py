@@ -97,6 +97,24 @@ async def test_semantic_retrieval_works_with_our_embeddings(hindsight_server: Ru
     assert all("Busan" not in r["text"] for r in results), [r["text"] for r in results]
 
 
+async def test_design_recall_via_reflect_does_not_return_memories(hindsight_server: RunningHindsight) -> None:
+    """Design §2-3: ``recall() -> list[dict]`` as ``POST …/reflect``. Run as written against the real
+    server, it gets an LLM-written answer object, not the stored memories — the claim is false."""
+    bank = bank_id_for("e2e-design-recall")
+    async with HindsightClient(hindsight_server.base_url, timeout=120) as client:
+        await client.retain(bank, FACTS)
+        async with httpx.AsyncClient(base_url=hindsight_server.base_url, timeout=120) as http:
+            design = await http.post(f"/v1/default/banks/{bank}/reflect", json={"query": "Where does Alice work?"})
+        real = await client.recall(bank, "Where does Alice work?")
+        await client.delete_bank(bank)
+    assert design.status_code == 200, design.text
+    answer = design.json()
+    assert not isinstance(answer, list), answer
+    assert "results" not in answer
+    assert set(answer) >= {"text"}, sorted(answer)
+    assert any("Acme" in m.text for m in real)  # the real recall route does return the memory
+
+
 def test_the_running_server_agrees_with_the_recorded_contract(hindsight_server: RunningHindsight) -> None:
     """The contract the respx tests check against is what this server really serves."""
     live = httpx.get(hindsight_server.base_url + "/openapi.json", timeout=30).json()
