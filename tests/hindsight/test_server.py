@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from jedisos_db import catalog, provision
 from jedisos_db.hindsight import server as hs
 from jedisos_db.hindsight.errors import HindsightServerError
+from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import RunningHindsight
 
 pytestmark = pytest.mark.e2e
@@ -69,6 +71,7 @@ def test_server_runs_the_installed_release_offline(hindsight_server: RunningHind
     assert "postgres:" not in repr(hindsight_server.server) or "***" in repr(hindsight_server.server)
 
 
+@pytest.mark.usefixtures("hindsight_installed")
 def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: str) -> None:
     missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))
     with pytest.raises(HindsightServerError, match="jedisos_test_no_such_db") as failure:
@@ -76,6 +79,7 @@ def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: str) 
     assert "failed" in str(failure.value)
 
 
+@pytest.mark.usefixtures("hindsight_installed")
 def test_a_server_that_cannot_start_reports_its_log_tail(server_url: str) -> None:
     """The real server exits on a database it cannot open; the error carries the reason from its log."""
     missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))
@@ -87,3 +91,16 @@ def test_a_server_that_cannot_start_reports_its_log_tail(server_url: str) -> Non
         server.stop()
     assert 'database "jedisos_test_no_such_db" does not exist' in str(failure.value)
     assert not server.running
+
+
+@pytest.mark.usefixtures("hindsight_installed")
+def test_the_server_migrates_its_schema_on_start_when_asked(database_factory: DatabaseFactory,
+                                                           tmp_path: Path) -> None:
+    """Design §1 step 2: "Hindsight 서버 시작 → Alembic으로 hindsight 스키마 마이그레이션 (자동)" — true,
+    with HINDSIGHT_API_RUN_MIGRATIONS_ON_STARTUP (its default); we run them explicitly first instead."""
+    url = database_factory("hindsight_self_migrating")
+    settings = hs.HindsightSettings(run_migrations_on_startup=True)
+    with hs.HindsightServer(url, settings=settings, log_path=tmp_path / "api.log"):
+        with provision.connect(url) as conn:
+            rows = conn.execute("SELECT version_num FROM hindsight.alembic_version").fetchall()
+        assert len(rows) == 1, rows

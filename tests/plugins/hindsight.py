@@ -42,16 +42,26 @@ def _require_hindsight() -> None:
 
 
 @pytest.fixture(scope="session")
+def hindsight_installed() -> None:
+    """Skip (with the reason) unless hindsight-api-slim can be run."""
+    _require_hindsight()
+
+
+@pytest.fixture(scope="session")
 def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HindsightFactory]:
-    """``start(database_url, schema="hindsight", settings=None) -> RunningHindsight``; all stopped at session end."""
+    """``start(database_url, schema="hindsight", settings=None, env=None) -> RunningHindsight``.
+
+    ``env`` adds HINDSIGHT_API_* settings (e.g. a tenant extension); every server started is
+    stopped at the end of the session.
+    """
     started: list[hs.HindsightServer] = []
 
     def start(database_url: str, *, schema: str = hs.SCHEMA,
-              settings: hs.HindsightSettings | None = None) -> RunningHindsight:
+              settings: hs.HindsightSettings | None = None, env: dict[str, str] | None = None) -> RunningHindsight:
         _require_hindsight()
         migration = hs.run_migrations(database_url, schema=schema)
         log = tmp_path_factory.mktemp("hindsight") / "hindsight-api.log"
-        server = hs.HindsightServer(database_url, schema=schema, settings=settings, log_path=log)
+        server = hs.HindsightServer(database_url, schema=schema, settings=settings, log_path=log, env=env)
         server.start()
         started.append(server)
         return RunningHindsight(server.base_url, server.database_url, schema, server, migration)

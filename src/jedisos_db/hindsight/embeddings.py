@@ -32,16 +32,38 @@ def _bucket(feature: str, dimension: int) -> tuple[int, float]:
     return value % dimension, (1.0 if value >> 63 else -1.0)
 
 
+# Function words carry no topic; leaving them out keeps "Where does Alice work?" near the fact about
+# Alice's work instead of near every other question.
+_STOPWORDS = frozenset({
+    "a", "an", "and", "are", "as", "at", "be", "by", "did", "do", "does", "for", "from", "had", "has",
+    "have", "he", "her", "his", "how", "i", "in", "is", "it", "its", "me", "my", "of", "on", "or", "our",
+    "she", "so", "that", "the", "their", "them", "they", "this", "to", "was", "we", "were", "what", "when",
+    "where", "which", "who", "whom", "why", "will", "with", "you", "your",
+})
+_SUFFIXES = ("ing", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude English stem (works/worked/working -> work), enough to make inflections meet."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
+
+
 def embed(text: str, dimension: int = DIMENSION) -> list[float]:
-    """The unit vector of ``text``: words weigh 1, their character trigrams 0.5 (for inflections)."""
+    """The unit vector of ``text``: content words and their stems weigh 1, character trigrams 0.3."""
     vector = [0.0] * dimension
     for word in _WORD.findall(text.lower()):
-        index, sign = _bucket("w:" + word, dimension)
-        vector[index] += sign
+        if word in _STOPWORDS:
+            continue
+        for feature, weight in (("w:" + word, 1.0), ("s:" + _stem(word), 1.0)):
+            index, sign = _bucket(feature, dimension)
+            vector[index] += sign * weight
         padded = f"#{word}#"
         for i in range(len(padded) - 2):
             index, sign = _bucket("t:" + padded[i : i + 3], dimension)
-            vector[index] += 0.5 * sign
+            vector[index] += 0.3 * sign
     norm = math.sqrt(sum(v * v for v in vector))
     if norm == 0.0:
         # pgvector's cosine distance of a zero vector is NaN; give empty text a fixed direction.

@@ -12,7 +12,21 @@ class HindsightError(JedisosDBError):
 
 
 class HindsightUnavailableError(HindsightError):
-    """The server could not be reached (connection refused, timeout) or kept failing with 5xx."""
+    """The server could not be reached (connection refused, timeout) or kept failing with 5xx.
+
+    Raised only after the client's bounded retries ran out; ``attempts`` says how many were
+    made, ``status``/``body`` are the last 5xx answer when there was one.
+    """
+
+    def __init__(self, method: str, path: str, reason: str, *, attempts: int, status: int | None = None,
+                 body: str = "") -> None:
+        self.method = method
+        self.path = path
+        self.attempts = attempts
+        self.status = status
+        self.body = body[:BODY_EXCERPT_CHARS]
+        detail = f"HTTP {status}: {self.body or '(empty body)'}" if status is not None else reason
+        super().__init__(f"Hindsight {method} {path} failed after {attempts} attempt(s): {detail}")
 
 
 class HindsightRequestError(HindsightError):
@@ -36,6 +50,10 @@ class BankNotFoundError(HindsightRequestError):
     def __init__(self, method: str, path: str, status: int, body: str, bank_id: str | None = None) -> None:
         super().__init__(method, path, status, body)
         self.bank_id = bank_id
+
+
+class HindsightContractError(HindsightError):
+    """Hindsight answered 2xx with a body the client cannot read: the server's API drifted."""
 
 
 class HindsightServerError(HindsightError):

@@ -206,6 +206,11 @@ class HindsightServer:
         return self._embeddings_url
 
     @property
+    def embeddings(self) -> EmbeddingServer | None:
+        """The embedding endpoint this server started (None when ``embeddings_url`` was given)."""
+        return self._embeddings
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
