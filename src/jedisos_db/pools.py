@@ -369,11 +369,12 @@ async def _wait_saturated(url: str, kind: str, expected: int, proc: asyncio.subp
     return seen
 
 
-async def measure(url: str, *, hindsight_url: str | None = None, samples: int = 50,
-                  settings: LoadSettings | None = None) -> IndependenceReport:
+async def measure(url: str, *, hindsight_url: str | None = None, hindsight_pool_max: int = 0,
+                  samples: int = 50, settings: LoadSettings | None = None) -> IndependenceReport:
     """Idle figures for every probe, then each pool saturated in turn with the others probed.
 
     ``url`` is a database at the design's start-up state (LangGraph set up, jedisos at head).
+    ``hindsight_pool_max``: the Hindsight server's pool + read pool maximum, for the report.
     """
     s = settings or LoadSettings()
     report = IndependenceReport(settings=provision.server_info(url).settings, load=s)
@@ -407,6 +408,8 @@ async def measure(url: str, *, hindsight_url: str | None = None, samples: int = 
                 raise RuntimeError(f"load process for {kind} failed (exit {proc.returncode}): "
                                    f"{err.decode(errors='replace')[-2000:]}")
             data = json.loads(out.decode().strip().splitlines()[-1])
+            if kind == "hindsight":  # the load process only sees HTTP; the pools are the server's
+                data["max_size"] = hindsight_pool_max
             report.saturations[kind] = Saturation(**data)
     return report
 
