@@ -2,8 +2,10 @@
 
 ``stack`` (session-scoped) builds one database the way the design deploys it (design §1):
 a superuser installs the extensions and the owner roles (``jedisos-db roles``); then, with
-``pg_stat_statements`` reset and ``log_statement=all`` + ``log_line_prefix`` carrying ``%a``
-(application_name) and ``%u`` (role), each owner runs its own start-up step under its own role,
+``pg_stat_statements`` reset and ``log_statement=all`` on that database (the session's server
+writes a jsonlog, whose lines carry ``application_name`` and ``user`` like a ``log_line_prefix``
+with ``%a``/``%u`` would, without changing the server-wide prefix), each owner runs its own
+start-up step under its own role,
 a real LangGraph graph is checkpointed, JediSOS writes its own tables through SQLAlchemy, and
 (when Hindsight is installed) the real Hindsight API, started as ``hindsight_app``, retains,
 recalls, lists entities and deletes a bank.
@@ -30,7 +32,6 @@ from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
 from tests.plugins.roles import RolesFactory
 
-LOG_PREFIX = "%m [%p] app=%a user=%u db=%d: "
 _STATEMENT = re.compile(r"^(?:statement|execute [^:]*): (?P<sql>.*)$", re.S)
 
 
@@ -51,6 +52,7 @@ class Stack:
     steps: list[startup.StartupStep]
     statements: list[Statement] = field(default_factory=list)
     log_captured: str | None = None  # reason when the server log could not be read
+    pgss_captured: str | None = None  # reason when pg_stat_statements is not available
     graph_messages: list[str] = field(default_factory=list)
     hindsight_flow: dict[str, object] = field(default_factory=dict)  # empty when Hindsight is not installed
 
@@ -130,7 +132,10 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
     url = database_factory("stack", bootstrap=False)
     database = urls.parse(url).database or ""
     with provision.connect(url) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+        pgss = preload is not None and "pg_stat_statements" in str(preload[0])
+        if pgss:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     report = roles_factory(url)
     owner_urls = {g.owner: g.url(url) for g in report.grants}
     stack = Stack(url=url, database=database, report=report, owner_urls=owner_urls, steps=[])
@@ -139,22 +144,22 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
     offset = log.stat().st_size if log else 0
     with provision.connect(server_url) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(database)))
-        conn.execute(sql.SQL("ALTER SYSTEM SET log_line_prefix = {}").format(sql.Literal(LOG_PREFIX)))
-        conn.execute("SELECT pg_reload_conf()")
-    with provision.connect(url) as conn:
-        conn.execute("SELECT pg_stat_statements_reset()")
+    if pgss:
+        with provision.connect(url) as conn:
+            conn.execute("SELECT pg_stat_statements_reset()")
     try:
         await _run_stack(stack, hindsight_server_factory)
     finally:
         with provision.connect(server_url) as conn:
             conn.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(database)))
-            conn.execute("ALTER SYSTEM RESET log_line_prefix")
-            conn.execute("SELECT pg_reload_conf()")
-    with provision.connect(url) as conn:
-        rows = conn.execute(
-            "SELECT pg_get_userbyid(s.userid), s.query FROM pg_stat_statements s "
-            "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
-    stack.statements = [Statement(str(r), None, str(q), "pg_stat_statements") for r, q in rows]
+    if pgss:
+        with provision.connect(url) as conn:
+            rows = conn.execute(
+                "SELECT pg_get_userbyid(s.userid), s.query FROM pg_stat_statements s "
+                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+        stack.statements = [Statement(str(r), None, str(q), "pg_stat_statements") for r, q in rows]
+    else:
+        stack.pgss_captured = "pg_stat_statements is not in shared_preload_libraries on this server"
     if log is None:
         stack.log_captured = "no readable jsonlog (logging_collector off or a remote server)"
     else:

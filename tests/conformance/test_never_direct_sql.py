@@ -84,8 +84,13 @@ def test_statements_touching_langgraph_came_from_langgraph(stack: Stack) -> None
     by_source = {src: sum(1 for s in touching if s.source == src) for src in ("pg_stat_statements", "log")}
     print(f"\nstatements on langgraph objects: {by_source}; roles {sorted({s.role for s in touching})}, "
           f"applications {sorted({str(s.application) for s in touching if s.application})}")
-    assert {s.source for s in touching} >= {"pg_stat_statements"} | ({"log"} if stack.log_captured is None else set())
-    assert len([s for s in touching if s.source == "pg_stat_statements"]) >= 5, "capture saw too little"
+    sources = {src for src, reason in (("pg_stat_statements", stack.pgss_captured), ("log", stack.log_captured))
+               if reason is None}
+    if not sources:
+        pytest.skip(f"no statement capture on this server: {stack.pgss_captured}; {stack.log_captured}")
+    assert {s.source for s in touching} == sources
+    for source in sources:
+        assert by_source[source] >= 5, f"{source} saw too little of LangGraph: {by_source}"
     strangers = [s for s in touching if s.role != role
                  or (s.application is not None and s.application != "jedisos-langgraph")]
     assert not strangers, "statements on langgraph from other connections:\n" + "\n".join(

@@ -116,3 +116,15 @@ def test_an_order_must_name_each_owner_once(empty_db: str) -> None:
         startup.run_steps(empty_db, ["jedisos", "jedisos", "langgraph"])
     with pytest.raises(ConfigError, match="owner_urls"):
         startup.run_steps(empty_db, owner_urls={"nobody": empty_db})
+
+
+def test_startup_report_shows_the_second_run_changed_nothing(database_factory: DatabaseFactory) -> None:
+    """design §1: `up` twice; the report of the second run says nothing changed, step by step."""
+    url = database_factory("order_report", bootstrap=False)
+    first = startup.up(url)
+    second = startup.up(url)
+    assert first.changed
+    assert not second.changed
+    assert {s.name: s.status for s in second.stages if s.status != "skipped"} == {
+        "extension": "unchanged", "langgraph": "unchanged", "jedisos": "unchanged"}
+    assert second.revision == second.revision_before == migrations.head()
