@@ -13,23 +13,23 @@ from typer.testing import CliRunner
 from jedisos_db import catalog, startup
 from jedisos_db.cli import app
 from jedisos_db.hindsight import server as hs
+from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
-from tests.conformance.test_never_direct_sql import (
-    _relations,
-    _touches,
-    test_jedisos_app_is_refused_everywhere_outside_jedisos,
-)
 from tests.conformance.test_order import _state, _tables
 from tests.plugins.databases import DatabaseFactory
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(autouse=True)
-def _hindsight_installed() -> None:
+def _require_hindsight() -> None:
     if not hs.is_installed():
         pytest.skip(f"hindsight-api-slim is not installed for {hs.hindsight_python()} "
                     f"(nox -s e2e installs it, or set {hs.ENV_PYTHON})")
+
+
+@pytest.fixture(autouse=True)
+def _hindsight_installed() -> None:
+    _require_hindsight()
 
 
 def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
@@ -61,8 +61,8 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
     """design §2 "직접 SQL 금지": every statement on hindsight objects came from hindsight_app, on
     Hindsight's own tagged connections (hindsight-api / hindsight-migrations)."""
     role = stack.report.by_owner("hindsight").role
-    names = _relations(stack.url, "hindsight")
-    touching = [s for s in stack.statements if _touches(s, "hindsight", names)]
+    names = never._relations(stack.url, "hindsight")
+    touching = [s for s in stack.statements if never._touches(s, "hindsight", names)]
     print(f"\nstatements on hindsight objects: {len(touching)}; applications "
           f"{sorted({str(s.application) for s in touching if s.application})}")
     assert len(touching) >= 10, "the capture saw too little of Hindsight"
@@ -75,12 +75,13 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
 
 def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack) -> None:
     """design §2: 42501 for every read and write by jedisos_app on each of Hindsight's real tables."""
-    assert len(_relations(stack.url, "hindsight")) >= 20
-    test_jedisos_app_is_refused_everywhere_outside_jedisos(stack, "hindsight")
+    assert len(never._relations(stack.url, "hindsight")) >= 20
+    never.test_jedisos_app_is_refused_everywhere_outside_jedisos(stack, "hindsight")
 
 
 @pytest.fixture(scope="module")
 def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, catalog.Snapshot]:
+    _require_hindsight()  # module fixtures run before the autouse check
     url = database_factory("e2e_order_design", bootstrap=False)
     steps = startup.run_steps(url)
     assert all(s.status == "applied" for s in steps if s.name != "extension"), [s.render() for s in steps]
