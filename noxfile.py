@@ -2,6 +2,7 @@
 
     nox -s test     the test suite on the embedded PostgreSQL (what CI runs)
     nox -s lint     ruff and mypy on src/
+    nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ nox.options.sessions = ["test", "lint"]
 def test(session: nox.Session) -> None:
     """Run the test suite. Extra arguments go to pytest, e.g. `nox -s test -- --dsn postgresql://...`."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not e2e", *session.posargs)
 
 
 @nox.session
@@ -26,3 +27,10 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[lint,test]")
     session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py")
     session.run("mypy")
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The real Hindsight server (offline: mock LLM, rrf reranker, our TEI endpoint) end to end."""
+    session.install("-e", ".[test,hindsight]")
+    session.run("pytest", "-m", "e2e", *session.posargs)
