@@ -4,6 +4,7 @@
     nox -s lint     ruff and mypy on src/
     nox -s bench    pytest-benchmark suite in bench/ (writers, pgvector, retention); results in .benchmarks/
     nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
+    nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ nox.options.sessions = ["test", "lint"]
 def test(session: nox.Session) -> None:
     """Run the test suite. Extra arguments go to pytest, e.g. `nox -s test -- --dsn postgresql://...`."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-m", "not e2e", *session.posargs)
 
 
 @nox.session
@@ -59,3 +60,10 @@ def load(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "load", *session.posargs)
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """The real Hindsight server (offline: mock LLM, rrf reranker, our TEI endpoint) end to end."""
+    session.install("-e", ".[test,hindsight]")
+    session.run("pytest", "-m", "e2e", *session.posargs)

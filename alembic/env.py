@@ -67,7 +67,11 @@ def do_run_migrations(connection: Connection) -> None:
         # Taken before Alembic reads the version table: a second process waits here and
         # then finds the revisions already applied.
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
-        connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"'))
+        # Only when missing: CREATE SCHEMA checks the database CREATE right even with IF NOT EXISTS,
+        # and the least-privilege jedisos_app owns its schema but may not create schemas.
+        connection.execute(text(
+            f"DO $$ BEGIN IF to_regnamespace('{SCHEMA}') IS NULL THEN CREATE SCHEMA \"{SCHEMA}\"; END IF; END $$"
+        ))
         context.run_migrations()
 
 

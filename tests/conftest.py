@@ -2,9 +2,17 @@
 
 - plugins/server.py    the PostgreSQL server of the session (embedded by default, --dsn for any other)
 - plugins/databases.py isolated databases: a migrated template cloned per module, empty ones on demand
+- plugins/roles.py     the least-privilege owner roles (jedisos_app, langgraph_app, hindsight_app), per session
+- plugins/hindsight.py the real Hindsight server (migrations + API, offline) for e2e and conformance tests
 - plugins/tables.py    ``clean`` (module engine with the jedisos tables emptied), ``cipher``
 
 Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers).
 """
 
-pytest_plugins = ["tests.plugins.server", "tests.plugins.databases", "tests.plugins.tables"]
+pytest_plugins = [
+    "tests.plugins.server",
+    "tests.plugins.databases",
+    "tests.plugins.tables",
+    "tests.plugins.roles",
+    "tests.plugins.hindsight",
+]

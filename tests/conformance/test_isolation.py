@@ -1,0 +1,93 @@
+"""Schema isolation on the stack database (design §1 "스키마 격리", "충돌 방지 체크리스트")."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from jedisos_db import models, provision
+from tests.conformance.conftest import Stack
+
+LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
+VERSION_TABLES = {"alembic_version": "hindsight", "checkpoint_migrations": "langgraph",
+                  "schema_migrations": "jedisos"}
+
+
+def _rows(url: str, query: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    with provision.connect(url) as conn:
+        return [tuple(r) for r in conn.execute(query, params).fetchall()]
+
+
+def _relations(url: str, schema: str, kinds: str = "rpvm") -> set[str]:
+    return {str(r[0]) for r in _rows(
+        url, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE n.nspname = %s AND c.relkind = ANY(%s)", [schema, list(kinds)])}
+
+
+def test_each_schema_holds_exactly_its_owners_objects(stack: Stack) -> None:
+    """design §1: langgraph holds LangGraph's four tables, jedisos our models and version table,
+    nothing of either lands in the other; each schema's objects belong to its owner's role."""
+    assert _relations(stack.url, "langgraph", "rp") == LANGGRAPH_TABLES
+    ours = {t.name for t in models.Base.metadata.tables.values()}
+    assert _relations(stack.url, "jedisos") == ours | {"schema_migrations"}
+    hindsight = _relations(stack.url, "hindsight")
+    assert not (hindsight & (LANGGRAPH_TABLES | ours)), hindsight
+    owners = _rows(stack.url, "SELECT n.nspname, pg_get_userbyid(c.relowner), count(*) FROM pg_class c "
+                              "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                              "WHERE n.nspname IN ('jedisos', 'langgraph', 'hindsight') GROUP BY 1, 2")
+    expected = {g.schema: g.role for g in stack.report.grants}
+    assert all(expected[str(schema)] == role for schema, role, _ in owners), owners
+
+
+def test_no_foreign_key_crosses_schemas(stack: Stack) -> None:
+    """design §1: the owners share no foreign keys, so each can migrate or drop its schema alone."""
+    fks = _rows(stack.url, """
+        SELECT con.conname, src.nspname, dst.nspname FROM pg_constraint con
+        JOIN pg_class sc ON sc.oid = con.conrelid JOIN pg_namespace src ON src.oid = sc.relnamespace
+        JOIN pg_class dc ON dc.oid = con.confrelid JOIN pg_namespace dst ON dst.oid = dc.relnamespace
+        WHERE con.contype = 'f' AND src.nspname IN ('jedisos', 'langgraph', 'hindsight', 'public')""")
+    assert fks, "no foreign keys at all: the check would be vacuous"
+    crossing = [fk for fk in fks if fk[1] != fk[2]]
+    assert not crossing, f"foreign keys crossing schemas: {crossing}"
+
+
+def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
+    """design §1: hindsight.alembic_version, langgraph.checkpoint_migrations and
+    jedisos.schema_migrations each live in their owner's schema only."""
+    found = _rows(stack.url, "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n "
+                             "ON n.oid = c.relnamespace WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
+                  [list(VERSION_TABLES)])
+    wrong = [(t, s) for t, s in found if VERSION_TABLES[str(t)] != s]
+    assert not wrong, f"version tables outside their schema: {wrong}"
+    present = {str(t) for t, _ in found}
+    assert {"checkpoint_migrations", "schema_migrations"} <= present
+    hindsight_ran = any(s.name == "hindsight" and s.status != "skipped" for s in stack.steps)
+    assert ("alembic_version" in present) == hindsight_ran
+
+
+def test_public_holds_extensions_only(stack: Stack) -> None:
+    """design §1 "pgvector 확장": public holds the shared extensions and nothing else."""
+    loose = _rows(stack.url, """
+        SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+        UNION ALL
+        SELECT 'function', p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+        UNION ALL
+        SELECT 'type', t.typname FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (t.oid, t.typelem) AND d.deptype = 'e')""")
+    assert not loose, f"public holds non-extension objects: {loose}"
+    exts = {str(r[0]) for r in _rows(stack.url, "SELECT e.extname FROM pg_extension e "
+                                                "WHERE e.extnamespace = 'public'::regnamespace")}
+    assert "vector" in exts
+
+
+def test_no_name_collides(stack: Stack) -> None:
+    """design §1 "테이블/인덱스/시퀀스 이름 충돌": no relation, index or sequence name is used in
+    two of the three schemas, so an unqualified name can never reach another owner's object."""
+    names = _rows(stack.url, "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n "
+                             "ON n.oid = c.relnamespace WHERE n.nspname IN ('jedisos', 'langgraph', 'hindsight', "
+                             "'public') AND c.relkind IN ('r', 'p', 'v', 'm', 'i', 'I', 'S')")
+    counts = Counter(str(n) for n, _ in names)
+    collisions = {n: sorted(str(s) for m, s in names if m == n) for n, c in counts.items() if c > 1}
+    assert len(names) > 20
+    assert not collisions, f"names used in more than one schema: {collisions}"

@@ -1,0 +1,130 @@
+"""Start-up order (design §1 "마이그레이션 순서"): the design's order works, so does every other
+order of the three owners, and a rerun changes nothing."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from typer.testing import CliRunner
+
+from jedisos_db import catalog, migrations, provision, startup
+from jedisos_db.cli import app
+from jedisos_db.errors import ConfigError
+from tests.plugins.databases import DatabaseFactory
+
+SCHEMAS = ("jedisos", "langgraph", "hindsight", "public")
+
+
+def _public(url: str) -> catalog.Snapshot:
+    """``public`` as extensions plus any object that is not an extension's member (should be none).
+
+    catalog.snapshot cannot render extension aggregates (pg_get_functiondef), hence this view."""
+    with provision.connect(url) as conn:
+        exts = conn.execute("SELECT extname, extversion FROM pg_extension").fetchall()
+        loose = conn.execute(
+            "SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e') "
+            "UNION ALL SELECT 'function', p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+            "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')").fetchall()
+    snap: catalog.Snapshot = {("extension", str(n)): {"version": str(v)} for n, v in exts}
+    snap.update({(str(k), str(n)): {} for k, n in loose})
+    return snap
+
+
+def _state(url: str) -> dict[str, catalog.Snapshot]:
+    state = {schema: catalog.snapshot(url, schema) for schema in SCHEMAS if schema != "public"}
+    state["public"] = _public(url)
+    return state
+
+
+def _tables(url: str, schema: str) -> set[str]:
+    with provision.connect(url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", [schema]).fetchall()}
+
+
+@pytest.fixture(scope="module")
+def design_state(database_factory: DatabaseFactory) -> dict[str, catalog.Snapshot]:
+    url = database_factory("order_design", bootstrap=False)
+    startup.run_steps(url)
+    return _state(url)
+
+
+def test_design_order_works(database_factory: DatabaseFactory) -> None:
+    """design §1 "마이그레이션 순서": extension → Hindsight → LangGraph setup() → jedisos Alembic."""
+    url = database_factory("order_steps", bootstrap=False)
+    steps = startup.run_steps(url)
+    assert [s.name for s in steps] == ["extension", "hindsight", "langgraph", "jedisos"]
+    by_name = {s.name: s for s in steps}
+    assert by_name["extension"].status == "applied"
+    assert by_name["langgraph"].status == "applied"
+    assert by_name["jedisos"].status == "applied"
+    if by_name["hindsight"].status == "skipped":
+        assert "not installed" in by_name["hindsight"].detail or "not part" in by_name["hindsight"].detail
+    assert migrations.current(url) == migrations.head()
+    assert {"checkpoints", "checkpoint_migrations"} <= _tables(url, "langgraph")
+    assert _tables(url, "public") == set()
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(startup.OWNERS)), ids="-".join)
+def test_every_order_of_the_owners_works(order: tuple[str, ...], database_factory: DatabaseFactory,
+                                         design_state: dict[str, catalog.Snapshot]) -> None:
+    """design §1: the owners do not depend on each other, so any order ends in the same catalog."""
+    url = database_factory("order_" + "_".join(o[0] for o in order), bootstrap=False)
+    startup.run_steps(url, order)
+    state = _state(url)
+    for schema in SCHEMAS:
+        difference = catalog.diff(design_state[schema], state[schema])
+        assert not difference, f"order {order}, schema {schema}: {difference.render()}"
+
+
+def test_rerun_is_a_no_op(database_factory: DatabaseFactory) -> None:
+    """design §1: a second start-up run changes nothing (every step unchanged, same catalog)."""
+    url = database_factory("order_rerun", bootstrap=False)
+    startup.run_steps(url)
+    before = _state(url)
+    again = startup.run_steps(url)
+    assert [s.status for s in again if s.status != "skipped"] == ["unchanged"] * len(
+        [s for s in again if s.status != "skipped"]), [s.render() for s in again]
+    after = _state(url)
+    for schema in SCHEMAS:
+        assert not catalog.diff(before[schema], after[schema]), catalog.diff(before[schema], after[schema]).render()
+
+
+def test_cli_up_twice(database_factory: DatabaseFactory) -> None:
+    """`jedisos-db up --dsn URL` twice on a fresh database: schemas populated, public without
+    tables, the second run a no-op."""
+    url = database_factory("order_cli", bootstrap=False)
+    first = CliRunner().invoke(app, ["up", "--dsn", url])
+    assert first.exit_code == 0, first.output
+    assert "langgraph  applied" in first.output
+    assert "jedisos    applied" in first.output
+    second = CliRunner().invoke(app, ["up", "--dsn", url])
+    assert second.exit_code == 0, second.output
+    assert "nothing changed" in second.output
+    assert " applied " not in second.output, second.output
+    print("\n" + first.output + second.output)
+    assert _tables(url, "jedisos") >= {"installed_tools", "schema_migrations"}
+    assert _tables(url, "langgraph") >= {"checkpoints"}
+    assert _tables(url, "public") == set()
+
+
+def test_an_order_must_name_each_owner_once(empty_db: str) -> None:
+    with pytest.raises(ConfigError, match="order"):
+        startup.run_steps(empty_db, ["jedisos", "jedisos", "langgraph"])
+    with pytest.raises(ConfigError, match="owner_urls"):
+        startup.run_steps(empty_db, owner_urls={"nobody": empty_db})
+
+
+def test_startup_report_shows_the_second_run_changed_nothing(database_factory: DatabaseFactory) -> None:
+    """design §1: `up` twice; the report of the second run says nothing changed, step by step."""
+    url = database_factory("order_report", bootstrap=False)
+    first = startup.up(url)
+    second = startup.up(url)
+    assert first.changed
+    assert not second.changed
+    assert {s.name: s.status for s in second.stages if s.status != "skipped"} == {
+        "extension": "unchanged", "langgraph": "unchanged", "jedisos": "unchanged"}
+    assert second.revision == second.revision_before == migrations.head()

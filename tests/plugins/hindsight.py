@@ -1,0 +1,78 @@
+"""The real Hindsight server for e2e and conformance tests (design §1, §2).
+
+``hindsight_server``: Hindsight's own migrations into schema ``hindsight`` of a fresh test
+database, then the real API server on loopback, offline (mock LLM, rrf reranker, our TEI
+endpoint). One per session: it takes ~7 s to start. ``hindsight_server_factory(url)`` does the
+same on a database a test prepared itself (e.g. one also holding LangGraph and jedisos).
+Both skip, with the reason, when ``hindsight-api-slim`` is not installed (``nox -s e2e`` installs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from jedisos_db.hindsight import server as hs
+
+from .databases import DatabaseFactory
+
+
+@dataclass(frozen=True)
+class RunningHindsight:
+    """A started server: where to reach it, which database and schema it owns, what it took."""
+
+    base_url: str
+    database_url: str
+    schema: str
+    server: hs.HindsightServer
+    migration: hs.MigrationRun
+
+
+HindsightFactory = Callable[..., RunningHindsight]
+
+
+def _require_hindsight() -> None:
+    if not hs.is_installed():
+        pytest.skip(
+            f"hindsight-api-slim is not installed for {hs.hindsight_python()} "
+            "(pip install -e '.[hindsight]' or set JEDISOS_HINDSIGHT_PYTHON; nox -s e2e does it)"
+        )
+
+
+@pytest.fixture(scope="session")
+def hindsight_installed() -> None:
+    """Skip (with the reason) unless hindsight-api-slim can be run."""
+    _require_hindsight()
+
+
+@pytest.fixture(scope="session")
+def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HindsightFactory]:
+    """``start(database_url, schema="hindsight", settings=None, env=None) -> RunningHindsight``.
+
+    ``env`` adds HINDSIGHT_API_* settings (e.g. a tenant extension); every server started is
+    stopped at the end of the session.
+    """
+    started: list[hs.HindsightServer] = []
+
+    def start(database_url: str, *, schema: str = hs.SCHEMA,
+              settings: hs.HindsightSettings | None = None, env: dict[str, str] | None = None) -> RunningHindsight:
+        _require_hindsight()
+        migration = hs.run_migrations(database_url, schema=schema)
+        log = tmp_path_factory.mktemp("hindsight") / "hindsight-api.log"
+        server = hs.HindsightServer(database_url, schema=schema, settings=settings, log_path=log, env=env)
+        server.start()
+        started.append(server)
+        return RunningHindsight(server.base_url, server.database_url, schema, server, migration)
+
+    yield start
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def hindsight_server(database_factory: DatabaseFactory, hindsight_server_factory: HindsightFactory) -> RunningHindsight:
+    """The session's real Hindsight server, on its own test database (``.base_url``, ``.database_url``)."""
+    _require_hindsight()
+    return hindsight_server_factory(database_factory("hindsight"))
