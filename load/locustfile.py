@@ -40,7 +40,6 @@ from locust.clients import HttpSession
 from locust.env import Environment
 from locust.runners import WorkerRunner
 from pgvector.psycopg import register_vector
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from jedisos_db import SCHEMA, datagen, provision, urls, vectorbench
@@ -48,7 +47,6 @@ from jedisos_db import SCHEMA, datagen, provision, urls, vectorbench
 log = logging.getLogger("jedisos.load")
 
 HINDSIGHT_URL = os.environ.get("HINDSIGHT_URL", "").rstrip("/")
-LANGGRAPH_SCHEMA = "langgraph"
 APPLICATION_NAME = "jedisos-load"
 COPY_BATCH = 50
 
@@ -109,21 +107,25 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
         vectorbench.prepare(dsn, vectorbench.make_dataset(rows, queries=1))
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
+
+        from jedisos_db import checkpointer
     except ImportError as exc:
         log.warning("JediSOSTurn checkpoints skipped: langgraph-checkpoint-postgres not importable (%s)", exc)
         return
     with provision.connect(dsn) as admin:
         admin.execute("SELECT pg_advisory_lock(hashtext('jedisos-load-langgraph'))")
-        admin.execute(f"CREATE SCHEMA IF NOT EXISTS {LANGGRAPH_SCHEMA}")
+        checkpointer.ensure_schema(dsn)
         with _langgraph_connection(dsn) as conn:
             PostgresSaver(conn).setup()
         admin.execute("SELECT pg_advisory_unlock(hashtext('jedisos-load-langgraph'))")
 
 
 def _langgraph_connection(dsn: str) -> psycopg.Connection[Any]:
-    # DESIGN.md's verified facts: only `langgraph` on the path, autocommit, dict rows.
-    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None, row_factory=dict_row,
-                           options=f"-c search_path={LANGGRAPH_SCHEMA}", application_name=APPLICATION_NAME)
+    """One connection per user from the checkpointer factory's settings (only `langgraph` on the
+    search_path); not its pool: a pool's worker threads add nothing under gevent."""
+    from jedisos_db import checkpointer
+
+    return psycopg.connect(dsn, **checkpointer.connection_kwargs(application_name=APPLICATION_NAME))
 
 
 @events.quitting.add_listener

@@ -135,9 +135,14 @@ def test_sensitivity_lengths() -> None:
 
 def test_connection_budget_arithmetic() -> None:
     """Design §1: max_connections=200 cannot hold one Hindsight server's default pools plus JediSOS."""
-    assert cap.connection_budget(200).jedisos_processes_that_fit == 0
-    assert cap.connection_budget(500).jedisos_processes_that_fit == (497 - 200) // 25
-    assert cap.connection_budget(500, hindsight_pool=10, hindsight_read_pool=10).jedisos_processes_that_fit == 19
+    at_200 = cap.connection_budget(200)
+    assert at_200.jedisos_processes_that_fit == 0
+    assert at_200.demand_one_process == 100 + 100 + 10 + 15
+    assert not at_200.fits_one_process
+    assert "DOES NOT FIT: 28 connection(s) short" in at_200.table
+    at_500 = cap.connection_budget(500)
+    assert at_500.jedisos_processes_that_fit == (497 - 200) // 25
+    assert at_500.fits_one_process
 
 
 def _synthetic_report(tmp_path: Path) -> tuple[cap.CapacityReport, list[Path]]:

@@ -37,12 +37,11 @@ from psycopg import sql
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.engine import Engine
 
-from jedisos_db import SCHEMA, datagen, migrations, models, provision, urls
+from jedisos_db import SCHEMA, budget, datagen, migrations, models, provision, urls
 from jedisos_db.errors import ConfigError
 
 MIB = 2**20
 DAYS_PER_MONTH = 30
-LANGGRAPH_SCHEMA = "langgraph"
 HINDSIGHT_SCHEMA = "hindsight"
 
 DESIGN_SECTION_7 = """\
@@ -250,34 +249,25 @@ def compare(design: DesignVolume, m: Measured, w: Workload = Workload()) -> list
 
 @dataclass(frozen=True)
 class ConnectionBudget:
+    """The design's pools (§1) against the server's connection slots, via :mod:`jedisos_db.budget`."""
+
     max_connections: int
     reserved: int
-    hindsight_per_server: int
-    jedisos_per_process: int
-    langgraph_per_process: int
+    demand_one_process: int
+    fits_one_process: bool
     jedisos_processes_that_fit: int
-    note: str
+    table: str
+    """``BudgetVerdict.render()`` for one JediSOS process beside one Hindsight server."""
 
 
-def connection_budget(max_connections: int, reserved: int = 3, *, hindsight_servers: int = 1,
-                      hindsight_pool: int = 100, hindsight_read_pool: int = 100,
-                      jedisos_pool: int = 5, jedisos_overflow: int = 10, langgraph_pool_max: int = 10
-                      ) -> ConnectionBudget:
-    """Per-process arithmetic on the design's pool sizes (§1) against ``max_connections``.
-
-    Simple worst case (every pool at its maximum). The detailed budget (measured pool use,
-    PgBouncer) belongs to ``jedisos_db.budget`` — MERGE POINT: use it here once it is on main.
-    """
-    usable = max_connections - reserved
-    hindsight = hindsight_servers * (hindsight_pool + hindsight_read_pool)
-    per_process = jedisos_pool + jedisos_overflow + langgraph_pool_max
-    fit = max(0, (usable - hindsight) // per_process)
-    note = (f"{usable} usable = {max_connections} max_connections - {reserved} reserved; Hindsight takes "
-            f"{hindsight} ({hindsight_servers} server x ({hindsight_pool} + {hindsight_read_pool} read)); each "
-            f"JediSOS process up to {per_process} ({jedisos_pool}+{jedisos_overflow} jedisos, "
-            f"{langgraph_pool_max} langgraph)")
-    return ConnectionBudget(max_connections, reserved, hindsight, jedisos_pool + jedisos_overflow,
-                            langgraph_pool_max, fit, note)
+def connection_budget(max_connections: int, reserved: int = budget.POSTGRES_SUPERUSER_RESERVED) -> ConnectionBudget:
+    """One Hindsight server (default pools) plus JediSOS processes at the design's pool sizes."""
+    pools = budget.design_pools(jedisos_processes=1)
+    verdict = budget.connection_budget(pools, max_connections=max_connections, superuser_reserved=reserved)
+    fixed = [p for p in pools if p.name.startswith("hindsight")]
+    per_process = [p for p in pools if not p.name.startswith("hindsight")]
+    fit = budget.max_processes(per_process, fixed, max_connections=max_connections, superuser_reserved=reserved)
+    return ConnectionBudget(max_connections, reserved, verdict.demand, verdict.fits, fit, verdict.render())
 
 
 # --- measurement (needs a server) ----------------------------------------------------------------
@@ -368,8 +358,8 @@ def measure_jedisos(url: str, rows: int, *, seed: int = 0, advance: Advance = _n
 
 def _langgraph_available() -> str | None:
     try:
-        import langgraph.checkpoint.postgres
-        import langgraph.graph  # noqa: F401
+        import jedisos_db.agentgraph
+        import jedisos_db.checkpointer  # noqa: F401
     except ImportError as exc:
         return f"langgraph / langgraph-checkpoint-postgres not importable ({exc}); pip install 'jedisos-db[bench]'"
     return None
@@ -396,21 +386,18 @@ def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10,
     import random
 
     from langgraph.checkpoint.postgres import PostgresSaver
-    from psycopg.rows import dict_row
 
-    from jedisos_db import agentgraph
+    from jedisos_db import agentgraph, checkpointer
 
     rng = random.Random(seed)
-    with provision.connect(url) as admin:
-        admin.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(LANGGRAPH_SCHEMA)))
-    # The schema-confined connection of DESIGN.md's verified facts: only `langgraph` on the path.
-    with psycopg.connect(urls.to_libpq(url), autocommit=True, prepare_threshold=None, row_factory=dict_row,
-                         options=f"-c search_path={LANGGRAPH_SCHEMA}") as conn:
+    checkpointer.ensure_schema(url)
+    # The checkpointer factory's schema-confined connection (only `langgraph` on the search_path).
+    with psycopg.connect(urls.to_libpq(url), **checkpointer.connection_kwargs()) as conn:
         saver = PostgresSaver(conn)
         saver.setup()
         with provision.connect(url) as admin:
             admin.execute(sql.SQL("VACUUM ANALYZE"))
-            empty = _schema_bytes(admin, LANGGRAPH_SCHEMA)
+            empty = _schema_bytes(admin, checkpointer.SCHEMA)
             graph = agentgraph.build(saver, seed=seed)
             checkpoints = 0
             for t in range(threads):
@@ -420,7 +407,7 @@ def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10,
                     advance("checkpoints", 1)
                 checkpoints += sum(1 for _ in saver.list(config))
             admin.execute("VACUUM ANALYZE")
-            total = _schema_bytes(admin, LANGGRAPH_SCHEMA)
+            total = _schema_bytes(admin, checkpointer.SCHEMA)
     runs = threads * turns_per_thread
     return TableMeasure("checkpoints", "graph run", runs, empty, total, 0, (total - empty) / max(checkpoints, 1),
                         f"real graph run: PostgresSaver in schema langgraph, {threads} threads x "
@@ -663,8 +650,9 @@ def render_markdown(r: CapacityReport) -> str:
     for table, size in r.projections[biggest]["no_retention"].items():
         lines.append(f"| {table} | {_gb(size)} GB | {_gb(r.projections[biggest]['retention'][table])} GB |")
     b = r.budget
-    lines += ["", "## Connection budget (per-process arithmetic; see jedisos_db.budget when merged)", "",
-              f"{b.note}. JediSOS processes that fit beside one Hindsight server: **{b.jedisos_processes_that_fit}**.",
+    lines += ["", "## Connection budget (design §1 pools, jedisos_db.budget)", "", "```", b.table, "```", "",
+              f"JediSOS processes that fit beside one Hindsight server with its default pools: "
+              f"**{b.jedisos_processes_that_fit}** (max_connections {b.max_connections}, {b.reserved} reserved).",
               *_sensitivity_lines(r),
               "", "## Not measured", "",
               "Without a running Hindsight server only `memory_units` is measured (on the bench table); Hindsight's "
