@@ -8,12 +8,15 @@ the pgvector recall/QPS table, under the server settings that produced them.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 
-from jedisos_db import provision
+from jedisos_db import provision, urls
 
 pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
 
@@ -31,6 +34,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "add 100000 for the large case)")
     group.addoption("--vector-queries", type=int, default=200, help="queries per ef_search step (default 200)")
     group.addoption("--vector-connections", type=int, default=4, help="N of 'QPS at N connections' (default 4)")
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[asyncio.Runner]:
+    """An event loop of the module's own: benchmarks are synchronous callables."""
+    with asyncio.Runner() as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def conn(runner: asyncio.Runner, migrated_db: str) -> Iterator[asyncpg.Connection]:
+    """A raw asyncpg connection on the module's migrated database (the COPY baseline's driver)."""
+    c = runner.run(asyncpg.connect(urls.to_libpq(migrated_db)))
+    yield c
+    runner.run(c.close())
 
 
 def pytest_configure(config: pytest.Config) -> None:

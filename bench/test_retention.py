@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -12,7 +11,7 @@ import pytest
 
 from bench import writers
 from bench.conftest import Rates
-from jedisos_db import SCHEMA, datagen, urls
+from jedisos_db import SCHEMA, datagen
 
 # The statements of design §7, verbatim but for the schema qualification they already carry.
 STATEMENTS = {
@@ -22,17 +21,6 @@ STATEMENTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    with asyncio.Runner() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def conn(runner: asyncio.Runner, migrated_db: str) -> Iterator[asyncpg.Connection]:
-    c = runner.run(asyncpg.connect(urls.to_libpq(migrated_db)))
-    yield c
-    runner.run(c.close())
 
 
 @pytest.mark.parametrize("kind", ["audit", "cost"])

@@ -22,18 +22,6 @@ from jedisos_db import SCHEMA, urls
 KINDS = ["audit", "cost"]
 
 
-@pytest.fixture(scope="module")
-def runner() -> Iterator[asyncio.Runner]:
-    """An event loop of this module's own: benchmarks are synchronous callables."""
-    with asyncio.Runner() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def conn(runner: asyncio.Runner, migrated_db: str) -> Iterator[asyncpg.Connection]:
-    c = runner.run(asyncpg.connect(urls.to_libpq(migrated_db)))
-    yield c
-    runner.run(c.close())
 
 
 @pytest.fixture(scope="module")

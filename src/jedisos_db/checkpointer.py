@@ -115,34 +115,29 @@ def migration_version(url: str, schema: str = SCHEMA) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
+def _pool_args(url: str, schema: str, sizing: PoolSizing | None, application_name: str) -> dict[str, Any]:
+    sizing = sizing or PoolSizing()
+    return {
+        "conninfo": urls.to_libpq(url),
+        "min_size": sizing.min_size,
+        "max_size": sizing.max_size,
+        "timeout": sizing.timeout,
+        "kwargs": connection_kwargs(schema, application_name),
+        "name": application_name,
+        "open": False,
+    }
+
+
 def async_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
                application_name: str = APPLICATION_NAME) -> AsyncConnectionPool[Any]:
     """An unopened ``AsyncConnectionPool`` confined to ``schema``; ``await pool.open()`` it."""
-    sizing = sizing or PoolSizing()
-    return AsyncConnectionPool(
-        urls.to_libpq(url),
-        min_size=sizing.min_size,
-        max_size=sizing.max_size,
-        timeout=sizing.timeout,
-        kwargs=connection_kwargs(schema, application_name),
-        name=application_name,
-        open=False,
-    )
+    return AsyncConnectionPool(**_pool_args(url, schema, sizing, application_name))
 
 
 def sync_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
               application_name: str = APPLICATION_NAME) -> ConnectionPool[Any]:
     """The synchronous twin of :func:`async_pool` (unopened)."""
-    sizing = sizing or PoolSizing()
-    return ConnectionPool(
-        urls.to_libpq(url),
-        min_size=sizing.min_size,
-        max_size=sizing.max_size,
-        timeout=sizing.timeout,
-        kwargs=connection_kwargs(schema, application_name),
-        name=application_name,
-        open=False,
-    )
+    return ConnectionPool(**_pool_args(url, schema, sizing, application_name))
 
 
 @asynccontextmanager

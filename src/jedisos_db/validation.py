@@ -18,7 +18,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase
@@ -56,6 +56,25 @@ class InvalidInputError(JedisosDBError, ValueError):
     def at(self, index: int) -> InvalidInputError:
         """The same error located at row ``index`` of a batch."""
         return type(self)(self.field, self.rule, index=index)
+
+
+E = TypeVar("E")
+
+
+def coerce(cls: type[E], item: E | Mapping[str, Any], index: int | None = None) -> E:
+    """``item`` as a ``cls`` event: instances pass through, mappings are validated by the
+    constructor, and every error names the field (and ``index``, the row of a batch)."""
+    if isinstance(item, cls):
+        return item
+    if not isinstance(item, Mapping):
+        raise InvalidInputError("event", f"must be a {cls.__name__} or a mapping, got {type(item).__name__}",
+                                index=index)
+    try:
+        return cls(**item)
+    except InvalidInputError as exc:
+        raise exc.at(index) if index is not None else exc from None
+    except TypeError as exc:  # unknown or missing keyword
+        raise InvalidInputError("event", str(exc), index=index) from None
 
 
 class DuplicateError(InvalidInputError):

@@ -82,17 +82,7 @@ class AuditEvent:
     @classmethod
     def coerce(cls, item: AuditEvent | Mapping[str, Any], index: int | None = None) -> AuditEvent:
         """``item`` as an event; a mapping is validated, errors carry ``index``."""
-        if isinstance(item, AuditEvent):
-            return item
-        if not isinstance(item, Mapping):
-            raise v.InvalidInputError("event", f"must be an AuditEvent or a mapping, got {type(item).__name__}",
-                                      index=index)
-        try:
-            return cls(**item)
-        except v.InvalidInputError as exc:
-            raise exc.at(index) if index is not None else exc from None
-        except TypeError as exc:  # unknown or missing keyword
-            raise v.InvalidInputError("event", str(exc), index=index) from None
+        return v.coerce(cls, item, index)
 
 
 _FIELDS: Final = frozenset(f for f in AuditEvent.__dataclass_fields__ if f != "row")

@@ -83,17 +83,7 @@ class CostEvent:
 
     @classmethod
     def coerce(cls, item: CostEvent | Mapping[str, Any], index: int | None = None) -> CostEvent:
-        if isinstance(item, CostEvent):
-            return item
-        if not isinstance(item, Mapping):
-            raise v.InvalidInputError("event", f"must be a CostEvent or a mapping, got {type(item).__name__}",
-                                      index=index)
-        try:
-            return cls(**item)
-        except v.InvalidInputError as exc:
-            raise exc.at(index) if index is not None else exc from None
-        except TypeError as exc:
-            raise v.InvalidInputError("event", str(exc), index=index) from None
+        return v.coerce(cls, item, index)
 
 
 _FIELDS: Final = frozenset(f for f in CostEvent.__dataclass_fields__ if f not in ("row", "_"))

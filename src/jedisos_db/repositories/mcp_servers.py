@@ -126,11 +126,7 @@ class McpServerRepository(Repository):
         v.choice("status", status, v.MCP_STATUSES, required=True)
         v.text("error_message", error_message, None)
         async with self._transaction(CONSTRAINTS) as session:
-            current = (await session.execute(
-                select(McpServer.status).where(McpServer.id == server_id).with_for_update()
-            )).scalar_one_or_none()
-            if current is None:
-                raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
+            current = await _locked_status(session, server_id)
             if status not in TRANSITIONS.get(current, frozenset()):
                 raise v.InvalidTransitionError(
                     "status", f"cannot go from {current} to {status}; allowed: "
@@ -146,11 +142,7 @@ class McpServerRepository(Repository):
         v.flag("healthy", healthy)
         v.text("error_message", error_message, None)
         async with self._transaction(CONSTRAINTS) as session:
-            current = (await session.execute(
-                select(McpServer.status).where(McpServer.id == server_id).with_for_update()
-            )).scalar_one_or_none()
-            if current is None:
-                raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
+            current = await _locked_status(session, server_id)
             values: dict[str, Any] = {"last_health_check": at if at is not None else func.now()}
             if not healthy and current == "running":
                 values.update(status="error", error_message=error_message or "health check failed")
@@ -178,3 +170,13 @@ class McpServerRepository(Repository):
             for server_id, token in rows:
                 await self._change(server_id, {"env_encrypted": cipher.rotate(token)}, session)
         return len(rows)
+
+
+async def _locked_status(session: AsyncSession, server_id: uuid.UUID) -> str:
+    """The server's status, its row locked for the rest of the transaction."""
+    current = (await session.execute(
+        select(McpServer.status).where(McpServer.id == server_id).with_for_update()
+    )).scalar_one_or_none()
+    if current is None:
+        raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
+    return current
