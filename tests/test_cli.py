@@ -107,3 +107,17 @@ def test_down_without_a_running_server_says_so(tmp_path: object) -> None:
     code, out = _run("down", "--data-dir", str(tmp_path))
     assert code == 0
     assert "no embedded server running" in out
+
+
+def test_messages_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Package extras like `jedisos-db[docker]` in a message survive (rich must not eat them as markup)."""
+    from jedisos_db import cli
+    from jedisos_db.errors import DockerUnavailableError
+
+    def fail(*_: object, **__: object) -> str:
+        raise DockerUnavailableError("testcontainers is not installed: pip install 'jedisos-db[docker]'")
+
+    monkeypatch.setattr(cli.provision, "resolve_url", fail)
+    code, out = _run("db", "current")
+    assert code == 1
+    assert "pip install 'jedisos-db[docker]'" in out

@@ -11,6 +11,7 @@ from typing import Annotated, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from jedisos_db import budget, migrations, provision, retention, roles, startup, urls
 from jedisos_db.errors import JedisosDBError
@@ -24,8 +25,10 @@ retention_app = typer.Typer(help="Data retention of design section 7 (audit, cos
                             no_args_is_help=True)
 app.add_typer(retention_app, name="retention")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# markup=False: messages carry user text and package extras like `jedisos-db[hindsight]`, which
+# rich would otherwise swallow as markup tags.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +45,14 @@ DataDirOption = Annotated[
 ]
 
 
+def _error(message: str) -> None:
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
+
+
+def _print_revision(url: str) -> None:
+    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {urls.redact(url)}", highlight=False)
+
+
 def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn the package's typed errors (and driver errors) into one red line and exit code 1."""
 
@@ -50,12 +61,12 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except JedisosDBError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            _error(str(exc))
         except (OSError, ConnectionError) as exc:
-            err.print(f"[red]error:[/red] database unreachable: {exc}", highlight=False)
+            _error(f"database unreachable: {exc}")
         except Exception as exc:  # driver and Alembic errors: one line, not a traceback
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err.print(f"[red]error:[/red] {type(exc).__name__}: {first}", highlight=False)
+            _error(f"{type(exc).__name__}: {first}")
         raise typer.Exit(1)
 
     return wrapper
@@ -74,7 +85,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", dsn: DsnOpti
     """Upgrade the jedisos schema to REVISION (default head)."""
     url = _url(dsn, data_dir)
     migrations.upgrade(url, revision)
-    out.print(f"jedisos schema at [bold]{migrations.current(url) or 'base'}[/bold] on {urls.redact(url)}")
+    _print_revision(url)
 
 
 @db_app.command("downgrade")
@@ -84,7 +95,7 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
     """Downgrade the jedisos schema to REVISION."""
     url = _url(dsn, data_dir)
     migrations.downgrade(url, revision)
-    out.print(f"jedisos schema at [bold]{migrations.current(url) or 'base'}[/bold] on {urls.redact(url)}")
+    _print_revision(url)
 
 
 @db_app.command("current")
