@@ -82,7 +82,9 @@ def test_orm_per_row(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Conne
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("path", ["repository_single", "repository_batch", "repository_batch+validate"])
+@pytest.mark.parametrize(
+    "path", ["repository_single", "repository_batch", "repository_batch+validate", "repository_batch_dicts"]
+)
 def test_repository(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, engine: AsyncEngine,
                     kind: str, path: str, rows: int, rates: Rates) -> None:
     repo = writers.repository_writers(engine, kind)
@@ -95,6 +97,9 @@ def test_repository(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connec
     if path == "repository_batch+validate":
         # Building the events (where the repository validates) inside the timed section.
         _bench(benchmark, runner, conn, kind, lambda: batch(to_events(data)))
+    elif path == "repository_batch_dicts":
+        # Plain dicts straight to record_many: validated column by column inside the timed section.
+        _bench(benchmark, runner, conn, kind, lambda: batch(data))
     else:
         write = batch if path == "repository_batch" else one_by_one
         _bench(benchmark, runner, conn, kind, lambda: write(events))

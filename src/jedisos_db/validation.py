@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, TypeVar
 
+import orjson
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase
 
@@ -207,10 +208,24 @@ def json_document(field: str, value: Any, *, kind: type[dict[Any, Any]] | type[l
 
 
 def _encode(field: str, value: Any) -> str:
+    # orjson is ~8x faster than the stdlib encoder, which is what lets a batch of audit events
+    # stay near raw COPY speed. Where the two disagree the stdlib decides: orjson writes NaN and
+    # Infinity as null (so any null is re-checked) and refuses integers beyond 64 bits (which
+    # jsonb stores fine). orjson also writes UUIDs as strings, which the stdlib refuses.
+    try:
+        encoded = orjson.dumps(value, option=_ORJSON_OPTIONS)
+        if b"null" not in encoded:
+            return encoded.decode()
+    except TypeError:
+        pass
     try:
         return _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(field, f"is not JSON-serialisable ({exc})") from None
+
+
+_ORJSON_OPTIONS: Final = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                          | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
 
 # One encoder, built once (json.dumps with options builds a new one per call: measurable per row).

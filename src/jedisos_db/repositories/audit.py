@@ -206,8 +206,9 @@ async def copy_rows(repo: Repository, table: str, columns: Sequence[str], rows: 
     Rows without a timestamp get the transaction's ``now()``, what the column default would give.
     """
     async with repo._engine.begin() as conn:
-        now = (await conn.execute(text("SELECT now()"))).scalar_one()
-        rows = [r if r[0] is not None else (now, *r[1:]) for r in rows]
+        if any(r[0] is None for r in rows):  # one round trip less when every row carries its time
+            now = (await conn.execute(text("SELECT now()"))).scalar_one()
+            rows = [r if r[0] is not None else (now, *r[1:]) for r in rows]
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection  # the asyncpg connection, already inside our transaction
         await driver.copy_records_to_table(table, schema_name=schema_of(repo._engine), columns=columns,
