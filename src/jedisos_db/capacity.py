@@ -660,8 +660,10 @@ def render_markdown(r: CapacityReport) -> str:
               "WAL, backups and free space left by DELETE before VACUUM are not included.",
               "", "## Retention (§7)", "",
               f"audit_logs debug/info after {Retention().audit_days} days ({Retention().audit_deletable_share:.0%} of "
-              f"generated audit rows), cost_tracking after {Retention().cost_days} days (the daily_cost_summary "
-              f"view is computed from it, so its history goes too), LangGraph threads {Retention().checkpoint_days} "
+              f"generated audit rows), cost_tracking after {Retention().cost_days} days (rolled up first into "
+              "jedisos.daily_cost_rollup, one row per day, user, source and model, so daily_cost_summary keeps "
+              "answering; the design's plain view would lose that history), "
+              f"LangGraph threads {Retention().checkpoint_days} "
               "days after they end; memory units are kept. Space freed by DELETE is reused after VACUUM, "
               "not returned to the OS: tables plateau at the window's size.",
               "", "Plots: `capacity_growth.png`, `capacity_bytes_per_row.png`."]
@@ -693,7 +695,7 @@ def write_plots(r: CapacityReport, out: Path) -> list[Path]:
     for ax, users in zip(axes[0], r.config.users, strict=True):
         for key, label in (("no_retention", "no retention"), ("retention", "§7 retention")):
             ax.plot(months, [b / 2**30 for b in r.monthly[users][key]], marker="o", label=label)
-        ax.set_title(f"{users:,} users")
+        ax.set_title(f"{users:,} user{'s' if users != 1 else ''}")
         ax.set_xlabel("month")
         ax.set_ylabel("GiB")
         ax.legend()
