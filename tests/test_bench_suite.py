@@ -27,5 +27,5 @@ def test_every_benchmark_runs_once(server_url: str) -> None:
     assert run.returncode == 0, f"bench suite failed (exit {run.returncode}):\n{tail}"
     summary = re.search(r"(\d+) passed", run.stdout)
     assert summary, tail
-    # 3 writers + 3 repository paths, x2 (audit, cost); 2 retention; 2 recall tables + 6 kNN.
-    assert int(summary.group(1)) == 22, tail
+    # 3 writers + 4 repository paths, x2 (audit, cost); 2 retention; 2 recall tables + 6 kNN.
+    assert int(summary.group(1)) == 24, tail
