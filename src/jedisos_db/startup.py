@@ -48,14 +48,11 @@ class StartupReport:
     server: provision.ServerInfo
     revision_before: str | None
     revision: str | None
-    steps: list[str] = field(default_factory=list)
     stages: list[StartupStep] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        if self.stages:
-            return any(stage.status == "applied" for stage in self.stages)
-        return self.revision_before != self.revision
+        return any(stage.status == "applied" for stage in self.stages)
 
 
 def _module_available(name: str) -> bool:
@@ -148,6 +145,5 @@ def up(dsn: str | None = None, *, data_dir: Path | None = None,
         server=provision.server_info(url),
         revision_before=before,
         revision=after,
-        steps=[stage.render() for stage in stages],
         stages=stages,
     )
