@@ -121,3 +121,28 @@ def test_messages_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = _run("db", "current")
     assert code == 1
     assert "pip install 'jedisos-db[docker]'" in out
+
+
+def test_a_missing_extra_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    """A command whose optional dependency is absent says which extra brings it."""
+    import typer
+
+    from jedisos_db.cli import one_line_errors
+
+    @one_line_errors
+    def needs_numpy() -> None:
+        raise ModuleNotFoundError("No module named 'numpy'", name="numpy")
+
+    with pytest.raises(typer.Exit) as info:
+        needs_numpy()
+    assert info.value.exit_code == 1
+    assert "numpy is not installed; this command needs it: pip install 'jedisos-db[bench]'" in capsys.readouterr().err
+
+
+def test_a_command_exit_code_is_not_reported_as_an_error(database_factory: DatabaseFactory) -> None:
+    """`budget` exits 1 when the design's pools do not fit; that is its answer, not an error line."""
+    url = database_factory("cli_budget")
+    code, out = _run("budget", "--dsn", url)
+    assert code == 1
+    assert "DOES NOT FIT" in out
+    assert "error:" not in out

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -45,6 +46,14 @@ DataDirOption = Annotated[
 ]
 
 
+# Which optional extra brings which module, for the one-line hint when a command needs one.
+EXTRA_OF_MODULE = {
+    "numpy": "bench", "matplotlib": "bench", "locust": "bench", "pytest_benchmark": "bench",
+    "langgraph": "langgraph", "langchain_core": "langgraph",
+    "hindsight_api": "hindsight", "testcontainers": "docker", "docker": "docker",
+}
+
+
 def _error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
 
@@ -60,8 +69,15 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # a command's own exit code (e.g. `budget` when the pools do not fit)
         except JedisosDBError as exc:
             _error(str(exc))
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            extra = EXTRA_OF_MODULE.get(root)
+            hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
+            _error(f"{root or exc} is not installed; this command needs it: {hint}")
         except (OSError, ConnectionError) as exc:
             _error(f"database unreachable: {exc}")
         except Exception as exc:  # driver and Alembic errors: one line, not a traceback
