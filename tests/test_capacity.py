@@ -236,3 +236,21 @@ def test_cli_bad_option_is_one_line(server_url: str, tmp_path: Path) -> None:
                                       "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "--embedding-dim: must be 384 or 1536, got 768" in result.output
+
+
+def test_memory_units_from_a_hindsight_schema_uses_catalog_statistics(empty_db: str) -> None:
+    """With a filled ``hindsight.memory_units`` the model measures it (from the catalog only)
+    instead of the bench table; below ``min_rows`` it declines. The table here stands in for the
+    real server's: the function reads ``reltuples`` and relation sizes, never the rows."""
+    with provision.connect(empty_db) as conn:
+        conn.execute("CREATE SCHEMA hindsight")
+        conn.execute("CREATE TABLE hindsight.memory_units (id bigserial PRIMARY KEY, text text NOT NULL)")
+        conn.execute("INSERT INTO hindsight.memory_units (text) SELECT repeat('m', 200) FROM generate_series(1, 1500)")
+        conn.execute("ANALYZE hindsight.memory_units")
+    measured = cap.hindsight_memory_units(empty_db, min_rows=1000)
+    assert measured is not None
+    assert measured.count == 1500
+    assert "Hindsight server's own memory_units" in measured.source
+    # 200-byte text plus tuple header and the primary key index entry: a few hundred bytes a row.
+    assert 200 < measured.bytes_per_unit < 1000
+    assert cap.hindsight_memory_units(empty_db, min_rows=2000) is None
