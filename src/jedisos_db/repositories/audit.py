@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
@@ -157,13 +157,7 @@ class AuditLogRepository(Repository):
         Every event is validated before anything is sent; an invalid one raises with its row index.
         A list of plain dicts takes a column-wise fast path (same rules, checked per column).
         """
-        items = events if isinstance(events, list) else list(events)
-        rows = fast_rows(items)
-        if rows is None:
-            rows = [e.row if type(e) is AuditEvent else AuditEvent.coerce(e, i).row for i, e in enumerate(items)]
-        if not rows:
-            return 0
-        return await copy_rows(self, "audit_logs", COPY_COLUMNS, rows)
+        return await copy_events(self, events, AuditEvent, fast_rows, "audit_logs", COPY_COLUMNS)
 
     async def query(
         self,
@@ -198,6 +192,20 @@ class AuditLogRepository(Repository):
     async def count(self) -> int:
         async with self._sessions() as session:
             return int((await session.execute(select(func.count()).select_from(AuditLog))).scalar_one())
+
+
+async def copy_events(repo: Repository, events: Iterable[Any], event_type: type[Any],
+                      fast: Callable[[list[Any]], list[tuple[Any, ...]] | None], table: str,
+                      columns: Sequence[str]) -> int:
+    """Validate ``events`` (plain dicts column-wise through ``fast``, anything else row by row
+    through ``event_type.coerce``, which names the row), then ``COPY`` them in one transaction."""
+    items = events if isinstance(events, list) else list(events)
+    rows = fast(items)
+    if rows is None:
+        rows = [e.row if type(e) is event_type else event_type.coerce(e, i).row for i, e in enumerate(items)]
+    if not rows:
+        return 0
+    return await copy_rows(repo, table, columns, rows)
 
 
 async def copy_rows(repo: Repository, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> int:

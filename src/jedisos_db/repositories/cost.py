@@ -19,7 +19,7 @@ from sqlalchemy import Numeric, func, insert, select
 from jedisos_db import validation as v
 from jedisos_db.models import CostRecord, DailyCostSummary, UserPreferences
 from jedisos_db.repositories._db import Repository
-from jedisos_db.repositories.audit import copy_rows, timestamp
+from jedisos_db.repositories.audit import copy_events, timestamp
 
 _MODEL = v.varchar_limit(CostRecord, "model")
 _PROVIDER = v.varchar_limit(CostRecord, "provider")
@@ -224,13 +224,7 @@ class CostRepository(Repository):
 
     async def record_many(self, events: Iterable[CostEvent | Mapping[str, Any]]) -> int:
         """One ``COPY`` of all ``events`` (validated first; an invalid one raises with its row index)."""
-        items = events if isinstance(events, list) else list(events)
-        rows = fast_rows(items)
-        if rows is None:
-            rows = [e.row if type(e) is CostEvent else CostEvent.coerce(e, i).row for i, e in enumerate(items)]
-        if not rows:
-            return 0
-        return await copy_rows(self, "cost_tracking", COPY_COLUMNS, rows)
+        return await copy_events(self, events, CostEvent, fast_rows, "cost_tracking", COPY_COLUMNS)
 
     async def litellm_callback(self, kwargs: Mapping[str, Any], completion_response: Any, start_time: Any,
                                end_time: Any) -> int:
