@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from jedisos_db.validation import DuplicateError, InvalidInputError, MissingReferenceError
+from jedisos_db.models import Base
+from jedisos_db.validation import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+
+M = TypeVar("M", bound=Base)
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
@@ -20,6 +24,14 @@ class Repository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def _get(self, model: type[M], key: Any, what: str) -> M:
+        """The row of ``model`` with primary key ``key``; :class:`NotFoundError` naming ``what`` otherwise."""
+        async with self._sessions() as session:
+            row = await session.get(model, key)
+        if row is None:
+            raise NotFoundError(f"{model.__tablename__}: no {what} with id {key}")
+        return row
 
     @asynccontextmanager
     async def _transaction(self, constraints: Mapping[str, str] | None = None) -> AsyncIterator[AsyncSession]:

@@ -94,11 +94,7 @@ class McpServerRepository(Repository):
             return await insert_server(session, tool_id, spec, self._cipher)
 
     async def get(self, server_id: uuid.UUID) -> McpServer:
-        async with self._sessions() as session:
-            server = await session.get(McpServer, server_id)
-        if server is None:
-            raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
-        return server
+        return await self._get(McpServer, server_id, "server")
 
     async def get_by_name(self, server_name: str) -> McpServer:
         async with self._sessions() as session:

@@ -68,11 +68,7 @@ class ScheduleRepository(Repository):
             return (await session.execute(stmt)).scalar_one()
 
     async def get(self, schedule_id: uuid.UUID) -> Schedule:
-        async with self._sessions() as session:
-            row = await session.get(Schedule, schedule_id)
-        if row is None:
-            raise v.NotFoundError(f"schedules: no schedule with id {schedule_id}")
-        return row
+        return await self._get(Schedule, schedule_id, "schedule")
 
     async def for_user(self, user_id: str) -> list[Schedule]:
         async with self._sessions() as session:

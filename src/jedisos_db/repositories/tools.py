@@ -100,11 +100,7 @@ class ToolRepository(Repository):
         return tool
 
     async def get(self, tool_id: uuid.UUID) -> InstalledTool:
-        async with self._sessions() as session:
-            tool = await session.get(InstalledTool, tool_id)
-        if tool is None:
-            raise v.NotFoundError(f"installed_tools: no tool with id {tool_id}")
-        return tool
+        return await self._get(InstalledTool, tool_id, "tool")
 
     async def get_by_name(self, name: str) -> InstalledTool:
         async with self._sessions() as session:
