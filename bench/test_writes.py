@@ -52,23 +52,16 @@ def _check(runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, n: int) 
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_copy(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, rows: int,
-              rates: Rates) -> None:
+@pytest.mark.parametrize("path", ["copy", "single_insert"])
+def test_raw_driver(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, path: str,
+                    rows: int, rates: Rates) -> None:
+    """Pre-built tuples through asyncpg: one COPY (the baseline every ratio is taken against), or one INSERT each."""
+    write = writers.copy if path == "copy" else writers.single
     benchmark.group = f"{kind} writes"
     data = writers.tuples(kind, writers.generate(kind, rows))
-    _bench(benchmark, runner, conn, kind, lambda: writers.copy(conn, kind, data))
+    _bench(benchmark, runner, conn, kind, lambda: write(conn, kind, data))
     _check(runner, conn, kind, rows)
-    rates.record(benchmark, f"{kind} writes", "copy", rows)
-
-
-@pytest.mark.parametrize("kind", KINDS)
-def test_single_insert(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Connection, kind: str, rows: int,
-                       rates: Rates) -> None:
-    benchmark.group = f"{kind} writes"
-    data = writers.tuples(kind, writers.generate(kind, rows))
-    _bench(benchmark, runner, conn, kind, lambda: writers.single(conn, kind, data))
-    _check(runner, conn, kind, rows)
-    rates.record(benchmark, f"{kind} writes", "single_insert", rows)
+    rates.record(benchmark, f"{kind} writes", path, rows)
 
 
 @pytest.mark.parametrize("kind", KINDS)
