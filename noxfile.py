@@ -1,7 +1,7 @@
 """Sessions are thin: they install the project with the extra they need and call pytest or the CLI.
 
     nox -s test     the test suite on the embedded PostgreSQL (what CI runs)
-    nox -s lint     ruff and mypy on src/
+    nox -s lint     ruff, mypy, import-linter contracts, deptry
     nox -s bench    pytest-benchmark suite in bench/ (writers, pgvector, retention); results in .benchmarks/
     nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
     nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
@@ -25,10 +25,12 @@ def test(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff and mypy, clean on src/."""
+    """ruff, mypy (strict), the import contracts between the rooms, and deptry (imported = declared)."""
     session.install("-e", ".[lint,test]")
-    session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py", "bench", "load")
+    session.run("ruff", "check", "src", "tests", "alembic", "noxfile.py", "bench", "load", "scripts")
     session.run("mypy")
+    session.run("lint-imports")
+    session.run("deptry", ".")
 
 
 @nox.session
@@ -52,7 +54,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def load(session: nox.Session) -> None:
-    """Locust against the local PostgreSQL: `jedisos_db.startup.up` first (embedded unless
+    """Locust against the local PostgreSQL: `jedisos_db.ops.startup.up` first (embedded unless
     `JEDISOS_DB_URL` or `-- --pg-dsn URL`), then a headless, bounded run with CSV/HTML in reports/.
 
     Extra arguments go to locust, e.g. `nox -s load -- -u 20 -t 2m --max-p95-ms 50`.

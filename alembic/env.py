@@ -19,9 +19,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from jedisos_db import SCHEMA, urls
-from jedisos_db.models import VIEW_INFO, Base
-from jedisos_db.provision import MIGRATION_LOCK_KEY
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.models import VIEW_INFO, Base
+from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
 
 config = context.config
 target_metadata = Base.metadata
@@ -80,7 +80,7 @@ def _url() -> str:
         "sqlalchemy.url"
     )
     if not url:
-        raise RuntimeError("no database URL: pass one to jedisos_db.migrations or set JEDISOS_DB_URL")
+        raise RuntimeError("no database URL: pass one to jedisos_db.runtime.db.migrations or set JEDISOS_DB_URL")
     return str(url)
 
 

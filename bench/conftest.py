@@ -16,7 +16,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jedisos_db import provision, urls
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.connect import connect
 
 pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
 
@@ -61,7 +63,7 @@ def _print_server(request: pytest.FixtureRequest, server_url: str) -> provision.
     """The server settings, printed at the top of the run and saved into the benchmark JSON."""
     info = provision.server_info(server_url)
     if info.pgvector_version is None:  # the admin database has no `vector`; report what CREATE EXTENSION gets
-        with provision.connect(server_url) as conn:
+        with connect(server_url) as conn:
             row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
         info = dataclasses.replace(info, pgvector_version=f"{row[0]} (available)" if row else None)
     request.config.stash[_STASH_INFO] = info

@@ -11,7 +11,8 @@ import pytest
 
 from bench import writers
 from bench.conftest import Rates
-from jedisos_db import SCHEMA, datagen
+from jedisos_db.harness import datagen
+from jedisos_db.runtime.owners import SCHEMA
 
 # The statements of design §7, verbatim but for the schema qualification they already carry.
 STATEMENTS = {

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from bench.conftest import format_info
-from jedisos_db import provision, vectorbench
+from jedisos_db.harness import vectorbench
+from jedisos_db.ops import provision
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

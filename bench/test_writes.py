@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench import writers
 from bench.conftest import Rates
-from jedisos_db import SCHEMA, urls
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.owners import SCHEMA
 
 KINDS = ["audit", "cost"]
 

@@ -4,7 +4,7 @@
 - ``copy``: raw ``COPY`` through asyncpg's ``copy_records_to_table`` — the ceiling;
 - ``orm_per_row``: naive SQLAlchemy ORM, one session and commit per event — the floor;
 - ``repository_single`` / ``repository_batch``: the reference data layer's repositories
-  (``record`` and ``record_many``), when ``jedisos_db.repositories`` is installed.
+  (``record`` and ``record_many``), when ``jedisos_db.runtime.repositories`` is installed.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from jedisos_db import SCHEMA, datagen, models
+from jedisos_db.harness import datagen
+from jedisos_db.runtime.db import models
+from jedisos_db.runtime.owners import SCHEMA
 
 Row = dict[str, Any]
 
@@ -65,13 +67,13 @@ def repository_writers(engine: AsyncEngine, kind: str) -> tuple[
     """(record-one-by-one, record_many, rows -> events) of the repository, or why it is absent."""
     try:
         if kind == "audit":
-            from jedisos_db.repositories.audit import AuditEvent as Event
-            from jedisos_db.repositories.audit import AuditLogRepository as Repo
+            from jedisos_db.runtime.repositories.audit import AuditEvent as Event
+            from jedisos_db.runtime.repositories.audit import AuditLogRepository as Repo
         else:
-            from jedisos_db.repositories.cost import CostEvent as Event
-            from jedisos_db.repositories.cost import CostRepository as Repo
+            from jedisos_db.runtime.repositories.cost import CostEvent as Event
+            from jedisos_db.runtime.repositories.cost import CostRepository as Repo
     except ImportError as exc:
-        return f"jedisos_db.repositories (the data layer's writers) cannot be imported: {exc}"
+        return f"jedisos_db.runtime.repositories (the data layer's writers) cannot be imported: {exc}"
     repo = Repo(engine)
 
     async def one_by_one(events: Sequence[Any]) -> None:

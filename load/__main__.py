@@ -1,7 +1,7 @@
 """``python -m load [locust args…]``: start/migrate the database, then a headless bounded Locust run.
 
 The database is ``--pg-dsn URL`` (or ``--dsn URL``) if given, else ``$JEDISOS_DB_URL``, else the embedded server
-(started if needed); ``jedisos_db.startup.up`` brings it to head first. Reports land in
+(started if needed); ``jedisos_db.ops.startup.up`` brings it to head first. Reports land in
 ``reports/`` (CSV + HTML, see ``load/locust.conf``). Locust's exit code is returned: non-zero when
 a threshold (``--max-fail-ratio``, ``--max-p95-ms``) is not met.
 """
@@ -12,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jedisos_db import startup, urls
+from jedisos_db.ops import startup
+from jedisos_db.runtime import urls
 
 HERE = Path(__file__).resolve().parent
 

@@ -42,7 +42,11 @@ from locust.runners import WorkerRunner
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
-from jedisos_db import SCHEMA, datagen, provision, urls, vectorbench
+from jedisos_db.harness import datagen, vectorbench
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.owners import SCHEMA
 
 log = logging.getLogger("jedisos.load")
 
@@ -108,11 +112,11 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
     try:
         from langgraph.checkpoint.postgres import PostgresSaver
 
-        from jedisos_db import checkpointer
+        from jedisos_db.runtime import checkpointer
     except ImportError as exc:
         log.warning("JediSOSTurn checkpoints skipped: langgraph-checkpoint-postgres not importable (%s)", exc)
         return
-    with provision.connect(dsn) as admin:
+    with connect(dsn) as admin:
         admin.execute("SELECT pg_advisory_lock(hashtext('jedisos-load-langgraph'))")
         checkpointer.ensure_schema(dsn)
         with _langgraph_connection(dsn) as conn:
@@ -123,7 +127,7 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
 def _langgraph_connection(dsn: str) -> psycopg.Connection[Any]:
     """One connection per user from the checkpointer factory's settings (only `langgraph` on the
     search_path); not its pool: a pool's worker threads add nothing under gevent."""
-    from jedisos_db import checkpointer
+    from jedisos_db.runtime import checkpointer
 
     return psycopg.connect(dsn, **checkpointer.connection_kwargs(application_name=APPLICATION_NAME))
 
@@ -257,7 +261,7 @@ class JediSOSTurn(PgUser):
         try:
             from langgraph.checkpoint.postgres import PostgresSaver
 
-            from jedisos_db import agentgraph
+            from jedisos_db.harness import agentgraph
         except ImportError:
             return
         self.lg_conn = _langgraph_connection(self.dsn)

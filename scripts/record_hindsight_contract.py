@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jedisos_db.hindsight import contract
+from jedisos_db.harness.hindsight import contract
 
 
 def main() -> None:

@@ -7,8 +7,11 @@ import secrets
 import pytest
 from typer.testing import CliRunner
 
-from jedisos_db import migrations, provision, urls
-from jedisos_db.cli import app
+from jedisos_db.cli.main import app
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
 from tests.plugins.databases import DatabaseFactory
 
 runner = CliRunner()
@@ -80,16 +83,16 @@ def test_errors_are_one_line_and_exit_non_zero(dsn: str, expected: str) -> None:
 def test_missing_extension_is_one_clear_line(server_url: str, database_factory: DatabaseFactory) -> None:
     """A role that may not create `vector` gets told who must, not a traceback."""
     role = f"jedisos_test_nosuper_{secrets.token_hex(3)}"
-    with provision.connect(server_url) as conn:
+    with connect(server_url) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')  # trust auth on the embedded server
     url = database_factory("cli_noext", bootstrap=False)
     name = urls.parse(url).database
     try:
-        with provision.connect(server_url) as conn:
+        with connect(server_url) as conn:
             conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"')
         as_role = urls.to_libpq(urls.parse(url).set(username=role, password=None))
         try:
-            provision.connect(as_role).close()
+            connect(as_role).close()
         except provision.DatabaseUnavailableError as exc:
             pytest.skip(f"cannot log in as a fresh role on this server ({exc})")
         code, out = _run("up", "--dsn", as_role)
@@ -97,7 +100,7 @@ def test_missing_extension_is_one_clear_line(server_url: str, database_factory: 
         assert out.count("\n") == 1, out
         assert "extension 'vector' is not installed and this role may not create it" in out
     finally:
-        with provision.connect(server_url) as conn:
+        with connect(server_url) as conn:
             conn.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
             conn.execute(f'DROP OWNED BY "{role}" CASCADE')
             conn.execute(f'DROP ROLE "{role}"')
@@ -111,8 +114,8 @@ def test_down_without_a_running_server_says_so(tmp_path: object) -> None:
 
 def test_messages_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Package extras like `jedisos-db[docker]` in a message survive (rich must not eat them as markup)."""
-    from jedisos_db import cli
-    from jedisos_db.errors import DockerUnavailableError
+    from jedisos_db.cli import main as cli
+    from jedisos_db.runtime.errors import DockerUnavailableError
 
     def fail(*_: object, **__: object) -> str:
         raise DockerUnavailableError("testcontainers is not installed: pip install 'jedisos-db[docker]'")
@@ -127,7 +130,7 @@ def test_a_missing_extra_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     """A command whose optional dependency is absent says which extra brings it."""
     import typer
 
-    from jedisos_db.cli import one_line_errors
+    from jedisos_db.cli.main import one_line_errors
 
     @one_line_errors
     def needs_numpy() -> None:

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql as pg
 
-from jedisos_db.migration_columns import SCHEMA, bigserial_pk, jsonb, stamp, text_default, uuid_pk
+from jedisos_db.runtime.db.revision_columns import bigserial_pk, jsonb, stamp, text_default, uuid_pk
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "001"
 down_revision = None

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jedisos_db.migration_columns import SCHEMA, bigserial_pk, stamp, text_default
+from jedisos_db.runtime.db.revision_columns import bigserial_pk, stamp, text_default
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "002"
 down_revision = "001"

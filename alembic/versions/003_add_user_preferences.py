@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jedisos_db.migration_columns import SCHEMA, jsonb, stamp, text_default, uuid_pk
+from jedisos_db.runtime.db.revision_columns import jsonb, stamp, text_default, uuid_pk
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "003"
 down_revision = "002"

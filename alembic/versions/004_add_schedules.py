@@ -9,7 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jedisos_db.migration_columns import SCHEMA, TZ, jsonb, stamp, uuid_pk
+from jedisos_db.runtime.db.revision_columns import TZ, jsonb, stamp, uuid_pk
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "004"
 down_revision = "003"

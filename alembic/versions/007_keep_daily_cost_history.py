@@ -7,7 +7,7 @@ Design §4-4 defines ``daily_cost_summary`` as a plain view over ``cost_tracking
 ``cost_tracking`` rows after 365 days while saying the summary is kept: the DELETE erases that
 history. This revision adds ``daily_cost_rollup`` (one row per UTC day, user, source and model)
 and redefines the view as rollup ∪ live rows. Retention moves each old row into the rollup and
-deletes it in the same statement (``jedisos_db.retention``), so a row is counted exactly once,
+deletes it in the same statement (``jedisos_db.runtime.retention``), so a row is counted exactly once,
 either live or rolled up, at every instant.
 
 Days are UTC days (``timestamp AT TIME ZONE 'UTC'``): a rolled-up day cannot move with the
@@ -19,7 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jedisos_db.migration_columns import SCHEMA, bigserial_pk, stamp
+from jedisos_db.runtime.db.revision_columns import bigserial_pk, stamp
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "007"
 down_revision = "006"

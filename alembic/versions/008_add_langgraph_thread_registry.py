@@ -14,7 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from jedisos_db.migration_columns import SCHEMA, stamp
+from jedisos_db.runtime.db.revision_columns import stamp
+from jedisos_db.runtime.owners import SCHEMA
 
 revision = "008"
 down_revision = "007"

@@ -26,11 +26,14 @@ from langchain_core.messages import HumanMessage
 from psycopg import sql
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jedisos_db import checkpointer, models, provision, roles, startup, urls
-from tests.checkpointer.graph import echo_graph
+from jedisos_db.ops import roles, startup
+from jedisos_db.runtime import checkpointer, urls
+from jedisos_db.runtime.db import models
+from jedisos_db.runtime.db.connect import connect
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
 from tests.plugins.roles import RolesFactory
+from tests.runtime.graph import echo_graph
 
 _STATEMENT = re.compile(r"^(?:statement|execute [^:]*): (?P<sql>.*)$", re.S)
 
@@ -63,7 +66,7 @@ class Stack:
 
 def _log_file(url: str) -> Path | None:
     """The server's current jsonlog file, when the logging collector writes one we can read."""
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         row = conn.execute("SELECT current_setting('data_directory'), pg_current_logfile('jsonlog')").fetchone()
     if not row or not row[1]:
         return None
@@ -131,7 +134,7 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
                 hindsight_server_factory: HindsightFactory) -> Stack:
     url = database_factory("stack", bootstrap=False)
     database = urls.parse(url).database or ""
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
         pgss = preload is not None and "pg_stat_statements" in str(preload[0])
         if pgss:
@@ -142,18 +145,18 @@ async def stack(server_url: str, database_factory: DatabaseFactory, roles_factor
 
     log = _log_file(server_url)
     offset = log.stat().st_size if log else 0
-    with provision.connect(server_url) as conn:
+    with connect(server_url) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(database)))
     if pgss:
-        with provision.connect(url) as conn:
+        with connect(url) as conn:
             conn.execute("SELECT pg_stat_statements_reset()")
     try:
         await _run_stack(stack, hindsight_server_factory)
     finally:
-        with provision.connect(server_url) as conn:
+        with connect(server_url) as conn:
             conn.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(database)))
     if pgss:
-        with provision.connect(url) as conn:
+        with connect(url) as conn:
             rows = conn.execute(
                 "SELECT pg_get_userbyid(s.userid), s.query FROM pg_stat_statements s "
                 "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()

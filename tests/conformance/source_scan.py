@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FOREIGN = ("hindsight", "langgraph")
-SANCTIONED = ("*/jedisos_db/checkpointer.py", "*/jedisos_db/hindsight/*.py", "*/jedisos_db/hindsight/*/*.py")
+SANCTIONED = ("*/jedisos_db/runtime/checkpointer.py", "*/jedisos_db/ops/hindsight.py",
+              "*/jedisos_db/harness/hindsight/*.py")
 # LangGraph's tables (setup()) and the Hindsight tables the design names (§2) plus the real ones it misses.
 FOREIGN_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations",
                   "memory_units", "banks", "entities", "entity_links", "memory_links", "unit_entities",

@@ -10,9 +10,9 @@ import itertools
 import pytest
 from typer.testing import CliRunner
 
-from jedisos_db import catalog, startup
-from jedisos_db.cli import app
-from jedisos_db.hindsight import server as hs
+from jedisos_db.cli.main import app
+from jedisos_db.ops import catalog, startup
+from jedisos_db.ops import hindsight as hm
 from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
 from tests.conformance.test_order import _state, _tables
@@ -22,9 +22,9 @@ pytestmark = pytest.mark.e2e
 
 
 def _require_hindsight() -> None:
-    if not hs.is_installed():
-        pytest.skip(f"hindsight-api-slim is not installed for {hs.hindsight_python()} "
-                    f"(nox -s e2e installs it, or set {hs.ENV_PYTHON})")
+    if not hm.is_installed():
+        pytest.skip(f"hindsight-api-slim is not installed for {hm.hindsight_python()} "
+                    f"(nox -s e2e installs it, or set {hm.ENV_PYTHON})")
 
 
 @pytest.fixture(autouse=True)
@@ -67,8 +67,8 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
           f"{sorted({str(s.application) for s in touching if s.application})}")
     assert len(touching) >= 10, "the capture saw too little of Hindsight"
     strangers = [s for s in touching if s.role != role
-                 or (s.application is not None and s.application not in (hs.APPLICATION_NAME,
-                                                                         hs.MIGRATION_APPLICATION_NAME))]
+                 or (s.application is not None and s.application not in (hm.APPLICATION_NAME,
+                                                                         hm.MIGRATION_APPLICATION_NAME))]
     assert not strangers, "\n".join(f"{s.source} role={s.role} app={s.application}: {s.text[:120]}"
                                     for s in strangers)
 

@@ -11,11 +11,11 @@ import asyncpg
 import pytest
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
-from jedisos_db import provision
+from jedisos_db.runtime.db.connect import connect
 
 
 def _checkpoint_tables(url: str) -> list[tuple[str, str]]:
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         return [(str(s), str(t)) for s, t in conn.execute(
             "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relname LIKE 'checkpoint%%'").fetchall()]

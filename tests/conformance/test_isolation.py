@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from jedisos_db import models, provision
+from jedisos_db.runtime.db import models
+from jedisos_db.runtime.db.connect import connect
 from tests.conformance.conftest import Stack
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
@@ -13,7 +14,7 @@ VERSION_TABLES = {"alembic_version": "hindsight", "checkpoint_migrations": "lang
 
 
 def _rows(url: str, query: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         return [tuple(r) for r in conn.execute(query, params).fetchall()]
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jedisos_db import provision, roles
+from jedisos_db.ops import roles
+from jedisos_db.runtime.db.connect import connect
 from tests.conformance.conftest import Stack, Statement
 from tests.conformance.source_scan import SANCTIONED, scan_source, scan_tree
 
@@ -17,7 +18,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _relations(url: str, schema: str) -> list[str]:
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         return [r[0] for r in conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1", [schema]).fetchall()]
@@ -42,7 +43,7 @@ def test_source_scan_finds_no_direct_sql_outside_the_sanctioned_modules() -> Non
 
 def test_source_scan_sees_the_sanctioned_module_it_excuses() -> None:
     """The scan is not vacuous: without the exemption, checkpointer.py is reported."""
-    checkpointer_py = SRC / "jedisos_db" / "checkpointer.py"
+    checkpointer_py = SRC / "jedisos_db" / "runtime" / "checkpointer.py"
     assert any(checkpointer_py.match(p) for p in SANCTIONED)
     found = scan_source(checkpointer_py.read_text(), str(checkpointer_py))
     assert found, "the scanner misses the SQL that checkpointer.py legitimately holds"
@@ -175,7 +176,7 @@ def test_owner_roles_cannot_reach_each_other(stack: Stack) -> None:
 def test_the_stack_ran_under_the_roles(stack: Stack) -> None:
     """The whole stack ran under the roles: each schema and every object in it belongs to its owner."""
     assert stack.graph_messages == ["hi", "echo: hi"]
-    with provision.connect(stack.url) as conn:
+    with connect(stack.url) as conn:
         rows = conn.execute(
             "SELECT n.nspname, c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s)",

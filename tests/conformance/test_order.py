@@ -8,9 +8,11 @@ import itertools
 import pytest
 from typer.testing import CliRunner
 
-from jedisos_db import catalog, migrations, provision, startup
-from jedisos_db.cli import app
-from jedisos_db.errors import ConfigError
+from jedisos_db.cli.main import app
+from jedisos_db.ops import catalog, startup
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
 from tests.plugins.databases import DatabaseFactory
 
 SCHEMAS = ("jedisos", "langgraph", "hindsight", "public")
@@ -20,7 +22,7 @@ def _public(url: str) -> catalog.Snapshot:
     """``public`` as extensions plus any object that is not an extension's member (should be none).
 
     catalog.snapshot cannot render extension aggregates (pg_get_functiondef), hence this view."""
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         exts = conn.execute("SELECT extname, extversion FROM pg_extension").fetchall()
         loose = conn.execute(
             "SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace "
@@ -39,7 +41,7 @@ def _state(url: str) -> dict[str, catalog.Snapshot]:
 
 
 def _tables(url: str, schema: str) -> set[str]:
-    with provision.connect(url) as conn:
+    with connect(url) as conn:
         return {r[0] for r in conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", [schema]).fetchall()}

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from jedisos_db import pools, startup
+from jedisos_db.harness import pools
+from jedisos_db.ops import startup
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
 
@@ -71,7 +72,7 @@ def test_cli_pools_prints_the_figures(database_factory: DatabaseFactory) -> None
     """`jedisos-db pools --dsn URL` brings the database up and prints p50/p99 per probe and condition."""
     from typer.testing import CliRunner
 
-    from jedisos_db.cli import app
+    from jedisos_db.cli.main import app
 
     url = database_factory("pools_cli", bootstrap=False)
     result = CliRunner().invoke(app, ["pools", "--dsn", url, "--samples", "10"])

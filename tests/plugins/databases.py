@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from jedisos_db import migrations, provision, urls
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db import migrations
 
 DatabaseFactory = Callable[..., str]
 PREFIX = "jedisos_test"

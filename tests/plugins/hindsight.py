@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from jedisos_db.hindsight import server as hs
+from jedisos_db.harness.hindsight import server as hs
+from jedisos_db.ops import hindsight as hm
 
 from .databases import DatabaseFactory
 
@@ -27,16 +28,16 @@ class RunningHindsight:
     database_url: str
     schema: str
     server: hs.HindsightServer
-    migration: hs.MigrationRun
+    migration: hm.MigrationRun
 
 
 HindsightFactory = Callable[..., RunningHindsight]
 
 
 def _require_hindsight() -> None:
-    if not hs.is_installed():
+    if not hm.is_installed():
         pytest.skip(
-            f"hindsight-api-slim is not installed for {hs.hindsight_python()} "
+            f"hindsight-api-slim is not installed for {hm.hindsight_python()} "
             "(pip install -e '.[hindsight]' or set JEDISOS_HINDSIGHT_PYTHON; nox -s e2e does it)"
         )
 
@@ -56,10 +57,10 @@ def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """
     started: list[hs.HindsightServer] = []
 
-    def start(database_url: str, *, schema: str = hs.SCHEMA,
+    def start(database_url: str, *, schema: str = hm.SCHEMA,
               settings: hs.HindsightSettings | None = None, env: dict[str, str] | None = None) -> RunningHindsight:
         _require_hindsight()
-        migration = hs.run_migrations(database_url, schema=schema)
+        migration = hm.run_migrations(database_url, schema=schema)
         log = tmp_path_factory.mktemp("hindsight") / "hindsight-api.log"
         server = hs.HindsightServer(database_url, schema=schema, settings=settings, log_path=log, env=env)
         server.start()

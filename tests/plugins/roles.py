@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from psycopg import sql
 
-from jedisos_db import provision, roles
+from jedisos_db.ops import roles
+from jedisos_db.runtime.db.connect import connect
 
 RolesFactory = Callable[[str], roles.RolesReport]
 
@@ -37,10 +38,10 @@ def roles_factory(server_url: str, database_factory: object, role_names: dict[st
     idents = sql.SQL(", ").join(sql.Identifier(r) for r in role_names.values())
     for url in used:
         try:
-            with provision.connect(url) as conn:
+            with connect(url) as conn:
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(idents))
         except Exception:
             continue
-    with provision.connect(server_url) as conn:
+    with connect(server_url) as conn:
         for role in role_names.values():
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))

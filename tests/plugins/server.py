@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from jedisos_db import provision
+from jedisos_db.ops import provision
 
 ENV_TEST_DSN = "JEDISOS_TEST_DSN"
 

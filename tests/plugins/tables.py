@@ -7,9 +7,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jedisos_db import SCHEMA
-from jedisos_db.models import Base
-from jedisos_db.secrets import SecretCipher
+from jedisos_db.runtime.db.models import Base
+from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.secrets import SecretCipher
 
 
 @pytest.fixture

@@ -1,0 +1,288 @@
+"""``jedisos-db``: thin commands over the package. Each error is one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from jedisos_db.ops import budget, provision, roles, startup
+from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import JedisosDBError
+
+app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Alembic migrations of the jedisos schema (the design's `jedisos db ...`).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+retention_app = typer.Typer(help="Data retention of design section 7 (audit, cost with rollup, LangGraph threads).",
+                            no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+# markup=False: messages carry user text and package extras like `jedisos-db[hindsight]`, which
+# rich would otherwise swallow as markup tags.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else embedded",
+                 show_default=False),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help=f"embedded data directory (default ${provision.ENV_DATA_DIR} "
+                                    "or the user state dir)", show_default=False),
+]
+
+
+# Which optional extra brings which module, for the one-line hint when a command needs one.
+EXTRA_OF_MODULE = {
+    "numpy": "bench", "matplotlib": "bench", "locust": "bench", "pytest_benchmark": "test",
+    "langgraph": "langgraph", "langchain_core": "langgraph",
+    "hindsight_api": "hindsight", "testcontainers": "docker", "docker": "docker",
+}
+
+
+def _error(message: str) -> None:
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
+
+
+def _print_revision(url: str) -> None:
+    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {urls.redact(url)}", highlight=False)
+
+
+def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn the package's typed errors (and driver errors) into one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # a command's own exit code (e.g. `budget` when the pools do not fit)
+        except JedisosDBError as exc:
+            _error(str(exc))
+        except ModuleNotFoundError as exc:
+            root = (exc.name or "").split(".")[0]
+            extra = EXTRA_OF_MODULE.get(root)
+            hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
+            _error(f"{root or exc} is not installed; this command needs it: {hint}")
+        except (OSError, ConnectionError) as exc:
+            _error(f"database unreachable: {exc}")
+        except Exception as exc:  # driver and Alembic errors: one line, not a traceback
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _error(f"{type(exc).__name__}: {first}")
+        raise typer.Exit(1)
+
+    return wrapper
+
+
+def _url(dsn: str | None, data_dir: Path | None = None) -> str:
+    url = provision.resolve_url(dsn, data_dir=data_dir)
+    connect(url).close()  # fail here, in one line, rather than deep inside Alembic
+    return url
+
+
+@db_app.command("upgrade")
+@one_line_errors
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head", dsn: DsnOption = None,
+               data_dir: DataDirOption = None) -> None:
+    """Upgrade the jedisos schema to REVISION (default head)."""
+    url = _url(dsn, data_dir)
+    migrations.upgrade(url, revision)
+    _print_revision(url)
+
+
+@db_app.command("downgrade")
+@one_line_errors
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, or 'base'")],
+                 dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+    """Downgrade the jedisos schema to REVISION."""
+    url = _url(dsn, data_dir)
+    migrations.downgrade(url, revision)
+    _print_revision(url)
+
+
+@db_app.command("current")
+@one_line_errors
+def db_current(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+    """Print the revision the database is at, with the server and pgvector versions."""
+    url = _url(dsn, data_dir)
+    info = provision.server_info(url)
+    rev = migrations.current(url)
+    head = migrations.head()
+    state = "head" if rev == head else f"head is {head}"
+    out.print(f"{rev or 'base'} ({state})  PostgreSQL {info.server_version}  "
+              f"pgvector {info.pgvector_version or 'not installed'}  {urls.redact(url)}", highlight=False)
+
+
+@db_app.command("history")
+@one_line_errors
+def db_history() -> None:
+    """List the revisions, oldest first."""
+    table = Table("revision", "down", "message")
+    for rev in migrations.history():
+        table.add_row(rev.revision + (" (head)" if rev.is_head else ""), rev.down_revision or "-", rev.message)
+    out.print(table)
+
+
+@app.command("up")
+@one_line_errors
+def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
+       max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200) -> None:
+    """Start (or reuse) the embedded server unless --dsn is given; bootstrap; upgrade to head."""
+    report = startup.up(dsn, data_dir=data_dir,
+                        settings=provision.ServerSettings(max_connections=max_connections))
+    out.print(f"url        {urls.redact(report.url)}", highlight=False)
+    out.print(f"server     PostgreSQL {report.server.server_version}"
+              f"{' (embedded)' if report.embedded else ''}", highlight=False)
+    out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
+    out.print(f"revision   {report.revision}"
+              f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
+    for step in report.stages:
+        out.print(f"step       {step.render()}", highlight=False)
+
+
+@app.command("down")
+@one_line_errors
+def down(data_dir: DataDirOption = None) -> None:
+    """Stop the embedded server."""
+    server = provision.EmbeddedServer(data_dir)
+    if server.stop():
+        out.print(f"stopped the embedded server in {server.data_dir}")
+    else:
+        out.print(f"no embedded server running in {server.data_dir}")
+
+
+@app.command("capacity")
+@one_line_errors
+def capacity(
+    users: Annotated[list[int], typer.Option("--users", help="users to project for (repeatable)")],
+    months: Annotated[int, typer.Option("--months", help="months to project")] = 12,
+    turns_per_day: Annotated[float, typer.Option("--turns-per-day", help="turns per user per day")] = 20.0,
+    embedding_dim: Annotated[int, typer.Option("--embedding-dim", help="384 or 1536")] = 384,
+    rows: Annotated[int, typer.Option("--rows", help="generated rows measured per table")] = 2000,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for capacity.md/.json/.png")] = Path(
+        "reports/capacity"),
+) -> None:
+    """Measure bytes per row on the server and project disk for N users (design §7)."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from jedisos_db.harness import capacity as cap
+
+    config = cap.CapacityConfig(users=tuple(users), months=months, turns_per_day=turns_per_day,
+                                embedding_dim=embedding_dim, rows=rows)
+    url = _url(dsn, data_dir)
+    with Progress(TextColumn("{task.description:<22}"), BarColumn(),
+                  TextColumn("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(), console=err) as progress:
+        tasks: dict[str, TaskID] = {name: progress.add_task(name, total=total)
+                                    for name, total in cap.progress_totals(config).items()}
+        report, paths = cap.run(url, config, out_dir, lambda step, n: progress.advance(tasks[step], n))
+    out.print(cap.render_markdown(report), highlight=False)
+    for path in paths:
+        out.print(f"wrote {path}", highlight=False)
+
+
+@retention_app.command("run")
+@one_line_errors
+def retention_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print what each rule would delete; change nothing")]
+    = False,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    batch_size: Annotated[int, typer.Option(help="rows per delete transaction")] = retention.DEFAULT_BATCH,
+) -> None:
+    """Apply the retention rules (or, with --dry-run, count what they would delete)."""
+    url = _url(dsn, data_dir)
+    report = asyncio.run(retention.run_from_url(url, dry_run=dry_run, batch_size=batch_size))
+    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {urls.redact(url)}",
+              highlight=False)
+    for line in report.lines():
+        out.print(line, highlight=False)
+
+
+@app.command("roles")
+@one_line_errors
+def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              jedisos_role: Annotated[str, typer.Option(help="role owning schema jedisos")] = "jedisos_app",
+              langgraph_role: Annotated[str, typer.Option(help="role owning schema langgraph")] = "langgraph_app",
+              hindsight_role: Annotated[str, typer.Option(help="role owning schema hindsight")] = "hindsight_app",
+              show_passwords: Annotated[bool, typer.Option(
+                  "--show-passwords", help="print the passwords chosen in this run (never logged otherwise)")] = False,
+              ) -> None:
+    """Create one least-privilege login role per owner, each owning only its schema (run as a superuser).
+
+    Passwords come from $JEDISOS_DB_<OWNER>_PASSWORD (e.g. JEDISOS_DB_LANGGRAPH_PASSWORD) when set,
+    else new roles get a generated one; existing roles keep theirs.
+    """
+    import os
+
+    url = _url(dsn, data_dir)
+    given = {o: os.environ[f"JEDISOS_DB_{o.upper()}_PASSWORD"] for o in roles.OWNERS
+             if os.environ.get(f"JEDISOS_DB_{o.upper()}_PASSWORD")}
+    report = roles.create_roles(url, names={"jedisos": jedisos_role, "langgraph": langgraph_role,
+                                            "hindsight": hindsight_role}, passwords=given)
+    table = Table("owner", "role", "schema", "role state", "password")
+    for g in report.grants:
+        if g.password is None:
+            shown = "unchanged"
+        else:
+            shown = "printed below" if show_passwords else "set (--show-passwords prints it)"
+        table.add_row(g.owner, g.role, g.schema, "created" if g.created else "aligned", shown)
+    out.print(table)
+    if show_passwords:  # plain lines, never wrapped by the table, so they can be copied
+        for g in report.grants:
+            if g.password is not None:
+                out.print(f"password {g.role} {g.password}", highlight=False, crop=False, overflow="ignore")
+    leaks = roles.privilege_leaks(url, report)
+    out.print(f"database {report.database}: no CREATE in public; "
+              + ("no rights across schemas" if not leaks else "LEAKS: " + "; ".join(leaks)), highlight=False)
+    if leaks:
+        raise typer.Exit(1)
+
+
+@app.command("budget")
+@one_line_errors
+def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+               jedisos_processes: Annotated[int, typer.Option(help="JediSOS processes (each: LangGraph + engine)")] = 1,
+               hindsight_processes: Annotated[int, typer.Option(help="Hindsight API server processes")] = 1) -> None:
+    """The design's pools (section 1, Hindsight's default pools) against the server's max_connections."""
+    url = _url(dsn, data_dir)
+    pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
+    verdict = budget.server_verdict(url, pools_)
+    out.print(verdict.render(), highlight=False)
+    if not verdict.fits:
+        raise typer.Exit(1)
+
+
+@app.command("pools")
+@one_line_errors
+def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
+              samples: Annotated[int, typer.Option(help="timed operations per probe and condition")] = 200,
+              hindsight_url: Annotated[str | None, typer.Option(
+                  help="base URL of a running Hindsight API on the same database, to saturate and probe it too")
+              ] = None) -> None:
+    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1)."""
+    import asyncio
+
+    from jedisos_db.harness import pools
+
+    report = startup.up(dsn, data_dir=data_dir)
+    result = asyncio.run(pools.measure(report.url, hindsight_url=hindsight_url, samples=samples))
+    out.print(result.render(), highlight=False)

@@ -1,0 +1,140 @@
+"""Connection budget: every pool's ceiling × its process count against what the server allows.
+
+The design (§1 "충돌 방지 체크리스트") sets ``max_connections=200`` for three independent pools.
+Whether that holds is arithmetic over the pools' *maximum* sizes, because a pool under load
+grows to its maximum and the server refuses the connection after the last slot:
+
+    demand = Σ max_size × processes        available = max_connections − reserved slots
+
+Reserved slots are ``superuser_reserved_connections`` (3 by default) plus PG16+'s
+``reserved_connections`` (0 by default): ordinary roles never get them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+
+# Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100, and a
+# read pool of the same size (HINDSIGHT_API_DB_POOL_MAX_SIZE, HINDSIGHT_API_READ_DB_POOL_MAX_SIZE).
+HINDSIGHT_POOL_MAX = 100
+HINDSIGHT_READ_POOL_MAX = 100
+# The design's own numbers (§1 "커넥션 풀 분리"): LangGraph min 2 / max 10, JediSOS 5 + 10 overflow.
+DESIGN_LANGGRAPH_MAX = 10
+DESIGN_JEDISOS_POOL_SIZE = 5
+DESIGN_JEDISOS_MAX_OVERFLOW = 10
+DESIGN_MAX_CONNECTIONS = 200
+POSTGRES_SUPERUSER_RESERVED = 3
+
+
+@dataclass(frozen=True)
+class PoolDemand:
+    """One pool kind: its ceiling per process, and how many processes run it."""
+
+    name: str
+    max_per_process: int
+    processes: int = 1
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.max_per_process < 0:
+            raise ConfigError(f"{self.name}.max_per_process", f"must be >= 0, got {self.max_per_process}")
+        if self.processes < 0:
+            raise ConfigError(f"{self.name}.processes", f"must be >= 0, got {self.processes}")
+
+    @property
+    def total(self) -> int:
+        return self.max_per_process * self.processes
+
+
+@dataclass(frozen=True)
+class BudgetVerdict:
+    pools: tuple[PoolDemand, ...]
+    max_connections: int
+    reserved: int
+
+    @property
+    def demand(self) -> int:
+        return sum(p.total for p in self.pools)
+
+    @property
+    def available(self) -> int:
+        return self.max_connections - self.reserved
+
+    @property
+    def fits(self) -> bool:
+        return self.demand <= self.available
+
+    @property
+    def headroom(self) -> int:
+        """Free slots at full load; negative means that many connections are refused."""
+        return self.available - self.demand
+
+    def render(self) -> str:
+        lines = [f"{'pool':<28} {'max/proc':>8} {'procs':>5} {'total':>6}  source"]
+        lines += [f"{p.name:<28} {p.max_per_process:>8} {p.processes:>5} {p.total:>6}  {p.source}" for p in self.pools]
+        verdict = "fits" if self.fits else f"DOES NOT FIT: {-self.headroom} connection(s) short"
+        lines.append(f"demand {self.demand} vs available {self.available} "
+                     f"(max_connections {self.max_connections} - reserved {self.reserved}): {verdict}")
+        return "\n".join(lines)
+
+
+def connection_budget(pools: Sequence[PoolDemand], *, max_connections: int,
+                      superuser_reserved: int = POSTGRES_SUPERUSER_RESERVED,
+                      reserved: int = 0) -> BudgetVerdict:
+    """Sum the pools' ceilings and compare with the connections ordinary roles may open."""
+    if max_connections <= 0:
+        raise ConfigError("max_connections", f"must be > 0, got {max_connections}")
+    if superuser_reserved < 0 or reserved < 0 or superuser_reserved + reserved >= max_connections:
+        raise ConfigError("superuser_reserved_connections",
+                          f"reserved slots ({superuser_reserved} + {reserved}) must be >= 0 and < max_connections")
+    return BudgetVerdict(tuple(pools), max_connections, superuser_reserved + reserved)
+
+
+def design_pools(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
+                 hindsight_pool_max: int = HINDSIGHT_POOL_MAX,
+                 hindsight_read_pool_max: int = HINDSIGHT_READ_POOL_MAX,
+                 langgraph_max: int = DESIGN_LANGGRAPH_MAX) -> list[PoolDemand]:
+    """The design's deployment: one Hindsight server process, JediSOS processes each holding a
+    LangGraph pool and a SQLAlchemy engine (design §1), with Hindsight's real default pools."""
+    return [
+        PoolDemand("hindsight asyncpg pool", hindsight_pool_max, hindsight_processes,
+                   "HINDSIGHT_API_DB_POOL_MAX_SIZE (default 100)"),
+        PoolDemand("hindsight asyncpg read pool", hindsight_read_pool_max, hindsight_processes,
+                   "HINDSIGHT_API_READ_DB_POOL_MAX_SIZE (default 100)"),
+        PoolDemand("langgraph psycopg pool", langgraph_max, jedisos_processes, "design §1 max_size"),
+        PoolDemand("jedisos sqlalchemy engine", DESIGN_JEDISOS_POOL_SIZE + DESIGN_JEDISOS_MAX_OVERFLOW,
+                   jedisos_processes, "design §1 pool_size 5 + max_overflow 10"),
+    ]
+
+
+def design_verdict(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
+                   max_connections: int = DESIGN_MAX_CONNECTIONS) -> BudgetVerdict:
+    """The design's claim "max_connections=200 is enough" (§1), checked with Hindsight's defaults."""
+    return connection_budget(design_pools(jedisos_processes=jedisos_processes,
+                                          hindsight_processes=hindsight_processes),
+                             max_connections=max_connections)
+
+
+def max_processes(pools_per_process: Sequence[PoolDemand], fixed: Sequence[PoolDemand], *,
+                  max_connections: int, superuser_reserved: int = POSTGRES_SUPERUSER_RESERVED) -> int:
+    """How many JediSOS processes fit beside ``fixed`` pools (e.g. one Hindsight server)."""
+    base = connection_budget(fixed, max_connections=max_connections, superuser_reserved=superuser_reserved)
+    per = sum(p.max_per_process for p in pools_per_process)
+    if per <= 0:
+        raise ConfigError("pools_per_process", "must need at least one connection per process")
+    return max(base.headroom // per, 0)
+
+
+def server_verdict(url: str, pools: Sequence[PoolDemand]) -> BudgetVerdict:
+    """``pools`` against the real server's ``max_connections`` and reserved slots."""
+    with connect(url) as conn:
+        rows = dict(conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('max_connections', 'superuser_reserved_connections', 'reserved_connections')").fetchall())
+    return connection_budget(pools, max_connections=int(rows["max_connections"]),
+                             superuser_reserved=int(rows.get("superuser_reserved_connections", 3)),
+                             reserved=int(rows.get("reserved_connections", 0)))

@@ -1,0 +1,220 @@
+"""Least-privilege login roles: one per owner, each owning only its schema (design §1, §10).
+
+``jedisos_app`` owns ``jedisos``, ``langgraph_app`` owns ``langgraph``, ``hindsight_app`` owns
+``hindsight``; none has any right in the other two schemas, none may CREATE in ``public``, and
+none may create databases; only ``hindsight_app`` may create schemas (see :data:`SCHEMA_CREATORS`).
+The superuser running :func:`create_roles` installs the
+extensions that only a superuser may install (``vector`` is not trusted) or that the owners'
+migrations expect to find (``pg_trgm``, ``btree_gin`` for Hindsight), all in ``public``.
+
+Passwords are generated (or taken from the caller) and sent to the server only as SCRAM
+verifiers computed client-side by libpq, so the clear text never appears in a statement the
+server could log. They are returned to the caller, never logged; the CLI prints them only on
+request.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
+
+OWNERS: tuple[str, ...] = ("jedisos", "langgraph", "hindsight")
+"""The three owners, each named after (and owning) the schema of the same name."""
+
+DEFAULT_ROLES: dict[str, str] = {owner: f"{owner}_app" for owner in OWNERS}
+SUPERUSER_EXTENSIONS: tuple[str, ...] = ("vector", "pg_trgm", "btree_gin")
+SCHEMA_CREATORS: tuple[str, ...] = ("hindsight",)
+"""Owners whose own migrations cannot run without the database CREATE right: Hindsight's
+alembic env.py runs ``CREATE SCHEMA IF NOT EXISTS "hindsight"`` unconditionally, and PostgreSQL
+checks that right before it looks whether the schema exists. It lets the role create *new*
+schemas; it still has no right in ``jedisos`` or ``langgraph``."""
+
+# Each role's search_path is set on the role itself so it survives PgBouncer (which drops the
+# `options` startup parameter). ``public`` stays on the path where the owner uses extension
+# types (vector, trigram operators); LangGraph needs none, so its path is its schema alone.
+_SEARCH_PATH: dict[str, tuple[str, ...]] = {
+    "jedisos": (SCHEMA, "public"),
+    "langgraph": ("langgraph",),
+    "hindsight": ("hindsight", "public"),
+}
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """One owner's login role. ``password`` is set only when this run chose or changed it."""
+
+    owner: str
+    role: str
+    schema: str
+    created: bool
+    password: str | None = field(default=None, repr=False)
+
+    def url(self, admin_url: str) -> str:
+        """``admin_url`` with this role as the user (and its password when known)."""
+        parsed = urls.parse(admin_url).set(username=self.role, password=self.password)
+        return urls.to_libpq(parsed)
+
+
+@dataclass(frozen=True)
+class RolesReport:
+    database: str
+    grants: list[RoleGrant]
+    public_create_revoked: bool
+    schema_creators: tuple[str, ...] = ()
+
+    def by_owner(self, owner: str) -> RoleGrant:
+        for grant in self.grants:
+            if grant.owner == owner:
+                return grant
+        raise KeyError(owner)
+
+
+def _role_names(names: Mapping[str, str] | None) -> dict[str, str]:
+    chosen = dict(DEFAULT_ROLES)
+    for owner, role in (names or {}).items():
+        if owner not in OWNERS:
+            raise ConfigError(f"roles.{owner}", f"unknown owner; expected one of {', '.join(OWNERS)}")
+        if not role or len(role) > 63 or not role.replace("_", "").isalnum() or role[0].isdigit():
+            raise ConfigError(f"roles.{owner}", f"{role!r} is not a plain role name ([A-Za-z_][A-Za-z0-9_]*, ≤63)")
+        chosen[owner] = role
+    if len(set(chosen.values())) != len(chosen):
+        raise ConfigError("roles", f"each owner needs its own role, got {chosen}")
+    return chosen
+
+
+def _verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
+    """The SCRAM verifier of ``password``, computed by libpq on the client."""
+    return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+
+
+def create_roles(url: str, *, names: Mapping[str, str] | None = None,
+                 passwords: Mapping[str, str] | None = None,
+                 schema_creators: Collection[str] = SCHEMA_CREATORS) -> RolesReport:
+    """Create (or re-align) the three owner roles on the database of ``url`` (a superuser URL).
+
+    Idempotent: existing roles keep their password unless one is given in ``passwords``;
+    an existing schema is handed to its role together with every relation and function in it.
+    """
+    roles = _role_names(names)
+    given = dict(passwords or {})
+    creators = tuple(schema_creators)
+    for owner in creators:
+        if owner not in OWNERS:
+            raise ConfigError("schema_creators", f"unknown owner {owner!r}; expected one of {', '.join(OWNERS)}")
+    for owner in given:
+        if owner not in OWNERS:
+            raise ConfigError(f"passwords.{owner}", f"unknown owner; expected one of {', '.join(OWNERS)}")
+    grants: list[RoleGrant] = []
+    with connect(url) as conn:
+        su = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+        if not su or not su[0]:
+            raise ConfigError("--dsn", "must connect as a superuser: it installs `vector` and hands schemas over")
+        database = str(conn.execute("SELECT current_database()").fetchone()[0])  # type: ignore[index]
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
+            for ext in SUPERUSER_EXTENSIONS:
+                provision.ensure_extension(conn, ext, schema="public")
+            # PG15+ already ships this; stated so older clusters and edited ones end the same.
+            conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            for owner in OWNERS:
+                grants.append(_align_role(conn, database, owner, roles[owner], given.get(owner)))
+            for grant in grants:
+                verb = "GRANT" if grant.owner in creators else "REVOKE"
+                conn.execute(sql.SQL(verb + " CREATE ON DATABASE {} " + ("TO" if verb == "GRANT" else "FROM") + " {}")
+                             .format(sql.Identifier(database), sql.Identifier(grant.role)))
+                for other in OWNERS:
+                    if other != grant.owner:
+                        conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM {}").format(
+                            sql.Identifier(other), sql.Identifier(grant.role)))
+        public_create = conn.execute(
+            "SELECT bool_or(has_schema_privilege(r, 'public', 'CREATE')) FROM unnest(%s::text[]) r",
+            [[g.role for g in grants]]).fetchone()
+    revoked = not (public_create and public_create[0])
+    if not revoked:
+        raise ConfigError("public", "an owner role can still CREATE in schema public (check its memberships)")
+    return RolesReport(database=database, grants=grants, public_create_revoked=revoked, schema_creators=creators)
+
+
+def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: str,
+                password: str | None) -> RoleGrant:
+    ident = sql.Identifier(role)
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is not None
+    if not exists and password is None:
+        password = secrets.token_urlsafe(24)
+    attrs: sql.Composable = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS")
+    if password is not None:
+        attrs = sql.SQL("{} PASSWORD {}").format(attrs, sql.Literal(_verifier(conn, role, password)))
+    verb = "ALTER" if exists else "CREATE"
+    conn.execute(sql.SQL(verb + " ROLE {} {}").format(ident, attrs))
+    path = sql.SQL(", ").join(sql.Identifier(s) for s in _SEARCH_PATH[owner])
+    conn.execute(sql.SQL("ALTER ROLE {} SET search_path = {}").format(ident, path))
+    conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(database), ident))
+
+    schema = sql.Identifier(owner)
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(schema, ident))
+    conn.execute(sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(schema, ident))
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+    # Objects created before the role existed (e.g. by an earlier superuser `up`) follow the schema.
+    relations = conn.execute(
+        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+        "AND pg_get_userbyid(c.relowner) <> %s", [owner, role]).fetchall()
+    for name, kind in relations:
+        noun = {"v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE"}.get(kind, "TABLE")
+        conn.execute(sql.SQL("ALTER " + noun + " {}.{} OWNER TO {}").format(schema, sql.Identifier(name), ident))
+    sequences = conn.execute(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind = 'S' AND pg_get_userbyid(c.relowner) <> %s "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))",
+        [owner, role]).fetchall()
+    for (name,) in sequences:
+        conn.execute(sql.SQL("ALTER SEQUENCE {}.{} OWNER TO {}").format(schema, sql.Identifier(name), ident))
+    functions = conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s AND pg_get_userbyid(p.proowner) <> %s "
+        "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')",
+        [owner, role]).fetchall()
+    for (signature,) in functions:
+        conn.execute(sql.SQL("ALTER ROUTINE {} OWNER TO {}").format(sql.SQL(signature), ident))
+    types = conn.execute(
+        "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = %s AND t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0 "
+        "AND pg_get_userbyid(t.typowner) <> %s", [owner, role]).fetchall()
+    for (name,) in types:
+        conn.execute(sql.SQL("ALTER TYPE {}.{} OWNER TO {}").format(schema, sql.Identifier(name), ident))
+    return RoleGrant(owner=owner, role=role, schema=owner, created=not exists, password=password)
+
+
+def privilege_leaks(url: str, report: RolesReport) -> list[str]:
+    """What each role may do outside its own schema; empty when isolation holds."""
+    leaks: list[str] = []
+    with connect(url) as conn:
+        for grant in report.grants:
+            for other in OWNERS:
+                if other == grant.owner:
+                    continue
+                row = conn.execute(
+                    "SELECT has_schema_privilege(%s, n.oid, 'USAGE'), has_schema_privilege(%s, n.oid, 'CREATE') "
+                    "FROM pg_namespace n WHERE nspname = %s", [grant.role, grant.role, other]).fetchone()
+                if row and (row[0] or row[1]):
+                    leaks.append(f"{grant.role} has USAGE={row[0]} CREATE={row[1]} on schema {other}")
+            create_public = conn.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')",
+                                         [grant.role]).fetchone()
+            if create_public and create_public[0]:
+                leaks.append(f"{grant.role} may CREATE in schema public")
+            create_db = conn.execute("SELECT has_database_privilege(%s, current_database(), 'CREATE')",
+                                     [grant.role]).fetchone()
+            if create_db and create_db[0] and grant.owner not in report.schema_creators:
+                leaks.append(f"{grant.role} may create schemas in the database")
+    return leaks

@@ -1,0 +1,149 @@
+"""Bring a database to the state the design's start-up order leaves it in (section 1, "migration order").
+
+1. PostgreSQL running, ``vector`` installed in ``public``;
+2. Hindsight's own migrations into schema ``hindsight`` (only when Hindsight is installed);
+3. LangGraph's ``setup()`` into schema ``langgraph``;
+4. the jedisos schema migrated to head by Alembic.
+
+Each owner's step goes through that owner's own entry point; this module never issues SQL
+against ``hindsight`` or ``langgraph``. Idempotent: a second run finds everything in place and
+every step reports ``unchanged``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from jedisos_db.ops import catalog, provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, LANGGRAPH_SCHEMA, OWNERS
+
+DESIGN_ORDER: tuple[str, ...] = OWNERS
+
+Status = Literal["applied", "unchanged", "skipped"]
+
+
+@dataclass(frozen=True)
+class StartupStep:
+    name: str
+    status: Status
+    detail: str
+
+    def render(self) -> str:
+        return f"{self.name:<10} {self.status:<9} {self.detail}"
+
+
+@dataclass(frozen=True)
+class StartupReport:
+    url: str
+    embedded: bool
+    server: provision.ServerInfo
+    revision_before: str | None
+    revision: str | None
+    stages: list[StartupStep] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any(stage.status == "applied" for stage in self.stages)
+
+
+def _module_available(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def step_extension(url: str) -> StartupStep:
+    with connect(url) as conn:
+        had = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
+    provision.bootstrap(url)
+    return StartupStep("extension", "unchanged" if had else "applied", "vector in public, schema jedisos")
+
+
+def step_hindsight(url: str) -> StartupStep:
+    """Hindsight's own Alembic migrations, through its entry point (``jedisos_db.harness.hindsight.server``)."""
+    from jedisos_db.ops import hindsight as server
+
+    if not server.is_installed():
+        return StartupStep("hindsight", "skipped",
+                           f"hindsight-api-slim is not installed for {server.hindsight_python()} "
+                           f"(pip install 'jedisos-db[hindsight]' or set {server.ENV_PYTHON})")
+    # The catalog (pg_catalog only) tells whether the migrations changed anything.
+    before = catalog.snapshot(url, HINDSIGHT_SCHEMA)
+    run = server.run_migrations(url, schema=HINDSIGHT_SCHEMA)
+    after = catalog.snapshot(url, HINDSIGHT_SCHEMA)
+    tables = sum(1 for kind, _ in after if kind == "relation")
+    status: Status = "unchanged" if before == after else "applied"
+    return StartupStep("hindsight", status, f"schema {HINDSIGHT_SCHEMA}: {tables} relations ({run.seconds:.1f} s)")
+
+
+def step_langgraph(url: str) -> StartupStep:
+    if not _module_available("langgraph.checkpoint.postgres"):
+        return StartupStep("langgraph", "skipped",
+                           "langgraph-checkpoint-postgres is not installed (pip install 'jedisos-db[langgraph]')")
+    from jedisos_db.runtime import checkpointer
+
+    before, after = checkpointer.setup(url, schema=LANGGRAPH_SCHEMA)
+    status: Status = "unchanged" if before == after else "applied"
+    return StartupStep("langgraph", status,
+                       f"schema {LANGGRAPH_SCHEMA}: checkpoint migration {before if before is not None else 'none'}"
+                       f" -> {after}")
+
+
+def step_jedisos(url: str) -> StartupStep:
+    before = migrations.current(url)
+    migrations.upgrade(url, "head")
+    after = migrations.current(url)
+    status: Status = "unchanged" if before == after else "applied"
+    return StartupStep("jedisos", status, f"schema jedisos: revision {before or 'base'} -> {after}")
+
+
+OWNER_STEPS: dict[str, Callable[[str], StartupStep]] = {
+    "hindsight": step_hindsight,
+    "langgraph": step_langgraph,
+    "jedisos": step_jedisos,
+}
+
+
+def run_steps(url: str, order: Sequence[str] = DESIGN_ORDER, *,
+              owner_urls: Mapping[str, str] | None = None) -> list[StartupStep]:
+    """The extension first, then the owners' own migrations in ``order`` (any order works).
+
+    ``owner_urls`` runs each owner's step under its own role (``jedisos-db roles``); owners
+    missing from it use ``url``.
+    """
+    if sorted(order) != sorted(OWNERS):
+        raise ConfigError("order", f"must name each of {', '.join(OWNERS)} once, got {list(order)}")
+    per_owner = dict(owner_urls or {})
+    unknown = set(per_owner) - set(OWNERS)
+    if unknown:
+        raise ConfigError("owner_urls", f"unknown owner(s) {sorted(unknown)}; expected {', '.join(OWNERS)}")
+    return [step_extension(per_owner.get("jedisos", url)),
+            *(OWNER_STEPS[owner](per_owner.get(owner, url)) for owner in order)]
+
+
+def up(dsn: str | None = None, *, data_dir: Path | None = None,
+       settings: provision.ServerSettings | None = None) -> StartupReport:
+    """Start (or reuse) the server unless ``dsn`` is given, then run the design's start-up order."""
+    url = provision.resolve_url(dsn, data_dir=data_dir, settings=settings)
+    embedded = not dsn and not os.environ.get(provision.ENV_URL)
+    before = migrations.current(url)
+    stages = run_steps(url)
+    after = migrations.current(url)
+    return StartupReport(
+        url=urls.to_libpq(url),
+        embedded=embedded,
+        server=provision.server_info(url),
+        revision_before=before,
+        revision=after,
+        stages=stages,
+    )

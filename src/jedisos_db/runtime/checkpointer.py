@@ -1,0 +1,203 @@
+"""The LangGraph checkpointer, confined to schema ``langgraph`` (design §1 "스키마 격리", §3).
+
+The design's snippet (``AsyncPostgresSaver(asyncpg_pool, schema="langgraph")``) cannot work:
+the saver has no ``schema=`` argument and rejects an asyncpg pool. What works (DESIGN.md,
+verified facts) is a psycopg 3 pool whose connections see only ``langgraph`` on their
+``search_path``, so ``setup()``'s unqualified ``CREATE TABLE checkpoints …`` lands there:
+
+- ``CREATE SCHEMA langgraph`` first: with only ``langgraph`` on the path a missing schema makes
+  ``setup()`` fail loudly instead of silently falling back to ``public``;
+- ``autocommit=True``: three of its migrations are ``CREATE INDEX CONCURRENTLY``;
+- ``prepare_threshold=None``: no prepared statements (``0`` would mean "prepare everything"),
+  so the pool also works behind PgBouncer in transaction mode;
+- ``row_factory=dict_row``: the saver indexes rows by column name.
+
+Each saver serialises its queries behind one ``asyncio.Lock``, so a saver never holds more than
+one connection at a time; the pool is sized for that (1..2) rather than the design's 2..10.
+
+This module and ``jedisos_db.runtime.hindsight`` are the only places allowed to name ``langgraph`` /
+``hindsight`` objects in SQL (the conformance source scan enforces it); everything else goes
+through the saver's own API, thread retention included (``adelete_thread``, ``aprune``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import LANGGRAPH_SCHEMA
+
+SCHEMA = LANGGRAPH_SCHEMA
+APPLICATION_NAME = "jedisos-langgraph"
+THREAD_PREFIX = "jedisos-"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+PruneStrategy = Literal["keep_latest", "delete"]
+
+
+@dataclass(frozen=True)
+class PoolSizing:
+    """Pool bounds for one saver. One saver uses one connection at a time (its lock); the
+    second slot lets a new request connect while a broken connection is being replaced."""
+
+    min_size: int = 1
+    max_size: int = 2
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0:
+            raise ConfigError("min_size", f"must be >= 0, got {self.min_size}")
+        if self.max_size < max(self.min_size, 1):
+            raise ConfigError("max_size", f"must be >= max(min_size, 1), got {self.max_size} (min {self.min_size})")
+        if self.timeout <= 0:
+            raise ConfigError("timeout", f"must be > 0 seconds, got {self.timeout}")
+
+
+def _check_schema(schema: str) -> str:
+    # The name goes into a libpq `options` string, where quoting is not available.
+    if not _IDENTIFIER.match(schema):
+        raise ConfigError("schema", f"must be a lower-case SQL identifier ([a-z_][a-z0-9_]*), got {schema!r}")
+    return schema
+
+
+def connection_kwargs(schema: str = SCHEMA, application_name: str = APPLICATION_NAME) -> dict[str, Any]:
+    """psycopg connection arguments every LangGraph connection is opened with."""
+    return {
+        "autocommit": True,
+        "prepare_threshold": None,
+        "row_factory": dict_row,
+        "options": f"-c search_path={_check_schema(schema)}",
+        "application_name": application_name,
+    }
+
+
+def thread_id_for(session_id: str) -> str:
+    """The LangGraph thread id of a JediSOS session: ``jedisos-{session_id}``."""
+    if not session_id or not str(session_id).strip():
+        raise ConfigError("session_id", "is empty; a thread id needs a session id")
+    return f"{THREAD_PREFIX}{session_id}"
+
+
+def ensure_schema(url: str, schema: str = SCHEMA) -> bool:
+    """Create ``schema`` unless it exists; return True when it was created.
+
+    Existence is checked first so a role that owns the schema but may not CREATE in the
+    database (the least-privilege ``langgraph_app``) still passes.
+    """
+    _check_schema(schema)
+    with connect(url, application_name=APPLICATION_NAME) as conn:
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [schema]).fetchone():
+            return False
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        return True
+
+
+def migration_version(url: str, schema: str = SCHEMA) -> int | None:
+    """Highest applied LangGraph migration (``checkpoint_migrations.v``), None before ``setup()``."""
+    _check_schema(schema)
+    with connect(url, application_name=APPLICATION_NAME) as conn:
+        table = conn.execute("SELECT to_regclass(%s)", [f"{schema}.checkpoint_migrations"]).fetchone()
+        if table is None or table[0] is None:
+            return None
+        row = conn.execute(
+            sql.SQL("SELECT max(v) FROM {}.checkpoint_migrations").format(sql.Identifier(schema))
+        ).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def _pool_args(url: str, schema: str, sizing: PoolSizing | None, application_name: str) -> dict[str, Any]:
+    sizing = sizing or PoolSizing()
+    return {
+        "conninfo": urls.to_libpq(url),
+        "min_size": sizing.min_size,
+        "max_size": sizing.max_size,
+        "timeout": sizing.timeout,
+        "kwargs": connection_kwargs(schema, application_name),
+        "name": application_name,
+        "open": False,
+    }
+
+
+def async_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+               application_name: str = APPLICATION_NAME) -> AsyncConnectionPool[Any]:
+    """An unopened ``AsyncConnectionPool`` confined to ``schema``; ``await pool.open()`` it."""
+    return AsyncConnectionPool(**_pool_args(url, schema, sizing, application_name))
+
+
+def sync_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+              application_name: str = APPLICATION_NAME) -> ConnectionPool[Any]:
+    """The synchronous twin of :func:`async_pool` (unopened)."""
+    return ConnectionPool(**_pool_args(url, schema, sizing, application_name))
+
+
+@asynccontextmanager
+async def open_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+                            application_name: str = APPLICATION_NAME,
+                            setup: bool = True) -> AsyncIterator[AsyncPostgresSaver]:
+    """``AsyncPostgresSaver`` on its own pool in ``schema``; the schema is created and
+    ``setup()`` run first (both idempotent). The pool closes on exit."""
+    ensure_schema(url, schema)
+    pool = async_pool(url, schema=schema, sizing=sizing, application_name=application_name)
+    await pool.open(wait=True)
+    try:
+        saver = AsyncPostgresSaver(pool)
+        if setup:
+            await saver.setup()
+        yield saver
+    finally:
+        await pool.close()
+
+
+@contextmanager
+def open_sync_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+                           application_name: str = APPLICATION_NAME, setup: bool = True) -> Iterator[PostgresSaver]:
+    """The synchronous twin of :func:`open_checkpointer` (``PostgresSaver`` on a ``ConnectionPool``)."""
+    ensure_schema(url, schema)
+    pool = sync_pool(url, schema=schema, sizing=sizing, application_name=application_name)
+    pool.open(wait=True)
+    try:
+        saver = PostgresSaver(pool)
+        if setup:
+            saver.setup()
+        yield saver
+    finally:
+        pool.close()
+
+
+def setup(url: str, *, schema: str = SCHEMA) -> tuple[int | None, int | None]:
+    """Create ``schema`` and run LangGraph's migrations in it; return (version before, after)."""
+    ensure_schema(url, schema)
+    before = migration_version(url, schema)
+    with open_sync_checkpointer(url, schema=schema, sizing=PoolSizing(min_size=1, max_size=1)):
+        pass
+    return before, migration_version(url, schema)
+
+
+async def delete_sessions(saver: AsyncPostgresSaver, session_ids: Iterable[str]) -> int:
+    """Delete every checkpoint of these sessions through ``adelete_thread``; return how many threads."""
+    count = 0
+    for session_id in session_ids:
+        await saver.adelete_thread(thread_id_for(session_id))
+        count += 1
+    return count
+
+
+async def prune_sessions(saver: AsyncPostgresSaver, session_ids: Iterable[str], *,
+                         strategy: PruneStrategy = "keep_latest") -> int:
+    """Prune these sessions' threads through ``aprune`` (``keep_latest`` keeps the newest checkpoint)."""
+    thread_ids = [thread_id_for(s) for s in session_ids]
+    if thread_ids:
+        await saver.aprune(thread_ids, strategy=strategy)
+    return len(thread_ids)

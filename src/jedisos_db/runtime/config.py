@@ -1,0 +1,110 @@
+"""Configuration from the environment variables of design section 8.
+
+One :class:`Settings` object. The database URL is ``JEDISOS_DB_URL`` when set, otherwise it is
+assembled from ``POSTGRES_USER``/``POSTGRES_PASSWORD``/``POSTGRES_HOST``/``POSTGRES_PORT``/
+``POSTGRES_DB`` exactly as section 8 composes it. Every missing or malformed value becomes one
+:class:`~jedisos_db.runtime.errors.ConfigError` naming the variable.
+
+Variables beyond section 8 (pool sizes, timeouts, keys) use the ``JEDISOS_DB_`` prefix; the
+Fernet keys live in ``JEDISOS_FERNET_KEYS`` (comma-separated, newest first).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import SCHEMA
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+# Field name -> the environment variable a user sets; errors must name the latter.
+ENV_NAMES = {
+    "postgres_user": "POSTGRES_USER",
+    "postgres_password": "POSTGRES_PASSWORD",
+    "postgres_db": "POSTGRES_DB",
+    "postgres_host": "POSTGRES_HOST",
+    "postgres_port": "POSTGRES_PORT",
+    "jedisos_db_url": "JEDISOS_DB_URL",
+    "jedisos_db_schema": "JEDISOS_DB_SCHEMA",
+    "pool_size": "JEDISOS_DB_POOL_SIZE",
+    "max_overflow": "JEDISOS_DB_MAX_OVERFLOW",
+    "statement_timeout_ms": "JEDISOS_DB_STATEMENT_TIMEOUT_MS",
+    "application_name": "JEDISOS_DB_APPLICATION_NAME",
+    "fernet_keys": "JEDISOS_FERNET_KEYS",
+}
+
+
+class Settings(BaseSettings):
+    """The jedisos data layer's settings; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_file=None,
+                                      hide_input_in_errors=True)
+
+    postgres_user: str | None = Field(default=None, validation_alias="POSTGRES_USER")
+    postgres_password: SecretStr | None = Field(default=None, validation_alias="POSTGRES_PASSWORD")
+    postgres_db: str | None = Field(default=None, validation_alias="POSTGRES_DB")
+    postgres_host: str | None = Field(default=None, validation_alias="POSTGRES_HOST")
+    postgres_port: int = Field(default=5432, ge=1, le=65535, validation_alias="POSTGRES_PORT")
+    jedisos_db_url: SecretStr | None = Field(default=None, validation_alias="JEDISOS_DB_URL")
+    jedisos_db_schema: str = Field(default=SCHEMA, validation_alias="JEDISOS_DB_SCHEMA")
+    # Section 1: create_async_engine(db_url, pool_size=5, max_overflow=10).
+    pool_size: int = Field(default=5, ge=1, le=1000, validation_alias="JEDISOS_DB_POOL_SIZE")
+    max_overflow: int = Field(default=10, ge=0, le=1000, validation_alias="JEDISOS_DB_MAX_OVERFLOW")
+    statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="JEDISOS_DB_STATEMENT_TIMEOUT_MS")
+    application_name: str = Field(default="jedisos-app", min_length=1, max_length=63,
+                                  validation_alias="JEDISOS_DB_APPLICATION_NAME")
+    fernet_keys: SecretStr | None = Field(default=None, validation_alias="JEDISOS_FERNET_KEYS")
+
+    @property
+    def db_schema(self) -> str:
+        return self.jedisos_db_schema
+
+    @property
+    def database_url(self) -> str:
+        """The libpq URL of the jedisos database (validated; the password is inside, do not log it)."""
+        if self.jedisos_db_url is not None:
+            return urls.to_libpq(urls.parse(self.jedisos_db_url.get_secret_value(), field="JEDISOS_DB_URL"))
+        for name in ("postgres_user", "postgres_host", "postgres_db"):
+            if not getattr(self, name):
+                raise ConfigError(ENV_NAMES[name], "is not set (and JEDISOS_DB_URL is not set either); "
+                                                   "set JEDISOS_DB_URL or all POSTGRES_* variables")
+        url = URL.create(
+            "postgresql",
+            username=self.postgres_user,
+            password=self.postgres_password.get_secret_value() if self.postgres_password else None,
+            host=self.postgres_host,
+            port=self.postgres_port,
+            database=self.postgres_db,
+        )
+        return urls.to_libpq(url)
+
+    def __repr__(self) -> str:
+        # pydantic masks SecretStr already; the URL property is never part of the repr.
+        return f"Settings(schema={self.db_schema!r}, pool_size={self.pool_size}, max_overflow={self.max_overflow})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides`` by field name); one :class:`ConfigError` on bad input."""
+    try:
+        settings = Settings(**{ENV_NAMES.get(k, k): v for k, v in overrides.items()})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = str(first["loc"][0]) if first["loc"] else "settings"
+        name = ENV_NAMES.get(loc.lower(), loc.upper())
+        raise ConfigError(name, first["msg"].lower()) from None
+    if not _IDENTIFIER.match(settings.db_schema):
+        raise ConfigError("JEDISOS_DB_SCHEMA", f"{settings.db_schema!r} is not a lower-case SQL identifier")
+    if settings.fernet_keys is not None:
+        # Parse now so a malformed key fails at startup, not at the first secret write.
+        from jedisos_db.runtime.secrets import SecretCipher
+
+        SecretCipher.from_string(settings.fernet_keys.get_secret_value(), field="JEDISOS_FERNET_KEYS")
+    _ = settings.database_url  # fail at load time, naming the variable, not at first connect
+    return settings

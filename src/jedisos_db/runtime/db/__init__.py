@@ -1,0 +1,2 @@
+"""The jedisos schema's database plumbing: models, the asyncpg engine, the Alembic runner.
+"""

@@ -1,0 +1,64 @@
+"""The jedisos connection pool: one SQLAlchemy AsyncEngine over asyncpg (design §1 and §10).
+
+Section 1 sizes it ``pool_size=5, max_overflow=10``; both stay overridable. Connections are
+pre-pinged (a server restart must not surface as an error on the next request), carry an
+``application_name`` so ``pg_stat_activity`` tells this pool from Hindsight's and LangGraph's,
+and a ``statement_timeout`` so one runaway query cannot hold a pool slot forever.
+
+When ``JEDISOS_DB_SCHEMA`` names another schema than ``jedisos``, the models (which say
+``jedisos``) are redirected with SQLAlchemy's ``schema_translate_map``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.config import Settings
+from jedisos_db.runtime.owners import SCHEMA
+
+
+def create_engine(
+    settings: Settings | None = None,
+    *,
+    url: str | None = None,
+    schema: str | None = None,
+    pool_size: int | None = None,
+    max_overflow: int | None = None,
+    application_name: str | None = None,
+    statement_timeout_ms: int | None = None,
+    **engine_kwargs: Any,
+) -> AsyncEngine:
+    """An AsyncEngine for the jedisos schema; explicit arguments override ``settings``."""
+    if settings is None and url is None:
+        from jedisos_db.runtime.config import load_settings
+
+        settings = load_settings()
+    target = url if url is not None else settings.database_url  # type: ignore[union-attr]
+    defaults = settings or Settings.model_construct()
+    schema = schema or defaults.db_schema
+    timeout = defaults.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+    server_settings = {
+        "application_name": application_name or defaults.application_name,
+        "statement_timeout": str(timeout),
+    }
+    options: dict[str, Any] = {}
+    if schema != SCHEMA:
+        options["schema_translate_map"] = {SCHEMA: schema}
+    return create_async_engine(
+        urls.to_asyncpg(target),
+        pool_size=defaults.pool_size if pool_size is None else pool_size,
+        max_overflow=defaults.max_overflow if max_overflow is None else max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings},
+        execution_options=options,
+        **engine_kwargs,
+    )
+
+
+def schema_of(engine: AsyncEngine) -> str:
+    """The schema the engine's jedisos tables live in (for raw SQL and COPY, which bypass the map)."""
+    translate = engine.get_execution_options().get("schema_translate_map") or {}
+    return str(translate.get(SCHEMA, SCHEMA))

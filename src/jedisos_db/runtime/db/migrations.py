@@ -1,0 +1,99 @@
+"""Alembic, driven from Python: the CLI, the test suite and ``jedisos-db up`` all come through here.
+
+The migration scripts live in ``alembic/`` at the top of the source tree and are copied into the
+wheel as ``jedisos_db/alembic``; :func:`script_location` finds whichever exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, inspect
+
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.errors import MigrationError
+from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
+
+
+def script_location() -> Path:
+    """The directory holding ``env.py`` and ``versions/`` (installed wheel first, then source tree)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parents[1] / "alembic", here.parents[3] / "alembic"):
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise MigrationError(f"no Alembic scripts found next to {here}; reinstall jedisos-db")
+
+
+def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config for ``url``; env.py reads the URL from ``config.attributes``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location()))
+    cfg.set_main_option("version_table", VERSION_TABLE)
+    cfg.set_main_option("version_table_schema", SCHEMA)
+    if url is not None:
+        cfg.attributes["url"] = urls.to_libpq(url)
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    command.downgrade(alembic_config(url), revision)
+
+
+def current(url: str) -> str | None:
+    """The revision the database is at, or None when nothing is applied (or no version table)."""
+    engine = create_engine(urls.to_psycopg(url), pool_pre_ping=False)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table(VERSION_TABLE, schema=SCHEMA):
+                return None
+            ctx = MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLE, "version_table_schema": SCHEMA}
+            )
+            heads = ctx.get_current_heads()
+    finally:
+        engine.dispose()
+    return heads[0] if heads else None
+
+
+@dataclass(frozen=True)
+class Revision:
+    revision: str
+    down_revision: str | None
+    message: str
+    is_head: bool
+
+
+def history() -> list[Revision]:
+    """All revisions, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = set(script.get_heads())
+    revs = list(script.walk_revisions())
+    revs.reverse()
+    out: list[Revision] = []
+    for rev in revs:
+        down = rev.down_revision
+        out.append(
+            Revision(
+                revision=rev.revision,
+                down_revision=down if isinstance(down, str) or down is None else ",".join(down),
+                message=rev.doc or "",
+                is_head=rev.revision in heads,
+            )
+        )
+    return out
+
+
+def head() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise MigrationError(f"expected one head revision, found {len(heads)}: {heads}")
+    return heads[0]

@@ -1,0 +1,43 @@
+"""Column shapes the Alembic revisions repeat.
+
+Revisions import these rather than the ORM models: a revision must keep building what it built
+on the day it was written, whatever the models become later. Change nothing here that an
+existing revision uses; add a new helper instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+TZ = pg.TIMESTAMP(timezone=True)
+
+
+def uuid_pk() -> sa.Column[Any]:
+    """``id UUID PRIMARY KEY DEFAULT gen_random_uuid()``."""
+    return sa.Column("id", pg.UUID(as_uuid=True), primary_key=True,
+                     server_default=sa.text("gen_random_uuid()"))
+
+
+def bigserial_pk() -> sa.Column[Any]:
+    """``id BIGSERIAL PRIMARY KEY``."""
+    return sa.Column("id", sa.BigInteger(), primary_key=True, autoincrement=True)
+
+
+def jsonb(name: str, default: str | None, *, nullable: bool = True) -> sa.Column[Any]:
+    """A JSONB column; ``default`` is the JSON literal of the DDL (``'[]'``, ``'{}'``) or None."""
+    server_default = sa.text(f"'{default}'::jsonb") if default is not None else None
+    return sa.Column(name, pg.JSONB(), nullable=nullable, server_default=server_default)
+
+
+def stamp(name: str, *, nullable: bool = False) -> sa.Column[Any]:
+    """``TIMESTAMPTZ NOT NULL DEFAULT NOW()``."""
+    return sa.Column(name, TZ, nullable=nullable, server_default=sa.text("now()"))
+
+
+def text_default(value: str) -> sa.TextClause:
+    """A quoted string default, as ``DEFAULT 'value'`` in the DDL."""
+    escaped = value.replace("'", "''")
+    return sa.text(f"'{escaped}'")

@@ -1,0 +1,163 @@
+"""Installed tools (design §4-1): Tier 1 skills and Tier 2 MCP servers in one registry.
+
+A Tier 2 tool is installed together with its ``mcp_servers`` row, in one transaction. Uninstall
+first unlinks any ``marketplace_packages`` row pointing at the tool: the design's foreign key
+has no ``ON DELETE``, so deleting a tool the cache still references would fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.runtime.db.models import InstalledTool, MarketplacePackage, McpServer
+from jedisos_db.runtime.repositories import validation as v
+from jedisos_db.runtime.repositories.base import Repository
+from jedisos_db.runtime.repositories.mcp_servers import CONSTRAINTS as MCP_CONSTRAINTS
+from jedisos_db.runtime.repositories.mcp_servers import McpServerSpec, insert_server
+from jedisos_db.runtime.secrets import SecretCipher
+
+
+def _limit(column: str) -> int:
+    return v.varchar_limit(InstalledTool, column)
+
+
+FIELDS: Final[Mapping[str, Callable[[Any], Any]]] = {
+    "version": lambda x: v.text("version", x, _limit("version"), required=True),
+    "description": lambda x: v.text("description", x, None),
+    "author": lambda x: v.text("author", x, _limit("author")),
+    "tool_path": lambda x: v.text("tool_path", x, _limit("tool_path")),
+    "tool_yaml_path": lambda x: v.text("tool_yaml_path", x, _limit("tool_yaml_path")),
+    "docker_image": lambda x: v.text("docker_image", x, _limit("docker_image")),
+    "mcp_endpoint": lambda x: v.text("mcp_endpoint", x, _limit("mcp_endpoint")),
+    "tags": lambda x: v.string_list("tags", x),
+    "env_required": lambda x: v.string_list("env_required", x),
+}
+"""Columns :meth:`ToolRepository.update` may change, each with its check."""
+
+CONSTRAINTS: Final = {"installed_tools_name_key": "name", **MCP_CONSTRAINTS}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSpec:
+    """What :meth:`ToolRepository.install` writes; validated on construction."""
+
+    name: str
+    version: str
+    tier: int = 1
+    description: str | None = None
+    author: str | None = None
+    tool_path: str | None = None
+    tool_yaml_path: str | None = None
+    docker_image: str | None = None
+    mcp_endpoint: str | None = None
+    source: str = "manual"
+    enabled: bool = True
+    tags: list[str] = field(default_factory=list)
+    env_required: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        v.text("name", self.name, _limit("name"), required=True)
+        v.choice("tier", self.tier, v.TOOL_TIERS, required=True)
+        v.choice("source", self.source, v.TOOL_SOURCES, required=True)
+        v.flag("enabled", self.enabled)
+        for name, check in FIELDS.items():
+            check(getattr(self, name))
+        if self.tier == 1 and not self.tool_path:
+            raise v.InvalidInputError("tool_path", "is required for a Tier 1 skill")
+
+    def values(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in (
+            "name", "version", "tier", "description", "author", "tool_path", "tool_yaml_path", "docker_image",
+            "mcp_endpoint", "source", "enabled", "tags", "env_required")}
+
+
+class ToolRepository(Repository):
+    """Install, update, enable/disable and uninstall ``jedisos.installed_tools`` rows."""
+
+    def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
+        super().__init__(engine)
+        self._cipher = cipher
+
+    async def install(self, spec: ToolSpec, mcp: McpServerSpec | None = None) -> InstalledTool:
+        """Insert the tool (and, for Tier 2, its MCP server) in one transaction."""
+        if not isinstance(spec, ToolSpec):
+            raise v.InvalidInputError("spec", f"must be a ToolSpec, got {type(spec).__name__}")
+        if spec.tier == 2 and mcp is None:
+            raise v.InvalidInputError("mcp", "a Tier 2 tool is installed with its McpServerSpec")
+        if spec.tier == 1 and mcp is not None:
+            raise v.InvalidInputError("mcp", "a Tier 1 skill has no MCP server")
+        async with self._transaction(CONSTRAINTS) as session:
+            tool = (await session.execute(insert(InstalledTool).values(**spec.values()).returning(InstalledTool))
+                    ).scalar_one()
+            if mcp is not None:
+                await insert_server(session, tool.id, mcp, self._cipher)
+        return tool
+
+    async def get(self, tool_id: uuid.UUID) -> InstalledTool:
+        return await self._get(InstalledTool, tool_id, "tool")
+
+    async def get_by_name(self, name: str) -> InstalledTool:
+        async with self._sessions() as session:
+            tool = (await session.execute(select(InstalledTool).where(InstalledTool.name == name))).scalar_one_or_none()
+        if tool is None:
+            raise v.NotFoundError(f"installed_tools: no tool named {name!r}")
+        return tool
+
+    async def find(self, *, tier: int | None = None, source: str | None = None,
+                   enabled: bool | None = None) -> list[InstalledTool]:
+        stmt = select(InstalledTool).order_by(InstalledTool.name)
+        if tier is not None:
+            stmt = stmt.where(InstalledTool.tier == v.choice("tier", tier, v.TOOL_TIERS))
+        if source is not None:
+            stmt = stmt.where(InstalledTool.source == v.choice("source", source, v.TOOL_SOURCES))
+        if enabled is not None:
+            stmt = stmt.where(InstalledTool.enabled == v.flag("enabled", enabled))
+        async with self._sessions() as session:
+            return list((await session.execute(stmt)).scalars())
+
+    async def mcp_server(self, tool_id: uuid.UUID) -> McpServer | None:
+        async with self._sessions() as session:
+            return (await session.execute(select(McpServer).where(McpServer.tool_id == tool_id))).scalar_one_or_none()
+
+    async def _change(self, tool_id: uuid.UUID, values: dict[str, Any]) -> InstalledTool:
+        stmt = (update(InstalledTool).where(InstalledTool.id == tool_id)
+                .values(**values, updated_at=func.now()).returning(InstalledTool))
+        async with self._transaction(CONSTRAINTS) as session:
+            tool = (await session.execute(stmt)).scalar_one_or_none()
+        if tool is None:
+            raise v.NotFoundError(f"installed_tools: no tool with id {tool_id}")
+        return tool
+
+    async def update(self, tool_id: uuid.UUID, **changes: Any) -> InstalledTool:
+        """Change any of :data:`FIELDS`; stamps ``updated_at``."""
+        v.known_fields("changes", changes, list(FIELDS))
+        if not changes:
+            raise v.InvalidInputError("changes", "nothing to update")
+        return await self._change(tool_id, {name: FIELDS[name](value) for name, value in changes.items()})
+
+    async def set_enabled(self, tool_id: uuid.UUID, enabled: bool) -> InstalledTool:
+        return await self._change(tool_id, {"enabled": v.flag("enabled", enabled)})
+
+    async def enable(self, tool_id: uuid.UUID) -> InstalledTool:
+        return await self.set_enabled(tool_id, True)
+
+    async def disable(self, tool_id: uuid.UUID) -> InstalledTool:
+        return await self.set_enabled(tool_id, False)
+
+    async def uninstall(self, tool_id: uuid.UUID) -> None:
+        """Unlink marketplace rows, then delete the tool (its MCP server row cascades); one transaction."""
+        async with self._transaction(CONSTRAINTS) as session:
+            await session.execute(
+                update(MarketplacePackage).where(MarketplacePackage.installed_tool_id == tool_id)
+                .values(installed_tool_id=None, installed_version=None)
+            )
+            deleted = (await session.execute(delete(InstalledTool).where(InstalledTool.id == tool_id)
+                                             .returning(InstalledTool.id))).scalar_one_or_none()
+            if deleted is None:
+                raise v.NotFoundError(f"installed_tools: no tool with id {tool_id}")

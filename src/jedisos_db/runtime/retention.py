@@ -1,0 +1,274 @@
+"""Retention (design §7), fixed so it keeps what the design says it keeps.
+
+Three rules:
+
+- ``audit_logs``: ``debug``/``info`` rows older than 90 days go; ``warning`` and above stay.
+- ``cost_tracking``: rows older than 365 days go, each moved into ``daily_cost_rollup`` by the
+  same statement that deletes it (revision 007), so ``daily_cost_summary`` keeps answering for
+  those days. The design's bare ``DELETE`` loses that history.
+- LangGraph threads idle for 30 days, found in jedisos' own registry (revision 008) and deleted
+  through the checkpointer API (``adelete_thread``), never by SQL on the ``langgraph`` schema.
+
+Deletes run in bounded batches, each its own transaction: a crash leaves every committed batch
+done and every other row untouched (the cost rule moves a row and its rollup in one statement),
+and a rerun finishes the job. A rule stops only when a batch finds nothing (not on a short batch),
+so a concurrent run deleting the same rows cannot end it early. "Older than N days" is strict:
+``timestamp < now - N days``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.runtime.db.engine import create_engine, schema_of
+from jedisos_db.runtime.repositories import validation
+from jedisos_db.runtime.repositories.audit import timestamp
+from jedisos_db.runtime.repositories.threads import ThreadRegistry
+
+AUDIT_KEEP: Final = dt.timedelta(days=90)
+AUDIT_PURGED_SEVERITIES: Final = ("debug", "info")
+COST_KEEP: Final = dt.timedelta(days=365)
+THREAD_IDLE: Final = dt.timedelta(days=30)
+DEFAULT_BATCH: Final = 5000
+EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+class Checkpointer(Protocol):
+    """What the thread rule needs from LangGraph: ``AsyncPostgresSaver`` satisfies it."""
+
+    async def adelete_thread(self, thread_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    description: str
+    rows: int
+    """Rows deleted (or, in a dry run, that would be)."""
+    batches: int
+    dry_run: bool
+    note: str = ""
+
+
+@dataclass
+class RetentionReport:
+    now: dt.datetime
+    dry_run: bool
+    results: list[RuleResult] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        verb = "would delete" if self.dry_run else "deleted"
+        out = []
+        for r in self.results:
+            note = f"  ({r.note})" if r.note else ""
+            out.append(f"{r.rule:<18} {verb} {r.rows:>9}  {r.description}{note}")
+        return out
+
+
+BatchHook = Callable[[str, int], Awaitable[None] | None]
+"""Called after each committed batch with (rule, rows); tests use it to simulate a crash."""
+
+
+def audit_delete_sql(schema: str) -> str:
+    """One batch: the oldest ``:batch`` purgeable rows at or after ``:after``; returns (rows, newest).
+
+    ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early, and
+    ``:after`` (the newest timestamp the previous batch deleted) keeps each batch from re-walking the
+    warning+ rows it must keep. "id = ANY(ARRAY(...))" rather than "id IN (...)": with IN the planner
+    may hash-join against a sequential scan once a batch is a few percent of the table.
+    """
+    return f"""
+        WITH gone AS (
+            DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
+                SELECT id FROM {schema}.audit_logs
+                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ('debug', 'info')
+                ORDER BY "timestamp" LIMIT :batch))
+            RETURNING "timestamp"
+        )
+        SELECT count(*) AS deleted, max("timestamp") AS newest FROM gone
+    """
+
+
+def audit_count_sql(schema: str) -> str:
+    return f"""SELECT count(*) FROM {schema}.audit_logs
+               WHERE "timestamp" < :cutoff AND severity IN ('debug', 'info')"""
+
+
+def cost_rollup_sql(schema: str) -> str:
+    """Delete one batch of old cost rows and add them to the rollup, in one statement."""
+    return f"""
+        WITH doomed AS (
+            DELETE FROM {schema}.cost_tracking WHERE id = ANY(ARRAY(
+                SELECT id FROM {schema}.cost_tracking
+                WHERE "timestamp" < :cutoff
+                ORDER BY "timestamp" LIMIT :batch))
+            RETURNING "timestamp", user_id, source, model, input_tokens, output_tokens, cost_usd, latency_ms
+        ), days AS (
+            SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS date, user_id, source, model,
+                   count(*) AS call_count, sum(input_tokens) AS total_input_tokens,
+                   sum(output_tokens) AS total_output_tokens, sum(cost_usd) AS total_cost_usd,
+                   coalesce(sum(latency_ms), 0) AS latency_sum_ms, count(latency_ms) AS latency_count
+            FROM doomed GROUP BY 1, user_id, source, model
+        ), merged AS (
+            INSERT INTO {schema}.daily_cost_rollup AS r
+                (date, user_id, source, model, call_count, total_input_tokens, total_output_tokens,
+                 total_cost_usd, latency_sum_ms, latency_count)
+            SELECT * FROM days
+            ON CONFLICT (date, user_id, source, model) DO UPDATE SET
+                call_count = r.call_count + EXCLUDED.call_count,
+                total_input_tokens = r.total_input_tokens + EXCLUDED.total_input_tokens,
+                total_output_tokens = r.total_output_tokens + EXCLUDED.total_output_tokens,
+                total_cost_usd = r.total_cost_usd + EXCLUDED.total_cost_usd,
+                latency_sum_ms = r.latency_sum_ms + EXCLUDED.latency_sum_ms,
+                latency_count = r.latency_count + EXCLUDED.latency_count,
+                rolled_up_at = now()
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM doomed) AS deleted, (SELECT count(*) FROM merged) AS day_rows
+    """
+
+
+def cost_count_sql(schema: str) -> str:
+    return f'SELECT count(*) FROM {schema}.cost_tracking WHERE "timestamp" < :cutoff'
+
+
+async def server_now(engine: AsyncEngine) -> dt.datetime:
+    async with engine.connect() as conn:
+        now: dt.datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
+    return now
+
+
+async def _hook(on_batch: BatchHook | None, rule: str, rows: int) -> None:
+    if on_batch is not None:
+        result = on_batch(rule, rows)
+        if result is not None:
+            await result
+
+
+async def _count(engine: AsyncEngine, sql: str, cutoff: dt.datetime) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text(sql), {"cutoff": cutoff})).scalar_one())
+
+
+async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
+                           batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
+    """Delete ``debug``/``info`` audit rows older than 90 days, ``batch_size`` per transaction."""
+    validation.integer("batch_size", batch_size, low=1, high=1_000_000)
+    cutoff = (timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
+    schema = schema_of(engine)
+    description = "debug/info older than 90 days (warning and above kept)"
+    if dry_run:
+        return RuleResult("audit_logs", description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
+    total = batches = 0
+    after = EARLIEST
+    while True:
+        async with engine.begin() as conn:
+            deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
+                                                  {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
+        if not deleted:
+            break
+        total += deleted
+        batches += 1
+        after = newest
+        await _hook(on_batch, "audit_logs", deleted)
+    return RuleResult("audit_logs", description, total, batches, False)
+
+
+async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
+                                batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
+    """Move ``cost_tracking`` rows older than 365 days into ``daily_cost_rollup`` (batches)."""
+    validation.integer("batch_size", batch_size, low=1, high=1_000_000)
+    cutoff = (timestamp("now", now) or await server_now(engine)) - COST_KEEP
+    schema = schema_of(engine)
+    description = "older than 365 days, moved into daily_cost_rollup by the same statement"
+    if dry_run:
+        return RuleResult("cost_tracking", description, await _count(engine, cost_count_sql(schema), cutoff), 0,
+                          True)
+    total = batches = 0
+    while True:
+        async with engine.begin() as conn:
+            deleted, _ = (await conn.execute(text(cost_rollup_sql(schema)),
+                                             {"cutoff": cutoff, "batch": batch_size})).one()
+        if not deleted:
+            break
+        total += deleted
+        batches += 1
+        await _hook(on_batch, "cost_tracking", deleted)
+    return RuleResult("cost_tracking", description, total, batches, False)
+
+
+async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | None, *,
+                             now: dt.datetime | None = None, dry_run: bool = False, batch_size: int = 100,
+                             on_batch: BatchHook | None = None) -> RuleResult:
+    """Delete threads idle for 30 days through ``checkpointer.adelete_thread``, then forget them.
+
+    The registry row goes only after LangGraph deleted the thread; a crash in between leaves the
+    row, and the rerun calls ``adelete_thread`` again (deleting a deleted thread is a no-op).
+    """
+    validation.integer("batch_size", batch_size, low=1, high=100_000)
+    cutoff = (timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
+    registry = ThreadRegistry(engine)
+    description = "idle for 30 days, deleted with AsyncPostgresSaver.adelete_thread"
+    if dry_run:
+        return RuleResult("langgraph_threads", description, await registry.count_idle(cutoff), 0, True)
+    if checkpointer is None:
+        idle = await registry.count_idle(cutoff)
+        if idle:
+            raise validation.InvalidInputError(
+                "checkpointer", f"{idle} idle threads need a LangGraph checkpointer to delete them")
+        return RuleResult("langgraph_threads", description, 0, 0, False, "no checkpointer; nothing idle")
+    total = batches = 0
+    while ids := await registry.idle(cutoff, limit=batch_size):
+        for thread_id in ids:
+            await checkpointer.adelete_thread(thread_id)
+        total += await registry.forget(ids, idle_before=cutoff)
+        batches += 1
+        await _hook(on_batch, "langgraph_threads", len(ids))
+    return RuleResult("langgraph_threads", description, total, batches, False)
+
+
+async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, dry_run: bool = False,
+              now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
+    """Apply (or, with ``dry_run``, count) every rule against one ``now``."""
+    at = timestamp("now", now) or await server_now(engine)
+    report = RetentionReport(now=at, dry_run=dry_run)
+    report.results.append(await purge_audit_logs(engine, now=at, dry_run=dry_run, batch_size=batch_size))
+    report.results.append(await roll_up_cost_tracking(engine, now=at, dry_run=dry_run, batch_size=batch_size))
+    report.results.append(await purge_idle_threads(engine, checkpointer, now=at, dry_run=dry_run))
+    return report
+
+
+@asynccontextmanager
+async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]:
+    """An ``AsyncPostgresSaver`` from the checkpointer factory, or None when LangGraph is not
+    installed or has never been set up here (then there is nothing of it to clean up)."""
+    try:
+        from jedisos_db.runtime import checkpointer
+    except ImportError:  # the [langgraph] extra is not installed
+        yield None
+        return
+    if checkpointer.migration_version(url) is None:
+        yield None
+        return
+    async with checkpointer.open_checkpointer(url, setup=False) as saver:
+        yield saver
+
+
+async def run_from_url(url: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
+    """What ``jedisos-db retention run`` does: a short-lived engine (and saver) on ``url``."""
+    engine = create_engine(url=url, pool_size=1, max_overflow=0, application_name="jedisos-db-retention",
+                           statement_timeout_ms=0)
+    try:
+        if dry_run:
+            return await run(engine, dry_run=True, batch_size=batch_size)
+        async with langgraph_checkpointer(url) as saver:
+            return await run(engine, checkpointer=saver, batch_size=batch_size)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,122 @@
+"""Least-privilege owner roles (design §1 "스키마 격리", §10 security) on a real server."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from jedisos_db.cli.main import app
+from jedisos_db.ops import roles
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+from tests.plugins.databases import DatabaseFactory
+from tests.plugins.roles import RolesFactory
+
+
+@pytest.fixture(scope="module")
+def roles_db(database_factory: DatabaseFactory) -> str:
+    return database_factory("roles")
+
+
+def test_each_role_owns_only_its_schema(roles_db: str, roles_factory: RolesFactory) -> None:
+    """design §1: each owner has its own schema and no rights in the other two, nor CREATE in public."""
+    report = roles_factory(roles_db)
+    assert report.public_create_revoked
+    assert roles.privilege_leaks(roles_db, report) == []
+    with connect(roles_db) as conn:
+        owners = dict(conn.execute(
+            "SELECT nspname, pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = ANY(%s)",
+            [list(roles.OWNERS)]).fetchall())
+        attrs = conn.execute(
+            "SELECT bool_or(rolsuper OR rolcreatedb OR rolcreaterole OR rolbypassrls) FROM pg_roles "
+            "WHERE rolname = ANY(%s)", [[g.role for g in report.grants]]).fetchone()
+        exts = {r[0] for r in conn.execute("SELECT extname FROM pg_extension").fetchall()}
+    assert owners == {g.schema: g.role for g in report.grants}
+    assert attrs == (False,), "an owner role carries a cluster-wide privilege"
+    assert set(roles.SUPERUSER_EXTENSIONS) <= exts
+
+
+def test_rerun_aligns_without_recreating(roles_db: str, roles_factory: RolesFactory) -> None:
+    roles_factory(roles_db)
+    again = roles_factory(roles_db)
+    assert [g.created for g in again.grants] == [False, False, False]
+    assert roles.privilege_leaks(roles_db, again) == []
+
+
+def test_roles_log_in_with_their_password(roles_db: str, roles_factory: RolesFactory) -> None:
+    report = roles_factory(roles_db)
+    for grant in report.grants:
+        with connect(grant.url(roles_db)) as conn:
+            who = conn.execute("SELECT current_user, current_setting('search_path')").fetchone()
+        assert who is not None
+        assert who[0] == grant.role
+        assert who[1].split(",")[0].strip() == grant.schema
+
+
+def test_passwords_reach_the_server_only_as_scram_verifiers(roles_db: str, roles_factory: RolesFactory) -> None:
+    """common rules: secrets never reach logs or the database in plain text."""
+    with connect(roles_db) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+    report = roles_factory(roles_db)
+    with connect(roles_db) as conn:
+        stored = dict(conn.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)",
+                                   [[g.role for g in report.grants]]).fetchall())
+        texts = [r[0] for r in conn.execute("SELECT query FROM pg_stat_statements").fetchall()]
+    for grant in report.grants:
+        assert grant.password
+        assert stored[grant.role].startswith("SCRAM-SHA-256$")
+        assert grant.password not in stored[grant.role]
+        leaked = [t for t in texts if grant.password in t]
+        assert not leaked, f"clear password of {grant.role} in a statement the server saw: {leaked}"
+    assert "password" not in repr(report.grants[0]).lower().replace("password=", "")
+
+
+def test_bad_role_names_are_typed_errors(roles_db: str) -> None:
+    with pytest.raises(ConfigError, match=r"roles\.jedisos"):
+        roles.create_roles(roles_db, names={"jedisos": "bad name;"})
+    with pytest.raises(ConfigError, match=r"roles\.nobody"):
+        roles.create_roles(roles_db, names={"nobody": "x"})
+    with pytest.raises(ConfigError, match="own role"):
+        roles.create_roles(roles_db, names={"jedisos": "same", "langgraph": "same"})
+
+
+def test_a_non_superuser_is_refused(roles_db: str, roles_factory: RolesFactory) -> None:
+    report = roles_factory(roles_db)
+    with pytest.raises(ConfigError, match="superuser"):
+        roles.create_roles(report.by_owner("jedisos").url(roles_db))
+
+
+def test_cli_prints_passwords_only_on_request(roles_db: str, roles_factory: RolesFactory,
+                                             role_names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    roles_factory(roles_db)
+    args = ["roles", "--dsn", roles_db, "--jedisos-role", role_names["jedisos"],
+            "--langgraph-role", role_names["langgraph"], "--hindsight-role", role_names["hindsight"]]
+    secret = "cli-secret-" + role_names["jedisos"]
+    monkeypatch.setenv("JEDISOS_DB_JEDISOS_PASSWORD", secret)
+    quiet = CliRunner().invoke(app, args)
+    assert quiet.exit_code == 0, quiet.output
+    assert secret not in quiet.output
+    assert "no rights across schemas" in quiet.output
+    loud = CliRunner().invoke(app, [*args, "--show-passwords"])
+    assert loud.exit_code == 0, loud.output
+    assert secret in loud.output
+    with psycopg.connect(roles.RoleGrant("jedisos", role_names["jedisos"], "jedisos", False, secret)
+                         .url(roles_db)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (role_names["jedisos"],)
+
+
+def test_only_hindsight_may_create_schemas(roles_db: str, roles_factory: RolesFactory) -> None:
+    """Hindsight's alembic env.py runs CREATE SCHEMA IF NOT EXISTS unconditionally, which PostgreSQL
+    checks against the database CREATE right: hindsight_app gets it, the other two do not."""
+    report = roles_factory(roles_db)
+    assert report.schema_creators == ("hindsight",)
+    with connect(roles_db) as conn:
+        rights = dict(conn.execute(
+            "SELECT r, has_database_privilege(r, current_database(), 'CREATE') FROM unnest(%s::text[]) r",
+            [[g.role for g in report.grants]]).fetchall())
+    assert rights == {g.role: g.owner == "hindsight" for g in report.grants}
+    strict = roles.RolesReport(report.database, report.grants, report.public_create_revoked, schema_creators=())
+    assert roles.privilege_leaks(roles_db, strict) == [f"{report.by_owner('hindsight').role} may create schemas "
+                                                        "in the database"]

@@ -1,0 +1,63 @@
+"""The jedisos pool (design §1 and §10): sizes, pre-ping, application_name, statement timeout."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
+
+from jedisos_db.runtime.config import load_settings
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.db.engine import create_engine, schema_of
+from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+
+
+async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: str) -> None:
+    engine = create_engine(url=migrated_db)
+    try:
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        assert (pool.size(), pool._max_overflow, pool._pre_ping) == (5, 10, True)
+        async with engine.connect() as conn:
+            name = (await conn.execute(text("SHOW application_name"))).scalar_one()
+            timeout = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
+        assert (name, timeout) == ("jedisos-app", "30s")
+    finally:
+        await engine.dispose()
+
+
+async def test_overrides_and_statement_timeout_is_enforced(migrated_db: str) -> None:
+    engine = create_engine(url=migrated_db, pool_size=2, max_overflow=1, application_name="worker-7",
+                           statement_timeout_ms=100)
+    try:
+        assert (engine.pool.size(), engine.pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SHOW application_name"))).scalar_one() == "worker-7"
+            with pytest.raises(DBAPIError, match="statement timeout"):
+                await conn.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await engine.dispose()
+
+
+async def test_engine_from_settings_and_another_schema(migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JEDISOS_DB_SCHEMA redirects every repository, including the COPY path."""
+
+    with connect(migrated_db) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS jedisos_alt")
+        conn.execute("CREATE TABLE IF NOT EXISTS jedisos_alt.audit_logs (LIKE jedisos.audit_logs INCLUDING ALL)")
+    monkeypatch.setenv("JEDISOS_DB_URL", migrated_db)
+    monkeypatch.setenv("JEDISOS_DB_SCHEMA", "jedisos_alt")
+    engine = create_engine(load_settings())
+    try:
+        assert schema_of(engine) == "jedisos_alt"
+        repo = AuditLogRepository(engine)
+        await repo.record(AuditEvent("one"))
+        await repo.record_many([AuditEvent("two"), AuditEvent("three")])
+        assert {r.event_type for r in await repo.query()} == {"one", "two", "three"}
+    finally:
+        await engine.dispose()
+    with connect(migrated_db) as conn:
+        assert conn.execute("SELECT count(*) FROM jedisos_alt.audit_logs").fetchone() == (3,)
+        assert conn.execute("SELECT count(*) FROM jedisos.audit_logs WHERE event_type IN ('one', 'two', 'three')"
+                            ).fetchone() == (0,)

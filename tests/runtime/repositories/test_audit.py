@@ -1,0 +1,94 @@
+"""Audit log repository against the real server (design §4-3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from ipaddress import ip_address
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.repositories.validation import InvalidInputError
+from tests.plugins.tables import count
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+async def test_record_returns_id_and_stores_every_field(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    envelope = uuid.uuid4()
+    event = AuditEvent("tool_executed", severity="warning", user_id="u1", channel="telegram", session_id="s1",
+                       tool_name="weather", action="run", result="success", details={"args": {"city": "서울"}},
+                       ip_address="2001:db8::1", envelope_id=envelope, timestamp=NOW)
+    new_id = await repo.record(event)
+    [row] = await repo.query(user_id="u1")
+    assert row.id == new_id
+    assert (row.event_type, row.severity, row.channel, row.result) == ("tool_executed", "warning", "telegram",
+                                                                        "success")
+    assert row.details == {"args": {"city": "서울"}}
+    assert row.ip_address == ip_address("2001:db8::1")
+    assert row.envelope_id == envelope
+    assert row.timestamp == NOW
+
+
+async def test_record_defaults_timestamp_to_server_now_and_severity_info(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record({"event_type": "login"})
+    [row] = await repo.query()
+    assert row.severity == "info"
+    assert row.details == {}
+    assert abs(row.timestamp - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=5)
+
+
+async def test_record_many_writes_all_rows_with_copy(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    events = [AuditEvent("login", user_id=f"u{i % 3}", ip_address="10.0.0.1",
+                         timestamp=NOW - dt.timedelta(seconds=i)) for i in range(500)]
+    events.append(AuditEvent("logout"))  # no timestamp: the transaction's now()
+    assert await repo.record_many(events) == 501
+    assert await count(clean, "audit_logs") == 501
+    assert len(await repo.query(user_id="u1", limit=1000)) == 167
+
+
+async def test_record_many_with_one_bad_row_writes_nothing_and_names_row_field_rule(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    batch = [{"event_type": "login"} for _ in range(10)]
+    batch[7] = {"event_type": "login", "severity": "fatal"}
+    with pytest.raises(InvalidInputError) as info:
+        await repo.record_many(batch)
+    assert (info.value.index, info.value.field) == (7, "severity")
+    assert "must be one of debug, info, warning, error, critical" in str(info.value)
+    assert str(info.value).startswith("row 7: severity:")
+    assert await count(clean, "audit_logs") == 0
+
+
+async def test_record_many_of_nothing_writes_nothing(clean: AsyncEngine) -> None:
+    assert await AuditLogRepository(clean).record_many([]) == 0
+
+
+async def test_query_filters_by_user_type_severity_and_window(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record_many([
+        AuditEvent("login", user_id="a", severity="info", timestamp=NOW - dt.timedelta(hours=3)),
+        AuditEvent("policy_denied", user_id="a", severity="warning", result="denied",
+                   timestamp=NOW - dt.timedelta(hours=2)),
+        AuditEvent("policy_denied", user_id="b", severity="error", timestamp=NOW - dt.timedelta(hours=1)),
+        AuditEvent("login", user_id="b", severity="debug", timestamp=NOW),
+    ])
+    assert [r.user_id for r in await repo.query(event_type="policy_denied")] == ["b", "a"]
+    assert [r.event_type for r in await repo.query(user_id="a")] == ["policy_denied", "login"]
+    assert {r.severity for r in await repo.query(severity=["warning", "error"])} == {"warning", "error"}
+    window = await repo.query(since=NOW - dt.timedelta(hours=2), until=NOW)
+    assert [r.severity for r in window] == ["error", "warning"]  # since inclusive, until exclusive
+    assert len(await repo.query(limit=1)) == 1
+    with pytest.raises(InvalidInputError, match="severity"):
+        await repo.query(severity="loud")
+
+
+def test_event_repr_is_plain_and_row_is_precomputed() -> None:
+    event = AuditEvent("login", details={"a": 1})
+    assert event.row[1:3] == ("login", "info")
+    assert event.row[9] == '{"a":1}'
+    assert "row=" not in repr(event)

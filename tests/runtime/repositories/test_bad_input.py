@@ -1,0 +1,336 @@
+"""Bad input across the repositories: each kind raises a typed error naming the field, and nothing is
+written (every jedisos table has the same row count before and after). Hypothesis covers the boundaries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import string
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.runtime.db.models import AuditLog, Base, CostRecord, InstalledTool
+from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
+from jedisos_db.runtime.repositories.marketplace import MarketplaceRepository
+from jedisos_db.runtime.repositories.mcp_servers import McpServerRepository, McpServerSpec
+from jedisos_db.runtime.repositories.preferences import PreferencesRepository
+from jedisos_db.runtime.repositories.schedules import ScheduleRepository
+from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
+from jedisos_db.runtime.repositories.validation import (
+    INT4_MAX,
+    MAX_JSON_BYTES,
+    DuplicateError,
+    InvalidInputError,
+    MissingReferenceError,
+    varchar_limit,
+)
+from jedisos_db.runtime.secrets import SecretCipher
+
+Action = Callable[[AsyncEngine, SecretCipher], Awaitable[Any]]
+TABLES = [t.name for t in Base.metadata.sorted_tables if not t.info.get("is_view")]
+
+
+def audit(**kw: Any) -> Action:
+    return lambda e, c: AuditLogRepository(e).record_many([{"event_type": "ok"}, {"event_type": "x", **kw}])
+
+
+def cost(**kw: Any) -> Action:
+    base = {"model": "m", "provider": "p", "cost_usd": 0, "source": "agent"}
+    return lambda e, c: CostRepository(e).record({**base, **kw})
+
+
+SKILL = {"name": "skill", "version": "1", "tool_path": "t.py"}
+
+
+def tool(**kw: Any) -> Action:
+    return lambda e, c: ToolRepository(e, c).install(ToolSpec(**{**SKILL, **kw}))
+
+
+async def _duplicate_tool(e: AsyncEngine, c: SecretCipher) -> None:
+    await ToolRepository(e, c).install(ToolSpec(**SKILL))
+
+
+def prefs(**kw: Any) -> Action:
+    return lambda e, c: PreferencesRepository(e).get_or_create("u1", **kw)
+
+
+SCHEDULE = {"user_id": "u", "name": "n", "cron_expr": "0 8 * * *", "action_type": "chat", "action_payload": {}}
+
+
+def schedule(**kw: Any) -> Action:
+    return lambda e, c: ScheduleRepository(e).create(**{**SCHEDULE, **kw})
+
+
+def package(**kw: Any) -> Action:
+    return lambda e, c: MarketplaceRepository(e).upsert({"package_name": "p", "package_type": "skill", **kw})
+
+
+async def _prefs_row(e: AsyncEngine, c: SecretCipher) -> None:
+    await PreferencesRepository(e).get_or_create("u1")
+
+
+async def _package_row(e: AsyncEngine, c: SecretCipher) -> None:
+    await MarketplaceRepository(e).upsert({"package_name": "p", "package_type": "skill"})
+
+
+@dataclass(frozen=True)
+class Case:
+    kind: str
+    action: Action
+    field: str
+    error: type[InvalidInputError] = InvalidInputError
+    setup: Action | None = None
+
+
+CASES = [
+    Case("audit: wrong type", audit(event_type=42), "event_type"),
+    Case("audit: event_type over VARCHAR(100)", audit(event_type="e" * 101), "event_type"),
+    Case("audit: empty event_type", audit(event_type=""), "event_type"),
+    Case("audit: unknown severity", audit(severity="fatal"), "severity"),
+    Case("audit: unknown channel", audit(channel="irc"), "channel"),
+    Case("audit: unknown result", audit(result="maybe"), "result"),
+    Case("audit: invalid IP for INET", audit(ip_address="999.1.1.1"), "ip_address"),
+    Case("audit: IP of wrong type", audit(ip_address=167772161), "ip_address"),
+    Case("audit: details not an object", audit(details=["a"]), "details"),
+    Case("audit: oversized details JSON", audit(details={"blob": "x" * MAX_JSON_BYTES}), "details"),
+    Case("audit: details not serialisable", audit(details={"s": {1, 2}}), "details"),
+    Case("audit: NaN in details", audit(details={"n": float("nan")}), "details"),
+    Case("audit: envelope_id not a UUID", audit(envelope_id="not-a-uuid"), "envelope_id"),
+    Case("audit: naive timestamp", audit(timestamp=dt.datetime(2026, 1, 1)), "timestamp"),
+    Case("audit: NUL in text", audit(action="a\x00b"), "action"),
+    Case("audit: unknown keyword", audit(colour="red"), "event"),
+    Case("cost: negative input tokens", cost(input_tokens=-1), "input_tokens"),
+    Case("cost: tokens over INTEGER", cost(output_tokens=INT4_MAX + 1), "output_tokens"),
+    Case("cost: tokens as string", cost(input_tokens="10"), "input_tokens"),
+    Case("cost: tokens as bool", cost(input_tokens=True), "input_tokens"),
+    Case("cost: negative cost", cost(cost_usd=Decimal("-0.01")), "cost_usd"),
+    Case("cost: cost over DECIMAL(10,6)", cost(cost_usd=10_000), "cost_usd"),
+    Case("cost: NaN cost", cost(cost_usd=float("nan")), "cost_usd"),
+    Case("cost: unknown source", cost(source="human"), "source"),
+    Case("cost: unknown status", cost(status="ok"), "status"),
+    Case("cost: negative latency", cost(latency_ms=-5), "latency_ms"),
+    Case("cost: missing model", cost(model=None), "model"),
+    Case("tools: tier 3", tool(tier=3), "tier"),
+    Case("tools: unknown source", tool(source="github"), "source"),
+    Case("tools: duplicate name", tool(), "name", DuplicateError, _duplicate_tool),
+    Case("tools: tier 2 without its MCP server",
+         lambda e, c: ToolRepository(e, c).install(ToolSpec(name="t2", version="1", tier=2)), "mcp"),
+    Case("tools: tags not strings", tool(tags=[1]), "tags[0]"),
+    Case("tools: version over VARCHAR(50)", tool(version="1" * 51), "version"),
+    Case("mcp: port out of range",
+         lambda e, c: McpServerRepository(e, c).add(uuid.uuid4(), McpServerSpec(server_name="s", docker_image="i",
+                                                                                   port=70000)), "port"),
+    Case("mcp: server for a missing tool",
+         lambda e, c: McpServerRepository(e, c).add(uuid.uuid4(), McpServerSpec(server_name="s", docker_image="i")),
+         "tool_id", MissingReferenceError),
+    Case("mcp: duplicate server name",
+         lambda e, c: ToolRepository(e, c).install(ToolSpec(name="b", version="1", tier=2),
+                                                   McpServerSpec(server_name="s", docker_image="i")),
+         "server_name", DuplicateError,
+         lambda e, c: ToolRepository(e, c).install(ToolSpec(name="a", version="1", tier=2),
+                                                   McpServerSpec(server_name="s", docker_image="i"))),
+    Case("mcp: env value not a string",
+         lambda e, c: ToolRepository(e, c).install(ToolSpec(name="a", version="1", tier=2),
+                                                   McpServerSpec(server_name="s", docker_image="i", env={"P": 1})),
+         "env[P]"),
+    Case("prefs: temperature above 2", prefs(temperature=2.5), "temperature"),
+    Case("prefs: max_tokens zero", prefs(max_tokens=0), "max_tokens"),
+    Case("prefs: negative budget", prefs(daily_budget_usd=-1), "daily_budget_usd"),
+    Case("prefs: unknown notification channel", prefs(notification_channels={"pager": True}),
+         "notification_channels"),
+    Case("prefs: derived bank id over VARCHAR(255)",
+         lambda e, c: PreferencesRepository(e).get_or_create("u" * 250), "bank_id"),
+    Case("prefs: unknown column", lambda e, c: PreferencesRepository(e).update("u1", id=uuid.uuid4()), "changes",
+         setup=_prefs_row),
+    Case("schedules: bad cron", schedule(cron_expr="0 25 * * *"), "cron_expr"),
+    Case("schedules: unknown action_type", schedule(action_type="email"), "action_type"),
+    Case("schedules: payload not an object", schedule(action_payload="hi"), "action_payload"),
+    Case("marketplace: unknown package_type", package(package_type="plugin"), "package_type"),
+    Case("marketplace: rating over 5", package(rating=6), "rating"),
+    Case("marketplace: negative download count", package(download_count=-1), "download_count"),
+    Case("marketplace: link to a missing tool",
+         lambda e, c: MarketplaceRepository(e).link("p", uuid.uuid4(), "1"), "installed_tool_id",
+         MissingReferenceError, _package_row),
+]
+
+
+async def row_counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as conn:
+        return {t: int((await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{t}"))).scalar_one())
+                for t in TABLES}
+
+
+def test_at_least_thirty_kinds() -> None:
+    assert len({c.kind for c in CASES}) >= 30
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
+async def test_bad_input_is_a_typed_error_naming_the_field_and_writes_nothing(
+        clean: AsyncEngine, cipher: SecretCipher, case: Case) -> None:
+    if case.setup is not None:
+        await case.setup(clean, cipher)
+    before = await row_counts(clean)
+    with pytest.raises(case.error) as info:
+        await case.action(clean, cipher)
+    assert info.value.field == case.field, str(info.value)
+    assert str(info.value).startswith((f"{case.field}:", f"row 1: {case.field}:")), str(info.value)
+    assert await row_counts(clean) == before
+
+
+# --- boundaries, with hypothesis ---------------------------------------------------------------
+
+VARCHARS = [(AuditLog, "event_type", "event_type"), (AuditLog, "user_id", "user_id"),
+            (AuditLog, "tool_name", "tool_name"), (CostRecord, "model", "model"),
+            (CostRecord, "provider", "provider"), (InstalledTool, "name", "name")]
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _build(model: type, field: str, value: str) -> object:
+    if model is AuditLog:
+        return AuditEvent(**{"event_type": "e", field: value})
+    if model is CostRecord:
+        return CostEvent(**{"model": "m", "provider": "p", "cost_usd": 0, "source": "agent", field: value})
+    return ToolSpec(**{**SKILL, field: value})
+
+
+@pytest.mark.parametrize(("model", "column", "field"), VARCHARS)
+@FAST
+@given(data=st.data())
+def test_varchar_limits_are_the_models(model: type, column: str, field: str, data: st.DataObject) -> None:
+    limit = varchar_limit(model, column)
+    size = data.draw(st.integers(min_value=1, max_value=limit + 40))
+    value = data.draw(st.text(alphabet=string.ascii_letters + "가나다é", min_size=size, max_size=size))
+    if size <= limit:
+        _build(model, field, value)
+    else:
+        with pytest.raises(InvalidInputError, match=f"VARCHAR\\({limit}\\)") as info:
+            _build(model, field, value)
+        assert info.value.field == field
+
+
+def accepted_or_rejected(valid: bool, field: str, build: Callable[[], object]) -> object | None:
+    """Build; when ``valid`` is False the build must raise naming ``field``."""
+    if valid:
+        return build()
+    with pytest.raises(InvalidInputError) as info:
+        build()
+    assert info.value.field == field
+    return None
+
+
+@FAST
+@given(tokens=st.integers(min_value=-(2**40), max_value=2**40))
+def test_token_boundaries(tokens: int) -> None:
+    accepted_or_rejected(0 <= tokens <= INT4_MAX, "input_tokens", lambda: CostEvent(
+        model="m", provider="p", input_tokens=tokens, cost_usd=0, source="agent"))
+
+
+@FAST
+@given(cost=st.decimals(min_value=Decimal("-1"), max_value=Decimal("20000"), allow_nan=False, places=8))
+def test_cost_boundaries(cost: Decimal) -> None:
+    rounded = cost.quantize(Decimal("0.000001"))
+    event = accepted_or_rejected(cost >= 0 and rounded < 10_000, "cost_usd",
+                                 lambda: CostEvent(model="m", provider="p", cost_usd=cost, source="agent"))
+    if event is not None:
+        assert isinstance(event, CostEvent)
+        assert event.cost_usd == rounded
+
+
+def _is_ip(text_: str) -> bool:
+    try:
+        ipaddress.ip_address(text_)
+    except ValueError:
+        return False
+    return True
+
+
+@FAST
+@given(address=st.one_of(st.ip_addresses().map(str), st.text(max_size=45)))
+def test_inet_accepts_exactly_ip_addresses(address: str) -> None:
+    accepted_or_rejected(_is_ip(address), "ip_address", lambda: AuditEvent("e", ip_address=address))
+
+
+@FAST
+@given(severity=st.one_of(st.sampled_from(["debug", "info", "warning", "error", "critical"]), st.text(max_size=12)))
+def test_only_documented_severities(severity: str) -> None:
+    accepted_or_rejected(severity in ("debug", "info", "warning", "error", "critical"), "severity",
+                         lambda: AuditEvent("e", severity=severity))
+
+
+async def test_values_exactly_at_every_limit_are_accepted_by_the_server(clean: AsyncEngine) -> None:
+    """The Python limits are the DDL's: a value at each limit round-trips through the real columns."""
+    await AuditLogRepository(clean).record_many([AuditEvent(
+        "e" * varchar_limit(AuditLog, "event_type"), user_id="u" * varchar_limit(AuditLog, "user_id"),
+        session_id="s" * varchar_limit(AuditLog, "session_id"), tool_name="t" * varchar_limit(AuditLog, "tool_name"),
+        action="a" * varchar_limit(AuditLog, "action"), ip_address="::ffff:10.0.0.1",
+        details={"blob": "x" * (MAX_JSON_BYTES - 20)})])
+    await CostRepository(clean).record(CostEvent(
+        model="m" * varchar_limit(CostRecord, "model"), provider="p" * varchar_limit(CostRecord, "provider"),
+        input_tokens=INT4_MAX, output_tokens=0, cost_usd=Decimal("9999.999999"), source="forge"))
+    async with clean.connect() as conn:
+        assert (await conn.execute(text("SELECT max(cost_usd) FROM jedisos.cost_tracking"))).scalar_one() == Decimal(
+            "9999.999999")
+        assert (await conn.execute(text("SELECT length(event_type) FROM jedisos.audit_logs"))).scalar_one() == 100
+
+
+# --- the column-wise fast path of record_many agrees with the per-row checks ---------------------
+
+AUDIT_ROWS = [
+    {"event_type": "login"},
+    {"event_type": "tool_executed", "severity": "warning", "user_id": "u", "channel": "cli", "session_id": "s",
+     "tool_name": "t", "action": "a", "result": "denied", "details": {"k": [1, 2]}, "ip_address": "::1",
+     "envelope_id": uuid.UUID(int=7), "timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+]
+COST_ROWS = [
+    {"model": "m", "provider": "p", "cost_usd": Decimal("0.1234567"), "source": "agent"},
+    {"model": "m", "provider": "p", "input_tokens": 3, "output_tokens": 4, "total_tokens": 9,
+     "cost_usd": Decimal("9999.999999"), "source": "hindsight", "session_id": "s", "user_id": "u",
+     "latency_ms": 0, "status": "timeout", "timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+]
+
+
+def test_fast_path_rows_equal_per_row_rows() -> None:
+    from jedisos_db.runtime.repositories import audit as audit_module
+    from jedisos_db.runtime.repositories import cost as cost_module
+
+    assert audit_module.fast_rows(AUDIT_ROWS) == [AuditEvent(**d).row for d in AUDIT_ROWS]
+    assert cost_module.fast_rows(COST_ROWS) == [CostEvent(**d).row for d in COST_ROWS]
+
+
+@pytest.mark.parametrize("bad", [
+    {"severity": "fatal"}, {"channel": ["web"]}, {"event_type": ""}, {"details": None}, {"ip_address": "x"},
+    {"timestamp": dt.datetime(2026, 1, 1)}, {"user_id": "u" * 256}, {"action": "\x00"}, {"extra": 1},
+])
+def test_fast_path_defers_every_doubt_to_the_per_row_path(bad: dict[str, Any]) -> None:
+    from jedisos_db.runtime.repositories import audit as audit_module
+
+    assert audit_module.fast_rows([*AUDIT_ROWS, {"event_type": "e", **bad}]) is None
+    with pytest.raises(InvalidInputError) as info:
+        [AuditEvent.coerce(d, i) for i, d in enumerate([*AUDIT_ROWS, {"event_type": "e", **bad}])]
+    assert info.value.index == 2
+
+
+@pytest.mark.parametrize("bad", [
+    {"input_tokens": -1}, {"cost_usd": Decimal("-1")}, {"cost_usd": Decimal("10000")}, {"cost_usd": Decimal("NaN")},
+    {"source": "x"}, {"status": None}, {"latency_ms": -1}, {"total_tokens": INT4_MAX + 1}, {"model": None},
+])
+def test_cost_fast_path_defers_every_doubt(bad: dict[str, Any]) -> None:
+    from jedisos_db.runtime.repositories import cost as cost_module
+
+    rows = [*COST_ROWS, {**COST_ROWS[0], **bad}]
+    assert cost_module.fast_rows(rows) is None
+    with pytest.raises(InvalidInputError) as info:
+        [CostEvent.coerce(d, i) for i, d in enumerate(rows)]
+    assert info.value.index == 2

@@ -1,0 +1,132 @@
+"""The LangGraph checkpointer factory on a real server (design §1 "스키마 격리", "커넥션 풀 분리")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from jedisos_db.runtime import checkpointer
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import ConfigError
+from tests.runtime.graph import echo_graph
+
+LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
+
+
+def _tables(url: str, schema: str) -> set[str]:
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r'", [schema]).fetchall()
+    return {r[0] for r in rows}
+
+
+def test_thread_id_for_prefixes_the_session() -> None:
+    """design §3: LangGraph threads of JediSOS sessions are named ``jedisos-{session_id}``."""
+    assert checkpointer.thread_id_for("abc") == "jedisos-abc"
+    with pytest.raises(ConfigError, match="session_id"):
+        checkpointer.thread_id_for(" ")
+
+
+def test_bad_schema_and_sizing_are_typed_errors() -> None:
+    with pytest.raises(ConfigError, match="schema"):
+        checkpointer.connection_kwargs("lang graph; drop")
+    with pytest.raises(ConfigError, match="max_size"):
+        checkpointer.PoolSizing(min_size=3, max_size=2)
+
+
+def test_connection_kwargs_are_the_verified_ones() -> None:
+    """DESIGN.md verified facts: autocommit, no prepared statements, dict rows, only langgraph on the path."""
+    kw = checkpointer.connection_kwargs()
+    assert kw["autocommit"] is True
+    assert kw["prepare_threshold"] is None
+    assert kw["options"] == "-c search_path=langgraph"
+    assert kw["application_name"] == checkpointer.APPLICATION_NAME
+
+
+async def test_setup_lands_in_langgraph_only(empty_db: str) -> None:
+    """design §1: LangGraph's tables live in schema ``langgraph``, none in ``public``."""
+    async with checkpointer.open_checkpointer(empty_db) as saver:
+        assert saver is not None
+    assert _tables(empty_db, "langgraph") == LANGGRAPH_TABLES
+    assert _tables(empty_db, "public") == set()
+    version = checkpointer.migration_version(empty_db)
+    assert version is not None, "LangGraph migrations not applied"
+    assert version >= 9, f"LangGraph migrations incomplete, version {version}"
+
+
+def test_sync_setup_is_idempotent(empty_db: str) -> None:
+    before, after = checkpointer.setup(empty_db)
+    assert before is None
+    assert after is not None
+    again = checkpointer.setup(empty_db)
+    assert again == (after, after), f"second setup changed the version: {again}"
+
+
+async def test_real_graph_checkpoints_and_reads_back(empty_db: str) -> None:
+    """design §3: a StateGraph over messages is checkpointed into ``langgraph`` and read back by aget_state."""
+    async with checkpointer.open_checkpointer(empty_db) as saver:
+        graph = echo_graph(saver)
+        config = {"configurable": {"thread_id": checkpointer.thread_id_for("s1")}}
+        await graph.ainvoke({"messages": [HumanMessage(content="hello")]}, config)
+        await graph.ainvoke({"messages": [HumanMessage(content="again")]}, config)
+    # A fresh saver on a fresh pool reads what the first one wrote.
+    async with checkpointer.open_checkpointer(empty_db) as saver:
+        state = await echo_graph(saver).aget_state(config)
+        contents = [m.content for m in state.values["messages"]]
+        assert contents == ["hello", "echo: hello", "again", "echo: again"]
+        history = [c async for c in saver.alist(config)]
+        assert len(history) == 6, f"expected 3 checkpoints per ainvoke, got {len(history)}"
+
+
+async def test_retention_goes_through_the_api(empty_db: str) -> None:
+    """design §4 retention: threads are pruned and deleted through aprune / adelete_thread only."""
+    async with checkpointer.open_checkpointer(empty_db) as saver:
+        graph = echo_graph(saver)
+        for session in ("keep", "prune", "drop"):
+            config = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
+            for text in ("a", "b"):
+                await graph.ainvoke({"messages": [HumanMessage(content=text)]}, config)
+
+        async def count(session: str) -> int:
+            cfg = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
+            return len([c async for c in saver.alist(cfg)])
+
+        assert await checkpointer.prune_sessions(saver, ["prune"]) == 1
+        assert await checkpointer.delete_sessions(saver, ["drop"]) == 1
+        assert (await count("keep"), await count("prune"), await count("drop")) == (6, 1, 0)
+        state = await graph.aget_state(
+            {"configurable": {"thread_id": checkpointer.thread_id_for("prune")}})
+        assert [m.content for m in state.values["messages"]][-1] == "echo: b"
+
+
+async def test_one_saver_uses_one_connection_at_a_time(empty_db: str) -> None:
+    """DESIGN.md: each saver serialises its queries behind one lock, so a 1..2 pool is enough."""
+    sizing = checkpointer.PoolSizing(min_size=1, max_size=2)
+    async with checkpointer.open_checkpointer(empty_db, sizing=sizing) as saver:
+        graph = echo_graph(saver)
+        configs = [{"configurable": {"thread_id": checkpointer.thread_id_for(f"c{i}")}} for i in range(20)]
+        await asyncio.gather(*(graph.ainvoke({"messages": [HumanMessage(content="x")]}, c)
+                               for c in configs))
+        stats = saver.conn.get_stats()  # type: ignore[union-attr]
+        assert stats["pool_max"] == 2
+        assert stats.get("requests_errors", 0) == 0, stats
+        assert stats.get("requests_timeouts", 0) == 0, stats
+        assert stats["pool_size"] <= 2, stats
+
+
+def test_missing_schema_never_falls_back_to_public(empty_db: str) -> None:
+    """DESIGN.md: with only ``langgraph`` on the path, setup() without the schema fails instead of using public."""
+    pool = checkpointer.sync_pool(empty_db, sizing=checkpointer.PoolSizing(min_size=0, max_size=1))
+    pool.open(wait=True)
+    try:
+        saver = checkpointer.PostgresSaver(pool)
+        import psycopg
+
+        with pytest.raises(psycopg.errors.InvalidSchemaName):
+            saver.setup()
+    finally:
+        pool.close()
+    assert _tables(empty_db, "public") == set()

@@ -1,0 +1,317 @@
+"""Retention (design §7) on the real server: boundaries, batches, crash and rerun, cost history, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import operator
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from typer.testing import CliRunner
+
+from jedisos_db.cli.main import app
+from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
+from jedisos_db.runtime.repositories.threads import ThreadRegistry
+from tests.plugins.databases import DatabaseFactory
+from tests.plugins.tables import count
+
+NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+# Design §7, verbatim.
+DESIGN_COST_RETENTION = "DELETE FROM jedisos.cost_tracking WHERE timestamp < NOW() - INTERVAL '365 days'"
+
+
+def cost(at: dt.datetime, usd: str = "0.010000", user: str = "u1", latency: int | None = 100) -> CostEvent:
+    return CostEvent(model="claude-sonnet-5-20260203", provider="anthropic", input_tokens=10, output_tokens=5,
+                     cost_usd=usd, source="agent", user_id=user, latency_ms=latency, timestamp=at)
+
+
+async def summary(engine: AsyncEngine) -> list[tuple[Any, ...]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(text(
+            "SELECT date, user_id, source, model, call_count, total_input_tokens, total_output_tokens, "
+            "total_cost_usd, round(avg_latency_ms, 6) FROM jedisos.daily_cost_summary ORDER BY 1, 2, 3, 4"))
+        return [tuple(r) for r in rows]
+
+
+async def test_audit_boundary_89_days_stays_91_goes_warning_stays(clean: AsyncEngine) -> None:
+    """Design §7: debug/info older than 90 days are deleted; warning and above are kept."""
+    repo = AuditLogRepository(clean)
+    await repo.record_many([
+        AuditEvent("e89", severity="info", timestamp=NOW - 89 * DAY),
+        AuditEvent("e90", severity="info", timestamp=NOW - 90 * DAY),  # exactly 90: not older, stays
+        AuditEvent("e91", severity="info", timestamp=NOW - 91 * DAY),
+        AuditEvent("d91", severity="debug", timestamp=NOW - 91 * DAY),
+        AuditEvent("w91", severity="warning", timestamp=NOW - 91 * DAY),
+        AuditEvent("c400", severity="critical", timestamp=NOW - 400 * DAY),
+    ])
+    result = await retention.purge_audit_logs(clean, now=NOW)
+    assert result.rows == 2
+    left = {r.event_type for r in await repo.query()}
+    assert left == {"e89", "e90", "w91", "c400"}
+
+
+async def test_audit_purge_is_batched_and_resumable_after_a_crash(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record_many([AuditEvent("old", timestamp=NOW - 100 * DAY - i * dt.timedelta(seconds=1))
+                            for i in range(1000)] + [AuditEvent("alarm", severity="error", timestamp=NOW - 200 * DAY)])
+
+    def crash(rule: str, rows: int) -> None:
+        raise RuntimeError("killed after the first batch")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        await retention.purge_audit_logs(clean, now=NOW, batch_size=300, on_batch=crash)
+    assert await count(clean, "audit_logs") == 701  # one committed batch, nothing half-done
+    result = await retention.purge_audit_logs(clean, now=NOW, batch_size=300)
+    assert (result.rows, result.batches) == (700, 3)
+    assert [r.event_type for r in await repo.query()] == ["alarm"]
+
+
+async def test_audit_batches_step_past_kept_rows_interleaved_with_purged_ones(clean: AsyncEngine) -> None:
+    repo = AuditLogRepository(clean)
+    await repo.record_many([AuditEvent(f"e{i}", severity=("info", "warning", "debug", "critical")[i % 4],
+                                       timestamp=NOW - 95 * DAY - i * dt.timedelta(minutes=1)) for i in range(400)])
+    result = await retention.purge_audit_logs(clean, now=NOW, batch_size=7)
+    assert result.rows == 200
+    assert result.batches == 29  # ceil(200 / 7): no batch came back empty-handed before the end
+    assert {r.severity for r in await repo.query()} == {"warning", "critical"}
+    assert await count(clean, "audit_logs") == 200
+
+
+async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory) -> None:
+    """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
+    url = database_factory("cost_at_006")
+    await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic's env.py runs its own event loop
+    engine = create_async_engine(urls.to_asyncpg(url))
+    try:
+        old = dt.datetime.now(dt.UTC) - 400 * DAY
+        async with engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO jedisos.cost_tracking (timestamp, model, provider, cost_usd, source, user_id) "
+                "VALUES (:t, 'm', 'p', 1.5, 'agent', 'u1'), (:t, 'm', 'p', 2.5, 'agent', 'u1')"), {"t": old})
+        before = await summary(engine)
+        assert [r[7] for r in before] == [Decimal("4.000000")]
+        async with engine.begin() as conn:
+            await conn.execute(text(DESIGN_COST_RETENTION))
+        assert await summary(engine) == []  # the history the design says is kept is gone
+    finally:
+        await engine.dispose()
+
+
+async def test_cost_retention_on_head_keeps_daily_summary_history(clean: AsyncEngine) -> None:
+    """Revision 007 + our retention: old rows go, daily_cost_summary answers exactly as before (design §7)."""
+    repo = CostRepository(clean)
+    events = [cost(NOW - 400 * DAY + i * dt.timedelta(minutes=7), usd=f"0.{i:06d}", user=f"u{i % 3}",
+                   latency=None if i % 5 == 0 else 50 + i) for i in range(600)]
+    events += [cost(NOW - 10 * DAY), cost(NOW - 365 * DAY + dt.timedelta(hours=1))]
+    await repo.record_many(events)
+    before = await summary(clean)
+    result = await retention.roll_up_cost_tracking(clean, now=NOW, batch_size=128)
+    assert result.rows == 600
+    assert result.batches == 5
+    assert await count(clean, "cost_tracking") == 2
+    assert await count(clean, "daily_cost_rollup") > 0
+    assert await summary(clean) == before
+    # A second run finds nothing and changes nothing.
+    assert (await retention.roll_up_cost_tracking(clean, now=NOW)).rows == 0
+    assert await summary(clean) == before
+
+
+async def test_cost_rollup_crash_midway_keeps_totals_and_rerun_finishes(clean: AsyncEngine) -> None:
+    repo = CostRepository(clean)
+    await repo.record_many([cost(NOW - 500 * DAY + i * dt.timedelta(hours=5)) for i in range(300)])
+    before = await summary(clean)
+
+    def crash(rule: str, rows: int) -> None:
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        await retention.roll_up_cost_tracking(clean, now=NOW, batch_size=100, on_batch=crash)
+    assert await count(clean, "cost_tracking") == 200
+    assert await summary(clean) == before  # each row is live or rolled up, never both, never neither
+    await retention.roll_up_cost_tracking(clean, now=NOW, batch_size=100)
+    assert await count(clean, "cost_tracking") == 0
+    assert await summary(clean) == before
+
+
+async def test_late_row_for_an_already_rolled_up_day_merges_into_it(clean: AsyncEngine) -> None:
+    repo = CostRepository(clean)
+    day = NOW - 400 * DAY
+    await repo.record(cost(day, usd="1.000000"))
+    await retention.roll_up_cost_tracking(clean, now=NOW)
+    await repo.record(cost(day + dt.timedelta(minutes=1), usd="2.000000", latency=300))
+    await retention.roll_up_cost_tracking(clean, now=NOW)
+    [row] = await summary(clean)
+    assert (row[4], row[7], row[8]) == (2, Decimal("3.000000"), Decimal(200))
+    assert await count(clean, "daily_cost_rollup") == 1
+
+
+async def test_dry_run_counts_per_rule_and_changes_nothing(clean: AsyncEngine) -> None:
+    await AuditLogRepository(clean).record_many([AuditEvent("x", timestamp=NOW - 100 * DAY)] * 3)
+    await CostRepository(clean).record_many([cost(NOW - 400 * DAY)] * 4)
+    await ThreadRegistry(clean).touch("jedisos-idle", at=NOW - 31 * DAY)
+    report = await retention.run(clean, now=NOW, dry_run=True)
+    assert {r.rule: r.rows for r in report.results} == {"audit_logs": 3, "cost_tracking": 4,
+                                                        "langgraph_threads": 1}
+    assert all("would delete" in line for line in report.lines())
+    assert (await count(clean, "audit_logs"), await count(clean, "cost_tracking"),
+            await count(clean, "langgraph_threads")) == (3, 4, 1)
+    assert await count(clean, "daily_cost_rollup") == 0
+
+
+async def test_without_a_checkpointer_idle_threads_are_an_error_not_silently_kept(clean: AsyncEngine) -> None:
+    await ThreadRegistry(clean).touch("jedisos-idle", at=NOW - 31 * DAY)
+    with pytest.raises(ValueError, match="checkpointer"):
+        await retention.purge_idle_threads(clean, None, now=NOW)
+
+
+async def _explain(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> str:
+    async with engine.connect() as conn:
+        return "\n".join((await conn.execute(text("EXPLAIN " + sql), params)).scalars())
+
+
+async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
+    """Design §4-3/§4-4 indexes (idx_audit_timestamp, idx_cost_timestamp) and 008's serve the deletes."""
+    async with clean.begin() as conn:
+        # A realistic shape: most rows are recent, a few are past their retention.
+        await conn.execute(text("""
+            INSERT INTO jedisos.audit_logs (timestamp, event_type, severity)
+            SELECT now() - make_interval(mins => g), 'e', CASE WHEN g % 7 = 0 THEN 'warning' ELSE 'info' END
+            FROM generate_series(1, 30000) AS g"""))
+        await conn.execute(text("""
+            INSERT INTO jedisos.cost_tracking (timestamp, model, provider, source)
+            SELECT now() - make_interval(mins => g * 10), 'm', 'p', 'agent' FROM generate_series(1, 60000) AS g"""))
+        await conn.execute(text("""
+            INSERT INTO jedisos.langgraph_threads (thread_id, last_active_at)
+            SELECT 't' || g, now() - make_interval(mins => g) FROM generate_series(1, 50000) AS g"""))
+        await conn.execute(text("ANALYZE jedisos.audit_logs, jedisos.cost_tracking, jedisos.langgraph_threads"))
+    now = dt.datetime.now(dt.UTC)
+    plans = {
+        "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
+                                {"cutoff": now - retention.AUDIT_KEEP, "after": retention.EARLIEST, "batch": 5000}),
+        "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
+                               {"cutoff": now - retention.COST_KEEP, "batch": 5000}),
+        "threads": await _explain(clean, str(ThreadRegistry.idle_statement(now - retention.THREAD_IDLE, 100).compile(
+            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})), {}),
+    }
+    assert "idx_audit_timestamp" in plans["audit"], plans["audit"]
+    assert "idx_cost_timestamp" in plans["cost"], plans["cost"]
+    assert "idx_langgraph_threads_last_active" in plans["threads"], plans["threads"]
+    for name, plan in plans.items():
+        assert "Seq Scan" not in plan, f"{name}: {plan}"
+
+
+# --- LangGraph threads, through the real AsyncPostgresSaver ------------------------------------
+
+class _State(TypedDict):
+    messages: Annotated[list[str], operator.add]
+
+
+@pytest.fixture(scope="module")
+async def saver(migrated_db: str) -> AsyncIterator[Any]:
+    """An AsyncPostgresSaver confined to the langgraph schema (DESIGN.md, verified facts)."""
+    pytest.importorskip("langgraph.checkpoint.postgres.aio", reason="needs the langgraph extra")
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    with connect(migrated_db) as conn:
+        conn.execute("CREATE SCHEMA IF NOT EXISTS langgraph")
+    kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row,
+              "options": "-c search_path=langgraph"}
+    async with AsyncConnectionPool(urls.to_libpq(migrated_db), kwargs=kwargs, min_size=1, max_size=2,
+                                   open=False) as pool:
+        checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await checkpointer.setup()
+        yield checkpointer
+
+
+async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: AsyncEngine, saver: Any) -> None:
+    """Design §7: threads idle 30 days are cleaned up through the LangGraph API, never by SQL."""
+    from langgraph.graph import START, StateGraph
+
+    builder = StateGraph(_State)
+    builder.add_node("echo", lambda state: {"messages": ["pong"]})
+    builder.add_edge(START, "echo")
+    graph = builder.compile(checkpointer=saver)
+    registry = ThreadRegistry(clean)
+    for thread_id, idle_days in (("jedisos-old", 31), ("jedisos-recent", 29)):
+        await graph.ainvoke({"messages": ["ping"]}, {"configurable": {"thread_id": thread_id}})
+        await registry.touch(thread_id, user_id="u1", at=NOW - idle_days * DAY)
+
+    def config(tid: str) -> Any:
+        return {"configurable": {"thread_id": tid}}
+
+    assert await saver.aget_tuple(config("jedisos-old")) is not None
+    result = await retention.purge_idle_threads(clean, saver, now=NOW)
+    assert result.rows == 1
+    assert await saver.aget_tuple(config("jedisos-old")) is None
+    assert await saver.aget_tuple(config("jedisos-recent")) is not None
+    assert await registry.idle(NOW) == ["jedisos-recent"]
+    # Rerun after a crash between adelete_thread and the registry delete: deleting again is harmless.
+    await registry.touch("jedisos-old", at=NOW - 40 * DAY)
+    assert (await retention.purge_idle_threads(clean, saver, now=NOW)).rows == 1
+
+
+def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -> None:
+    """`jedisos-db retention run --dry-run --dsn URL` counts; without --dry-run it deletes."""
+    with connect(migrated_db) as conn:
+        conn.execute("TRUNCATE jedisos.audit_logs, jedisos.cost_tracking, jedisos.daily_cost_rollup, "
+                     "jedisos.langgraph_threads")
+        conn.execute("INSERT INTO jedisos.audit_logs (timestamp, event_type, severity) "
+                     "SELECT now() - interval '120 days', 'x', 'info' FROM generate_series(1, 5)")
+        conn.execute("INSERT INTO jedisos.cost_tracking (timestamp, model, provider, source) "
+                     "VALUES (now() - interval '400 days', 'm', 'p', 'agent')")
+    runner = CliRunner()
+    dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db])
+    assert dry.exit_code == 0, dry.output
+    lines = {line.split()[0]: line for line in dry.output.splitlines()[1:] if line.strip()}
+    assert "would delete         5" in lines["audit_logs"]
+    assert "would delete         1" in lines["cost_tracking"]
+    assert "would delete         0" in lines["langgraph_threads"]
+    with connect(migrated_db) as conn:
+        assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (5,)
+    real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db])
+    assert real.exit_code == 0, real.output
+    assert "deleted         5" in real.output
+    with connect(migrated_db) as conn:
+        assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (0,)
+        assert conn.execute("SELECT sum(call_count) FROM jedisos.daily_cost_summary").fetchone() == (1,)
+
+
+def test_cli_bad_dsn_is_one_line() -> None:
+    result = CliRunner().invoke(app, ["retention", "run", "--dry-run", "--dsn", "mysql://x/y"])
+    assert result.exit_code == 1
+    assert "--dsn" in result.output
+
+
+def test_revision_007_downgrades_to_the_design_view_and_refuses_to_drop_kept_history(
+        database_factory: DatabaseFactory) -> None:
+    """007's downgrade restores 002's view; with rolled-up days present it refuses instead of losing them."""
+    url = database_factory("down_007")
+    migrations.upgrade(url)
+    migrations.downgrade(url, "006")
+    with connect(url) as conn:
+        view = conn.execute("SELECT pg_get_viewdef('jedisos.daily_cost_summary')").fetchone()
+        assert view is not None
+        assert "daily_cost_rollup" not in view[0]
+        assert conn.execute("SELECT to_regclass('jedisos.daily_cost_rollup')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('jedisos.langgraph_threads')").fetchone() == (None,)
+    migrations.upgrade(url)
+    with connect(url) as conn:
+        conn.execute("INSERT INTO jedisos.daily_cost_rollup (date, source, model, call_count, total_input_tokens, "
+                     "total_output_tokens, total_cost_usd) VALUES ('2025-01-01', 'agent', 'm', 1, 1, 1, 1)")
+    with pytest.raises(Exception, match="rolled-up day rows"):
+        migrations.downgrade(url, "006")
+    assert migrations.current(url) == migrations.head()
