@@ -15,10 +15,11 @@ from rich.table import Table
 from rich.text import Text
 
 from jedisos_db.ops import budget, provision, roles, startup
-from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import JedisosDBError
+from jedisos_db.runtime.urls import DatabaseURL
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,8 +40,8 @@ R = TypeVar("R")
 
 DsnOption = Annotated[
     str | None,
-    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else embedded",
-                 show_default=False),
+    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else the "
+                               "POSTGRES_* variables, else the embedded server", show_default=False),
 ]
 DataDirOption = Annotated[
     Path | None,
@@ -61,8 +62,8 @@ def _error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
 
 
-def _print_revision(url: str) -> None:
-    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {urls.redact(url)}", highlight=False)
+def _print_revision(url: DatabaseURL) -> None:
+    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {url}", highlight=False)
 
 
 def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -91,8 +92,8 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _url(dsn: str | None, data_dir: Path | None = None) -> str:
-    url = provision.resolve_url(dsn, data_dir=data_dir)
+def _url(dsn: str | None, data_dir: Path | None = None) -> DatabaseURL:
+    url = provision.resolve_target(dsn, data_dir=data_dir)
     connect(url).close()  # fail here, in one line, rather than deep inside Alembic
     return url
 
@@ -127,7 +128,7 @@ def db_current(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
     head = migrations.head()
     state = "head" if rev == head else f"head is {head}"
     out.print(f"{rev or 'base'} ({state})  PostgreSQL {info.server_version}  "
-              f"pgvector {info.pgvector_version or 'not installed'}  {urls.redact(url)}", highlight=False)
+              f"pgvector {info.pgvector_version or 'not installed'}  {url}", highlight=False)
 
 
 @db_app.command("history")
@@ -144,10 +145,10 @@ def db_history() -> None:
 @one_line_errors
 def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
        max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200) -> None:
-    """Start (or reuse) the embedded server unless --dsn is given; bootstrap; upgrade to head."""
+    """Start (or reuse) the embedded server unless a URL is given; bootstrap; upgrade to head."""
     report = startup.up(dsn, data_dir=data_dir,
                         settings=provision.ServerSettings(max_connections=max_connections))
-    out.print(f"url        {urls.redact(report.url)}", highlight=False)
+    out.print(f"url        {report.url}", highlight=False)
     out.print(f"server     PostgreSQL {report.server.server_version}"
               f"{' (embedded)' if report.embedded else ''}", highlight=False)
     out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
@@ -211,7 +212,7 @@ def retention_run(
     """Apply the retention rules (or, with --dry-run, count what they would delete)."""
     url = _url(dsn, data_dir)
     report = asyncio.run(retention.run_from_url(url, dry_run=dry_run, batch_size=batch_size))
-    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {urls.redact(url)}",
+    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {url}",
               highlight=False)
     for line in report.lines():
         out.print(line, highlight=False)
@@ -278,11 +279,13 @@ def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
               hindsight_url: Annotated[str | None, typer.Option(
                   help="base URL of a running Hindsight API on the same database, to saturate and probe it too")
               ] = None) -> None:
-    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1)."""
-    import asyncio
+    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1).
 
+    The database must be at the design's start-up state already (`jedisos-db up`): the probe
+    migrates nothing.
+    """
     from jedisos_db.harness import pools
 
-    report = startup.up(dsn, data_dir=data_dir)
-    result = asyncio.run(pools.measure(report.url, hindsight_url=hindsight_url, samples=samples))
+    url = _url(dsn, data_dir)
+    result = asyncio.run(pools.measure(url, hindsight_url=hindsight_url, samples=samples))
     out.print(result.render(), highlight=False)

@@ -39,11 +39,11 @@ from sqlalchemy.engine import Engine
 
 from jedisos_db.harness import datagen
 from jedisos_db.ops import budget, provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations, models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 MIB = 2**20
 DAYS_PER_MONTH = 30
@@ -328,9 +328,9 @@ def _avg_tuple(conn: psycopg.Connection[Any], schema: str, table: str) -> float:
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
-def measure_jedisos(url: str, rows: int, *, seed: int = 0, advance: Advance = _noop) -> list[TableMeasure]:
+def measure_jedisos(url: DatabaseURL, rows: int, *, seed: int = 0, advance: Advance = _noop) -> list[TableMeasure]:
     """Bytes per row of the seven ``jedisos`` tables of a database migrated to head (fills them)."""
-    engine: Engine = create_engine(urls.to_psycopg(url))
+    engine: Engine = create_engine(url.psycopg())
     out: list[TableMeasure] = []
     try:
         with connect(url) as conn:
@@ -374,7 +374,7 @@ FALLBACK_CHECKPOINT_BYTES_PER_RUN = 3 * 4.5 * 1024
 LangGraph is not installed, and labelled so in the report."""
 
 
-def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10, seed: int = 0,
+def measure_langgraph(url: DatabaseURL, *, threads: int = 3, turns_per_thread: int = 10, seed: int = 0,
                       advance: Advance = _noop) -> TableMeasure:
     """Bytes per graph run of a small real graph checkpointed by ``PostgresSaver`` in ``langgraph``.
 
@@ -397,7 +397,7 @@ def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10,
     rng = random.Random(seed)
     checkpointer.ensure_schema(url)
     # The checkpointer factory's schema-confined connection (only `langgraph` on the search_path).
-    with psycopg.connect(urls.to_libpq(url), **checkpointer.connection_kwargs()) as conn:
+    with psycopg.connect(url.libpq(), **checkpointer.connection_kwargs()) as conn:
         saver = PostgresSaver(conn)
         saver.setup()
         with connect(url) as admin:
@@ -420,7 +420,7 @@ def measure_langgraph(url: str, *, threads: int = 3, turns_per_thread: int = 10,
                         "avg tuple column = bytes per checkpoint", thread_turns=turns_per_thread)
 
 
-def hindsight_memory_units(url: str, *, min_rows: int = 1000) -> TableMeasure | None:
+def hindsight_memory_units(url: DatabaseURL, *, min_rows: int = 1000) -> TableMeasure | None:
     """Bytes per memory unit of a Hindsight server's own ``memory_units`` in this database, or None.
 
     Catalog statistics only (``reltuples``, relation sizes): the harness never reads Hindsight's
@@ -437,7 +437,7 @@ def hindsight_memory_units(url: str, *, min_rows: int = 1000) -> TableMeasure | 
                         "Hindsight server's own memory_units (catalog statistics: reltuples, sizes)")
 
 
-def bench_memory_units(url: str, *, dim: int = 384, rows: int = 2000, seed: int = 0,
+def bench_memory_units(url: DatabaseURL, *, dim: int = 384, rows: int = 2000, seed: int = 0,
                        advance: Advance = _noop) -> TableMeasure:
     """Bytes per memory unit of the bench table shaped like Hindsight's (with its indexes)."""
     from jedisos_db.harness import vectorbench
@@ -487,7 +487,7 @@ class CapacityConfig:
 
 
 @contextmanager
-def scratch_database(url: str, *, migrate: bool = True) -> Iterator[str]:
+def scratch_database(url: DatabaseURL, *, migrate: bool = True) -> Iterator[DatabaseURL]:
     """A database of its own on the server of ``url`` (migrated to head), dropped afterwards."""
     name = f"jedisos_capacity_{secrets.token_hex(4)}"
     scratch = provision.create_database(url, name)
@@ -563,7 +563,7 @@ def sensitivity_lengths(turns_per_thread: int) -> tuple[int, ...]:
     return tuple(sorted({1, 3 * turns_per_thread} - {turns_per_thread}))
 
 
-def measure(url: str, config: CapacityConfig, advance: Advance = _noop) -> Measurement:
+def measure(url: DatabaseURL, config: CapacityConfig, advance: Advance = _noop) -> Measurement:
     """All measurements, in a scratch database on the server of ``url``; and the server's settings.
 
     Memory units come from a Hindsight server's data in the database of ``url`` when it has some.
@@ -588,7 +588,7 @@ def measure(url: str, config: CapacityConfig, advance: Advance = _noop) -> Measu
     return Measurement(measures, info, sensitivity)
 
 
-def reserved_connections(url: str) -> int:
+def reserved_connections(url: DatabaseURL) -> int:
     with connect(url) as conn:
         row = conn.execute("SELECT current_setting('superuser_reserved_connections')::int + "
                            "current_setting('reserved_connections')::int").fetchone()
@@ -736,7 +736,8 @@ def write_report(r: CapacityReport, out: Path) -> list[Path]:
     return [md, js, *write_plots(r, out)]
 
 
-def run(url: str, config: CapacityConfig, out: Path, advance: Advance = _noop) -> tuple[CapacityReport, list[Path]]:
+def run(url: DatabaseURL, config: CapacityConfig, out: Path,
+        advance: Advance = _noop) -> tuple[CapacityReport, list[Path]]:
     """Measure on the server of ``url``, build the report, write it into ``out``."""
     done = measure(url, config, advance)
     report = build_report(config, done.measures, done.server, reserved_connections(url), done.checkpoint_sensitivity)

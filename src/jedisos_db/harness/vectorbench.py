@@ -37,8 +37,8 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect as db_connect
+from jedisos_db.runtime.urls import DatabaseURL
 
 BENCH_SCHEMA = "jedisos_bench"
 """The harness's own schema; never ``hindsight``."""
@@ -164,7 +164,7 @@ def _qualified(table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(BENCH_SCHEMA), sql.Identifier(table))
 
 
-def connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: DatabaseURL) -> psycopg.Connection[Any]:
     conn = db_connect(url, application_name=APPLICATION_NAME)
     register_vector(conn)
     return conn
@@ -268,7 +268,7 @@ def build_index(conn: psycopg.Connection[Any], table: str, params: HnswParams, *
     return seconds, int(row[0])
 
 
-def prepare(url: str, data: Dataset, params: HnswParams = HnswParams(), *, table: str | None = None,
+def prepare(url: DatabaseURL, data: Dataset, params: HnswParams = HnswParams(), *, table: str | None = None,
             progress: Callable[[int], None] | None = None) -> BuildResult:
     """Create, fill, VACUUM ANALYZE and index a bench table for ``data``."""
     table = table or table_name(data.kind, data.rows, data.dim, params)
@@ -287,7 +287,7 @@ def prepare(url: str, data: Dataset, params: HnswParams = HnswParams(), *, table
     return BuildResult(table, data.rows, data.dim, params, seconds, index_bytes, int(row[0]))
 
 
-def table_ready(url: str, table: str, rows: int) -> bool:
+def table_ready(url: DatabaseURL, table: str, rows: int) -> bool:
     """True when ``table`` exists, has ``rows`` rows and its HNSW index."""
     with connect(url) as conn:
         reg = conn.execute("SELECT to_regclass(%s)", [f"{BENCH_SCHEMA}.{table}"]).fetchone()
@@ -307,7 +307,8 @@ def knn_statement(table: str, *, filtered: bool = False) -> sql.Composed:
 
 
 @contextmanager
-def query_session(url: str, ef_search: int, iterative_scan: IterativeScan = "off") -> Iterator[psycopg.Connection[Any]]:
+def query_session(url: DatabaseURL, ef_search: int,
+                  iterative_scan: IterativeScan = "off") -> Iterator[psycopg.Connection[Any]]:
     conn = connect(url)
     try:
         conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef_search)))
@@ -344,7 +345,7 @@ class QueryRun:
         return float(np.percentile(np.asarray(self.latencies_ms), p)) if self.latencies_ms else 0.0
 
 
-def run_queries(url: str, table: str, queries: Vectors, *, k: int = 10, ef_search: int = 40,
+def run_queries(url: DatabaseURL, table: str, queries: Vectors, *, k: int = 10, ef_search: int = 40,
                 connections: int = 1, banks: Sequence[int] | None = None,
                 iterative_scan: IterativeScan = "off") -> QueryRun:
     """Run every query once, spread round-robin over ``connections`` threads, each its own session."""
@@ -383,7 +384,7 @@ def run_queries(url: str, table: str, queries: Vectors, *, k: int = 10, ef_searc
     return QueryRun(found, latencies, wall)
 
 
-def plan_of(url: str, table: str, query: Vectors, *, bank: int | None, ef_search: int,
+def plan_of(url: DatabaseURL, table: str, query: Vectors, *, bank: int | None, ef_search: int,
             iterative_scan: IterativeScan) -> str:
     """The scan node the planner picks (e.g. ``Index Scan`` on the HNSW index, or ``Seq Scan``)."""
     with query_session(url, ef_search, iterative_scan) as conn:
@@ -442,7 +443,7 @@ class SuiteResult:
         return asdict(self)
 
 
-def run_suite(url: str, data: Dataset, *, params: HnswParams = HnswParams(), k: int = 10,
+def run_suite(url: DatabaseURL, data: Dataset, *, params: HnswParams = HnswParams(), k: int = 10,
               ef_values: Sequence[int] = DEFAULT_EF_SEARCH, connections: int = 4, banks: int = 50,
               filtered_ef: int = 40, progress: Callable[[str], None] | None = None,
               build: BuildResult | None = None) -> SuiteResult:
@@ -483,7 +484,7 @@ def run_suite(url: str, data: Dataset, *, params: HnswParams = HnswParams(), k: 
     return result
 
 
-def drop_tables(url: str) -> None:
+def drop_tables(url: DatabaseURL) -> None:
     with connect(url) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(BENCH_SCHEMA)))
 
@@ -524,7 +525,8 @@ def format_table(results: Sequence[SuiteResult], info: provision.ServerInfo | No
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m jedisos_db.harness.vectorbench --rows 20000 --rows 100000``: print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--dsn", default=None, help="libpq URL; default $JEDISOS_DB_URL, else the embedded server")
+    parser.add_argument("--dsn", default=None,
+                        help="libpq URL; default $JEDISOS_DB_URL, else POSTGRES_*, else the embedded server")
     parser.add_argument("--rows", type=int, action="append", help="table sizes (repeatable; default 20000)")
     parser.add_argument("--kind", action="append", choices=["clustered", "uniform"])
     parser.add_argument("--dim", type=int, default=384)
@@ -534,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ef-construction", type=int, default=64)
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    url = provision.resolve_url(args.dsn)
+    url = provision.resolve_target(args.dsn)
     provision.bootstrap(url)
     info = provision.server_info(url)
     results = []
@@ -546,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(format_table(results, info))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"server": asdict(info), "url": urls.redact(url),
+            json.dump({"server": asdict(info), "url": url.redacted(),
                        "results": [r.as_dict() for r in results]}, fh, indent=2)
 
 

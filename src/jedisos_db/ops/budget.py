@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 
 # Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100, and a
 # read pool of the same size (HINDSIGHT_API_DB_POOL_MAX_SIZE, HINDSIGHT_API_READ_DB_POOL_MAX_SIZE).
@@ -129,7 +130,7 @@ def max_processes(pools_per_process: Sequence[PoolDemand], fixed: Sequence[PoolD
     return max(base.headroom // per, 0)
 
 
-def server_verdict(url: str, pools: Sequence[PoolDemand]) -> BudgetVerdict:
+def server_verdict(url: DatabaseURL, pools: Sequence[PoolDemand]) -> BudgetVerdict:
     """``pools`` against the real server's ``max_connections`` and reserved slots."""
     with connect(url) as conn:
         rows = dict(conn.execute(

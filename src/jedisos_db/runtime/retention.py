@@ -31,6 +31,7 @@ from jedisos_db.runtime.db.engine import create_engine, schema_of
 from jedisos_db.runtime.repositories import validation
 from jedisos_db.runtime.repositories.audit import timestamp
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
+from jedisos_db.runtime.urls import DatabaseURL
 
 AUDIT_KEEP: Final = dt.timedelta(days=90)
 AUDIT_PURGED_SEVERITIES: Final = ("debug", "info")
@@ -246,7 +247,7 @@ async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, 
 
 
 @asynccontextmanager
-async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]:
+async def langgraph_checkpointer(url: DatabaseURL) -> AsyncIterator[Checkpointer | None]:
     """An ``AsyncPostgresSaver`` from the checkpointer factory, or None when LangGraph is not
     installed or has never been set up here (then there is nothing of it to clean up)."""
     try:
@@ -261,7 +262,7 @@ async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]
         yield saver
 
 
-async def run_from_url(url: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
+async def run_from_url(url: DatabaseURL, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
     """What ``jedisos-db retention run`` does: a short-lived engine (and saver) on ``url``."""
     engine = create_engine(url=url, pool_size=1, max_overflow=0, application_name="jedisos-db-retention",
                            statement_timeout_ms=0)
