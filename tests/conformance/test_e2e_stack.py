@@ -106,8 +106,8 @@ def test_cli_up_twice_fills_three_schemas(database_factory: DatabaseFactory) -> 
     """`jedisos-db up --dsn URL` twice on a fresh database: three populated schemas, public without
     tables, the second run a no-op (issue "must show")."""
     url = database_factory("e2e_cli_up", bootstrap=False)
-    first = CliRunner().invoke(app, ["up", "--dsn", url])
-    second = CliRunner().invoke(app, ["up", "--dsn", url])
+    first = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
+    second = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
     print("\n" + first.output + second.output)
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output

@@ -13,12 +13,13 @@ from jedisos_db.ops import catalog, startup
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 
 SCHEMAS = ("jedisos", "langgraph", "hindsight", "public")
 
 
-def _public(url: str) -> catalog.Snapshot:
+def _public(url: DatabaseURL) -> catalog.Snapshot:
     """``public`` as extensions plus any object that is not an extension's member (should be none).
 
     catalog.snapshot cannot render extension aggregates (pg_get_functiondef), hence this view."""
@@ -34,13 +35,13 @@ def _public(url: str) -> catalog.Snapshot:
     return snap
 
 
-def _state(url: str) -> dict[str, catalog.Snapshot]:
+def _state(url: DatabaseURL) -> dict[str, catalog.Snapshot]:
     state = {schema: catalog.snapshot(url, schema) for schema in SCHEMAS if schema != "public"}
     state["public"] = _public(url)
     return state
 
 
-def _tables(url: str, schema: str) -> set[str]:
+def _tables(url: DatabaseURL, schema: str) -> set[str]:
     with connect(url) as conn:
         return {r[0] for r in conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -99,11 +100,11 @@ def test_cli_up_twice(database_factory: DatabaseFactory) -> None:
     """`jedisos-db up --dsn URL` twice on a fresh database: schemas populated, public without
     tables, the second run a no-op."""
     url = database_factory("order_cli", bootstrap=False)
-    first = CliRunner().invoke(app, ["up", "--dsn", url])
+    first = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
     assert first.exit_code == 0, first.output
     assert "langgraph  applied" in first.output
     assert "jedisos    applied" in first.output
-    second = CliRunner().invoke(app, ["up", "--dsn", url])
+    second = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
     assert second.exit_code == 0, second.output
     assert "nothing changed" in second.output
     assert " applied " not in second.output, second.output
@@ -113,7 +114,7 @@ def test_cli_up_twice(database_factory: DatabaseFactory) -> None:
     assert _tables(url, "public") == set()
 
 
-def test_an_order_must_name_each_owner_once(empty_db: str) -> None:
+def test_an_order_must_name_each_owner_once(empty_db: DatabaseURL) -> None:
     with pytest.raises(ConfigError, match="order"):
         startup.run_steps(empty_db, ["jedisos", "jedisos", "langgraph"])
     with pytest.raises(ConfigError, match="owner_urls"):

@@ -14,6 +14,7 @@ from jedisos_db.harness import capacity as cap
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 
 GROWTH = ("memory_units", "checkpoints", "audit_logs", "cost_tracking")
 ALL_TABLES = (*GROWTH, "schedules", "user_preferences", "installed_tools", "mcp_servers", "marketplace_packages")
@@ -173,7 +174,7 @@ def test_report_files_from_known_measures(tmp_path: Path) -> None:
 
 # --- measurement on the real server, tiny scale ----------------------------------------------------
 
-def test_measure_jedisos_tables(migrated_db: str) -> None:
+def test_measure_jedisos_tables(migrated_db: DatabaseURL) -> None:
     """Every jedisos table measured: positive bytes per row, heap per row at least the tuple itself."""
     measures = {m.table: m for m in cap.measure_jedisos(migrated_db, 60)}
     assert set(measures) == {"installed_tools", "mcp_servers", "audit_logs", "cost_tracking", "user_preferences",
@@ -188,7 +189,7 @@ def test_measure_jedisos_tables(migrated_db: str) -> None:
     assert row[0] == 60
 
 
-def test_measure_langgraph_from_a_real_graph_run(empty_db: str) -> None:
+def test_measure_langgraph_from_a_real_graph_run(empty_db: DatabaseURL) -> None:
     """A real graph run checkpointed in schema langgraph: 3 checkpoints per run (DESIGN.md), none in public."""
     m = cap.measure_langgraph(empty_db, threads=1, turns_per_thread=3)
     assert not m.source.startswith("FALLBACK"), m.source
@@ -201,7 +202,7 @@ def test_measure_langgraph_from_a_real_graph_run(empty_db: str) -> None:
     assert {s for s, _ in tables} == {"langgraph"}, tables
 
 
-def test_memory_units_from_the_bench_table(empty_db: str) -> None:
+def test_memory_units_from_the_bench_table(empty_db: DatabaseURL) -> None:
     """Without a Hindsight server's data, the bench table stands in; a row holds at least its vector."""
     assert cap.hindsight_memory_units(empty_db) is None
     m = cap.bench_memory_units(empty_db, dim=384, rows=120)
@@ -210,17 +211,17 @@ def test_memory_units_from_the_bench_table(empty_db: str) -> None:
     assert m.bytes_per_unit > m.avg_tuple_bytes
 
 
-def test_memory_units_at_1536_dimensions(empty_db: str) -> None:
+def test_memory_units_at_1536_dimensions(empty_db: DatabaseURL) -> None:
     """--embedding-dim 1536 (OpenAI-size embeddings): a row holds a 6 KB vector."""
     m = cap.bench_memory_units(empty_db, dim=1536, rows=30)
     assert "vector(1536)" in m.source
     assert m.avg_tuple_bytes > 4 * 1536
 
 
-def test_cli_end_to_end_tiny(server_url: str, tmp_path: Path) -> None:
+def test_cli_end_to_end_tiny(server_url: DatabaseURL, tmp_path: Path) -> None:
     """`jedisos-db capacity` measures in a scratch database, writes the report, and drops the scratch."""
     result = CliRunner().invoke(app, ["capacity", "--users", "1", "--users", "100", "--months", "2", "--rows", "20",
-                                      "--dsn", server_url, "--out", str(tmp_path)])
+                                      "--dsn", server_url.libpq(), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Design §7 beside the measurement" in result.output
     assert "## LangGraph checkpoints vs thread length" in result.output
@@ -232,14 +233,14 @@ def test_cli_end_to_end_tiny(server_url: str, tmp_path: Path) -> None:
     assert left == []
 
 
-def test_cli_bad_option_is_one_line(server_url: str, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["capacity", "--users", "1", "--embedding-dim", "768", "--dsn", server_url,
+def test_cli_bad_option_is_one_line(server_url: DatabaseURL, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["capacity", "--users", "1", "--embedding-dim", "768", "--dsn", server_url.libpq(),
                                       "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "--embedding-dim: must be 384 or 1536, got 768" in result.output
 
 
-def test_memory_units_from_a_hindsight_schema_uses_catalog_statistics(empty_db: str) -> None:
+def test_memory_units_from_a_hindsight_schema_uses_catalog_statistics(empty_db: DatabaseURL) -> None:
     """With a filled ``hindsight.memory_units`` the model measures it (from the catalog only)
     instead of the bench table; below ``min_rows`` it declines. The table here stands in for the
     real server's: the function reads ``reltuples`` and relation sizes, never the rows."""

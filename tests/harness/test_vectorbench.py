@@ -11,6 +11,7 @@ import pytest
 from jedisos_db.harness import vectorbench
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 
 
 def test_datasets_are_unit_vectors_and_deterministic() -> None:
@@ -59,12 +60,12 @@ def test_row_ids_round_trip() -> None:
 
 
 @pytest.fixture(scope="module")
-def small(migrated_db: str) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
+def small(migrated_db: DatabaseURL) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
     data = vectorbench.make_dataset(2000, kind="clustered", queries=40, banks=50, seed=7)
     return data, vectorbench.prepare(migrated_db, data)
 
 
-def test_bench_table_lives_in_its_own_schema(migrated_db: str,
+def test_bench_table_lives_in_its_own_schema(migrated_db: DatabaseURL,
                                              small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """The harness builds its memory_units copy in jedisos_bench, never in hindsight or public."""
     _, build = small
@@ -85,7 +86,7 @@ def test_bench_table_lives_in_its_own_schema(migrated_db: str,
 
 
 def test_server_exact_search_equals_numpy_ground_truth(
-        migrated_db: str, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
+        migrated_db: DatabaseURL, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """The recall denominator is right: a sequential scan on the server finds what numpy finds."""
     data, build = small
     truth = vectorbench.exact_knn(data.vectors, data.queries[:5], 10)
@@ -96,7 +97,7 @@ def test_server_exact_search_equals_numpy_ground_truth(
             assert got == want
 
 
-def test_hnsw_recall_grows_with_ef_search(migrated_db: str,
+def test_hnsw_recall_grows_with_ef_search(migrated_db: DatabaseURL,
                                           small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     data, build = small
     truth = vectorbench.exact_knn(data.vectors, data.queries, 10)
@@ -109,7 +110,7 @@ def test_hnsw_recall_grows_with_ef_search(migrated_db: str,
 
 
 def test_per_bank_filter_needs_iterative_scan(
-        migrated_db: str, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
+        migrated_db: DatabaseURL, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """One bank of 50: a plain HNSW scan returns fewer than k rows; iterative scan returns k."""
     data, build = small
     banks = [int(b) for b in data.query_banks]
@@ -122,7 +123,7 @@ def test_per_bank_filter_needs_iterative_scan(
                                iterative_scan="relaxed_order") == "Index Scan (hnsw)"
 
 
-def test_suite_and_table(migrated_db: str, server_info: provision.ServerInfo) -> None:
+def test_suite_and_table(migrated_db: DatabaseURL, server_info: provision.ServerInfo) -> None:
     data = vectorbench.make_dataset(600, kind="uniform", queries=12, seed=2)
     result = vectorbench.run_suite(migrated_db, data, ef_values=(10, 80), connections=2, banks=50)
     assert [s.ef_search for s in result.sweep] == [10, 80]

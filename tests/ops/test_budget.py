@@ -9,6 +9,7 @@ import pytest
 
 from jedisos_db.ops import budget, provision
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
 
@@ -52,14 +53,14 @@ def test_bad_budget_inputs_are_typed_errors() -> None:
         budget.PoolDemand("x", 1, -1)
 
 
-def test_server_verdict_reads_the_real_settings(server_url: str, server_info: provision.ServerInfo) -> None:
+def test_server_verdict_reads_the_real_settings(server_url: DatabaseURL, server_info: provision.ServerInfo) -> None:
     verdict = budget.server_verdict(server_url, budget.design_pools())
     assert verdict.max_connections == server_info.max_connections
     assert verdict.reserved >= 3
 
 
 @pytest.mark.slow
-async def test_design_pools_really_exhaust_the_server(server_url: str, database_factory: DatabaseFactory,
+async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, database_factory: DatabaseFactory,
                                                      roles_factory: RolesFactory) -> None:
     """design §1: opening the design's pools at their ceilings on the server, as the application
     roles (not superusers, so the reserved slots are closed to them), is refused with SQLSTATE
@@ -67,7 +68,7 @@ async def test_design_pools_really_exhaust_the_server(server_url: str, database_
     verdict = budget.server_verdict(server_url, budget.design_pools())
     print("\n" + verdict.render())
     db = database_factory("budget")
-    dsn = roles_factory(db).by_owner("jedisos").url(db)
+    dsn = roles_factory(db).by_owner("jedisos").url(db).libpq()
     opened: list[asyncpg.Connection] = []
     refused: BaseException | None = None
     try:
@@ -88,13 +89,13 @@ async def test_design_pools_really_exhaust_the_server(server_url: str, database_
         assert len(opened) <= verdict.available
 
 
-def test_cli_budget_reports_the_shortfall(server_url: str) -> None:
+def test_cli_budget_reports_the_shortfall(server_url: DatabaseURL) -> None:
     """`jedisos-db budget` prints the design's pools against the server and exits 1 when they do not fit."""
     from typer.testing import CliRunner
 
     from jedisos_db.cli.main import app
 
-    result = CliRunner().invoke(app, ["budget", "--dsn", server_url])
+    result = CliRunner().invoke(app, ["budget", "--dsn", server_url.libpq()])
     assert result.exit_code == 1, result.output
     assert "DOES NOT FIT" in result.output
     assert "hindsight asyncpg read pool" in result.output

@@ -12,16 +12,18 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
-from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.tables import count
 
@@ -93,7 +95,7 @@ async def test_design_cost_retention_loses_daily_summary_history(database_factor
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
     url = database_factory("cost_at_006")
     await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic's env.py runs its own event loop
-    engine = create_async_engine(urls.to_asyncpg(url))
+    engine = create_engine(url=url)
     try:
         old = dt.datetime.now(dt.UTC) - 400 * DAY
         async with engine.begin() as conn:
@@ -219,7 +221,7 @@ class _State(TypedDict):
 
 
 @pytest.fixture(scope="module")
-async def saver(migrated_db: str) -> AsyncIterator[Any]:
+async def saver(migrated_db: DatabaseURL) -> AsyncIterator[Any]:
     """An AsyncPostgresSaver confined to the langgraph schema (DESIGN.md, verified facts)."""
     pytest.importorskip("langgraph.checkpoint.postgres.aio", reason="needs the langgraph extra")
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -230,7 +232,7 @@ async def saver(migrated_db: str) -> AsyncIterator[Any]:
         conn.execute("CREATE SCHEMA IF NOT EXISTS langgraph")
     kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row,
               "options": "-c search_path=langgraph"}
-    async with AsyncConnectionPool(urls.to_libpq(migrated_db), kwargs=kwargs, min_size=1, max_size=2,
+    async with AsyncConnectionPool(migrated_db.libpq(), kwargs=kwargs, min_size=1, max_size=2,
                                    open=False) as pool:
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
@@ -264,7 +266,7 @@ async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: Asyn
     assert (await retention.purge_idle_threads(clean, saver, now=NOW)).rows == 1
 
 
-def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -> None:
+def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: DatabaseURL) -> None:
     """`jedisos-db retention run --dry-run --dsn URL` counts; without --dry-run it deletes."""
     with connect(migrated_db) as conn:
         conn.execute("TRUNCATE jedisos.audit_logs, jedisos.cost_tracking, jedisos.daily_cost_rollup, "
@@ -274,7 +276,7 @@ def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -
         conn.execute("INSERT INTO jedisos.cost_tracking (timestamp, model, provider, source) "
                      "VALUES (now() - interval '400 days', 'm', 'p', 'agent')")
     runner = CliRunner()
-    dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db])
+    dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db.libpq()])
     assert dry.exit_code == 0, dry.output
     lines = {line.split()[0]: line for line in dry.output.splitlines()[1:] if line.strip()}
     assert "would delete         5" in lines["audit_logs"]
@@ -282,7 +284,7 @@ def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -
     assert "would delete         0" in lines["langgraph_threads"]
     with connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (5,)
-    real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db])
+    real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db.libpq()])
     assert real.exit_code == 0, real.output
     assert "deleted         5" in real.output
     with connect(migrated_db) as conn:
