@@ -41,7 +41,7 @@ from jedisos_db.harness import datagen
 from jedisos_db.ops import budget, provision
 from jedisos_db.runtime.db import migrations, models
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import ConfigError, InvalidInputError, NotFoundError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -112,7 +112,7 @@ def parse_section7(text: str = DESIGN_SECTION_7) -> DesignVolume:
             disk_is_upper_bound=m["op"] == "<", note=note))
     total = _TOTAL.search(text)
     if not rows or total is None:
-        raise ValueError("design §7: no volume table rows or no '월 ~N MB … 1년 후 ~N GB' total line found")
+        raise InvalidInputError("design §7", "no volume table rows or no '월 ~N MB … 1년 후 ~N GB' total line found")
     return DesignVolume(rows, _mib(total["month"], total["munit"]), _mib(total["year"], total["yunit"]))
 
 
@@ -309,7 +309,7 @@ def _sizes(conn: psycopg.Connection[Any], schema: str, table: str) -> tuple[int,
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
         [schema, table]).fetchone()
     if row is None:
-        raise LookupError(f"table {schema}.{table} not found")
+        raise NotFoundError(f"table {schema}.{table} not found")
     return int(row[0]), int(row[1])
 
 

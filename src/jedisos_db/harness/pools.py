@@ -42,7 +42,7 @@ from jedisos_db.runtime import checkpointer, urls
 from jedisos_db.runtime.db import migrations, models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import ConfigError, MigrationError
+from jedisos_db.runtime.errors import ConfigError, LocalServerError, MigrationError, NotFoundError
 from jedisos_db.runtime.urls import DatabaseURL
 
 KINDS = ("langgraph", "jedisos", "hindsight")
@@ -118,7 +118,7 @@ class IndependenceReport:
         for lat in self.latencies:
             if lat.probe == probe and lat.condition == condition:
                 return lat
-        raise KeyError((probe, condition))
+        raise NotFoundError(f"no latency measured for probe {probe!r} under {condition!r}")
 
     def render(self) -> str:
         lines = [f"{'probe':<10} {'condition':<22} {'n':>4} {'p50 ms':>8} {'p99 ms':>8}  x idle p50/p99"]
@@ -354,7 +354,7 @@ async def _probes(url: DatabaseURL, hindsight_url: str | None,
 
         async def langgraph_probe() -> None:
             if await saver.aget_tuple(config) is None:
-                raise RuntimeError("the probe thread's checkpoint is missing")
+                raise NotFoundError("the probe thread's checkpoint is missing")
 
         async def jedisos_probe() -> None:
             async with engine.connect() as conn:
@@ -448,7 +448,7 @@ async def measure(url: DatabaseURL, *, hindsight_url: str | None = None, hindsig
                 # communicate(b"") writes nothing and closes the child's stdin: its signal to stop.
                 out, err = await asyncio.wait_for(proc.communicate(b""), s.max_seconds + 30)
             if proc.returncode != 0:
-                raise RuntimeError(f"load process for {kind} failed (exit {proc.returncode}): "
+                raise LocalServerError(f"load process for {kind} failed (exit {proc.returncode}): "
                                    f"{err.decode(errors='replace')[-2000:]}")
             data = json.loads(out.decode().strip().splitlines()[-1])
             if kind == "hindsight":  # the load process only sees HTTP; the pools are the server's

@@ -38,6 +38,7 @@ from psycopg.types.json import Jsonb
 
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect as db_connect
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.urls import DatabaseURL
 
 BENCH_SCHEMA = "jedisos_bench"
@@ -93,8 +94,10 @@ def make_dataset(rows: int, *, kind: Kind = "clustered", dim: int = 384, queries
     members of a cluster have cosine similarity ~0.5 and members of different clusters ~0,
     roughly what sentence embeddings of one user's topics look like.
     """
-    if rows < 1 or queries < 1:
-        raise ValueError(f"rows and queries must be >= 1, got rows={rows} queries={queries}")
+    if rows < 1:
+        raise InvalidInputError("rows", f"must be >= 1, got {rows}")
+    if queries < 1:
+        raise InvalidInputError("queries", f"must be >= 1, got {queries}")
     rng = np.random.default_rng(seed)
     if kind == "clustered":
         centres = rng.standard_normal((clusters, dim))
@@ -106,7 +109,7 @@ def make_dataset(rows: int, *, kind: Kind = "clustered", dim: int = 384, queries
         def draw(n: int) -> Vectors:
             return _normalise(rng.standard_normal((n, dim)))
     else:
-        raise ValueError(f"kind must be 'clustered' or 'uniform', got {kind!r}")
+        raise InvalidInputError("kind", f"must be 'clustered' or 'uniform', got {kind!r}")
     vectors = draw(rows)
     qs = draw(queries)
     return Dataset(kind=kind, vectors=vectors, queries=qs,
@@ -142,7 +145,7 @@ def row_index(value: uuid.UUID) -> int:
 def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k: int) -> float:
     """Mean over queries of |found ∩ truth| / min(k, |truth|); a query with no truth counts 1."""
     if len(found) != len(truth):
-        raise ValueError(f"found has {len(found)} queries, truth has {len(truth)}")
+        raise InvalidInputError("found", f"has {len(found)} queries, truth has {len(truth)}")
     scores = []
     for f, t in zip(found, truth, strict=True):
         want = set(t[:k])

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import ConfigError, NotFoundError
 from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -76,7 +76,7 @@ class RolesReport:
         for grant in self.grants:
             if grant.owner == owner:
                 return grant
-        raise KeyError(owner)
+        raise NotFoundError(f"roles report: no grant for owner {owner!r}")
 
 
 def _role_names(names: Mapping[str, str] | None) -> dict[str, str]:

@@ -28,8 +28,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.db.engine import create_engine, schema_of
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation
-from jedisos_db.runtime.repositories.audit import timestamp
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -162,7 +162,7 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
                            batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Delete ``debug``/``info`` audit rows older than 90 days, ``batch_size`` per transaction."""
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
     schema = schema_of(engine)
     description = "debug/info older than 90 days (warning and above kept)"
     if dry_run:
@@ -186,7 +186,7 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
                                 batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Move ``cost_tracking`` rows older than 365 days into ``daily_cost_rollup`` (batches)."""
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - COST_KEEP
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - COST_KEEP
     schema = schema_of(engine)
     description = "older than 365 days, moved into daily_cost_rollup by the same statement"
     if dry_run:
@@ -214,7 +214,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     row, and the rerun calls ``adelete_thread`` again (deleting a deleted thread is a no-op).
     """
     validation.integer("batch_size", batch_size, low=1, high=100_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
     registry = ThreadRegistry(engine)
     description = "idle for 30 days, deleted with AsyncPostgresSaver.adelete_thread"
     if dry_run:
@@ -222,7 +222,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     if checkpointer is None:
         idle = await registry.count_idle(cutoff)
         if idle:
-            raise validation.InvalidInputError(
+            raise InvalidInputError(
                 "checkpointer", f"{idle} idle threads need a LangGraph checkpointer to delete them")
         return RuleResult("langgraph_threads", description, 0, 0, False, "no checkpointer; nothing idle")
     total = batches = 0
@@ -238,7 +238,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
 async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, dry_run: bool = False,
               now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
     """Apply (or, with ``dry_run``, count) every rule against one ``now``."""
-    at = timestamp("now", now) or await server_now(engine)
+    at = validation.timestamp("now", now) or await server_now(engine)
     report = RetentionReport(now=at, dry_run=dry_run)
     report.results.append(await purge_audit_logs(engine, now=at, dry_run=dry_run, batch_size=batch_size))
     report.results.append(await roll_up_cost_tracking(engine, now=at, dry_run=dry_run, batch_size=batch_size))

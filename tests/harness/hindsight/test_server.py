@@ -12,7 +12,7 @@ from jedisos_db.harness.hindsight import server as hs
 from jedisos_db.ops import catalog
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import RunningHindsight

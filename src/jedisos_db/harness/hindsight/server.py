@@ -40,7 +40,7 @@ from jedisos_db.ops.hindsight import (
     hindsight_python,
     tagged_url,
 )
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.urls import DatabaseURL
 
 

@@ -3,6 +3,14 @@ server process (server), an offline embedding endpoint (embeddings), and its rec
 contract (contract). Nothing here issues SQL against schema ``hindsight``.
 """
 
+from jedisos_db.runtime.errors import (
+    BankNotFoundError,
+    HindsightContractError,
+    HindsightError,
+    HindsightRequestError,
+    HindsightServerError,
+    HindsightUnavailableError,
+)
 from jedisos_db.runtime.hindsight.client import (
     Bank,
     DeleteResult,
@@ -14,14 +22,6 @@ from jedisos_db.runtime.hindsight.client import (
     Reflection,
     RetainResult,
     bank_id_for,
-)
-from jedisos_db.runtime.hindsight.errors import (
-    BankNotFoundError,
-    HindsightContractError,
-    HindsightError,
-    HindsightRequestError,
-    HindsightServerError,
-    HindsightUnavailableError,
 )
 
 __all__ = [

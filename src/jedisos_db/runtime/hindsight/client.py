@@ -32,9 +32,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
+    ConfigError,
     HindsightContractError,
     HindsightRequestError,
     HindsightUnavailableError,
