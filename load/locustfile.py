@@ -48,8 +48,10 @@ from psycopg.types.json import Jsonb
 
 from jedisos_db.harness import datagen, vectorbench
 from jedisos_db.ops import provision
+from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories.base import copy_columns
 from jedisos_db.runtime.urls import DatabaseURL
 
 log = logging.getLogger("jedisos.load")
@@ -195,9 +197,10 @@ class PgUser(User):
         self.conn.execute(f"INSERT INTO {SCHEMA}.{table} ({', '.join(cols)}) "
                           f"VALUES ({', '.join(f'%({c})s' for c in cols)})", values)
 
-    def _copy(self, table: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    def _copy(self, model: type[models.Base], rows: list[dict[str, Any]]) -> None:
+        columns = copy_columns(model)
         with self.conn.cursor() as cur, cur.copy(
-                f"COPY {SCHEMA}.{table} ({', '.join(columns)}) FROM STDIN") as copy:
+                f"COPY {SCHEMA}.{model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row([Jsonb(r[c]) if isinstance(r[c], dict | list) else r[c] for c in columns])
 
@@ -232,7 +235,7 @@ class AuditWriter(PgUser):
     def batch(self) -> None:
         rows = datagen.audit_rows(COPY_BATCH, seed=self.rng.getrandbits(32))
         with self.timed(f"audit.copy[{COPY_BATCH}]") as out:
-            self._copy("audit_logs", datagen.AUDIT_COLUMNS, rows)
+            self._copy(models.AuditLog, rows)
             out["length"] = len(rows)
 
 
@@ -245,7 +248,7 @@ class CostWriter(PgUser):
     def batch(self) -> None:
         rows = datagen.cost_rows(COPY_BATCH, seed=self.rng.getrandbits(32))
         with self.timed(f"cost.copy[{COPY_BATCH}]") as out:
-            self._copy("cost_tracking", datagen.COST_COLUMNS, rows)
+            self._copy(models.CostRecord, rows)
             out["length"] = len(rows)
 
 

@@ -238,14 +238,10 @@ ROW_GENERATORS: dict[str, Callable[..., list[Row]]] = {
 }
 """Generators taking ``(n, seed=...)``. ``mcp_servers`` is apart: it needs ``installed_tools`` ids."""
 
-AUDIT_COLUMNS = ("timestamp", "event_type", "severity", "user_id", "channel", "session_id", "tool_name",
-                 "action", "result", "details", "ip_address", "envelope_id")
-COST_COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "total_tokens", "cost_usd",
-                "source", "session_id", "user_id", "latency_ms", "status")
-
-
 def as_tuples(rows: Sequence[Row], columns: Sequence[str],
               convert: dict[str, Callable[[Any], Any]] | None = None) -> list[tuple[Any, ...]]:
-    """Positional rows for ``COPY`` (``convert`` adapts a column, e.g. JSONB to text for asyncpg)."""
+    """Positional rows for ``COPY`` in ``columns`` order (take it from
+    ``jedisos_db.runtime.repositories.base.copy_columns``); ``convert`` adapts a column, e.g. JSONB to
+    text for asyncpg."""
     convert = convert or {}
     return [tuple(convert[c](r[c]) if c in convert else r[c] for c in columns) for r in rows]
