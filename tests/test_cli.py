@@ -171,3 +171,24 @@ def test_a_command_exit_code_is_not_reported_as_an_error(database_factory: Datab
     assert code == 1
     assert "DOES NOT FIT" in out
     assert "error:" not in out
+
+
+def test_debug_prints_the_traceback_and_the_default_stays_one_line_on_stderr() -> None:
+    """`--debug` puts the full traceback before the error line; without it (also right after a
+    `--debug` run in the same process) stderr holds exactly the one line, and stdout nothing."""
+    command = ["db", "current", "--dsn", "not a url"]
+    expected = "error: --dsn: is not a database URL"
+
+    debug = runner.invoke(app, ["--debug", *command], env={"JEDISOS_DB_URL": ""})
+    assert debug.exit_code == 1
+    assert debug.stdout == ""
+    lines = [line for line in debug.stderr.splitlines() if line.strip()]
+    assert lines[0] == "Traceback (most recent call last):", debug.stderr
+    assert "in resolve_url" in debug.stderr  # the frames, not only the message
+    assert any(line.startswith("jedisos_db.runtime.errors.ConfigError: --dsn") for line in lines), debug.stderr
+    assert lines[-1].startswith(expected)
+
+    plain = runner.invoke(app, command, env={"JEDISOS_DB_URL": ""})
+    assert plain.exit_code == 1
+    assert plain.stdout == ""
+    assert [line for line in plain.stderr.splitlines() if line.strip()] == [lines[-1]]

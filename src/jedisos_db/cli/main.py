@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -66,8 +67,24 @@ def _print_revision(url: DatabaseURL) -> None:
     out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {url}", highlight=False)
 
 
+# Global options of the running invocation, set by the app callback and cleared when it ends.
+# (Typer carries its own copy of click, whose context the commands cannot reach without ctx.)
+_invocation: dict[str, bool] = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="on an error, print the full traceback "
+                                                        "before the one-line message")] = False,
+) -> None:
+    _invocation["debug"] = debug
+    ctx.call_on_close(lambda: _invocation.update(debug=False))
+
+
 def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's typed errors (and driver errors) into one red line and exit code 1."""
+    """Turn the package's typed errors (and driver errors) into one red line and exit code 1;
+    with ``--debug`` the full traceback comes first."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -75,21 +92,28 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort):
             raise  # a command's own exit code (e.g. `budget` when the pools do not fit)
-        except JedisosDBError as exc:
-            _error(str(exc))
-        except ModuleNotFoundError as exc:
-            root = (exc.name or "").split(".")[0]
-            extra = EXTRA_OF_MODULE.get(root)
-            hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
-            _error(f"{root or exc} is not installed; this command needs it: {hint}")
-        except (OSError, ConnectionError) as exc:
-            _error(f"database unreachable: {exc}")
-        except Exception as exc:  # driver and Alembic errors: one line, not a traceback
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _error(f"{type(exc).__name__}: {first}")
+        except Exception as exc:
+            if _invocation["debug"]:
+                err.print("".join(traceback.format_exception(exc)).rstrip(), highlight=False)
+            _error(_one_line(exc))
         raise typer.Exit(1)
 
     return wrapper
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, JedisosDBError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        root = (exc.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(root)
+        hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
+        return f"{root or exc} is not installed; this command needs it: {hint}"
+    if isinstance(exc, OSError | ConnectionError):
+        return f"database unreachable: {exc}"
+    # Driver and Alembic errors: one line, not a traceback.
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"
 
 
 def _url(dsn: str | None, data_dir: Path | None = None) -> DatabaseURL:
