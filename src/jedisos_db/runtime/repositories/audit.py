@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jedisos_db.runtime.db.models import AuditLog
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
-from jedisos_db.runtime.repositories.base import Repository, copy_columns, row_maker
+from jedisos_db.runtime.repositories.base import EventRepository, copy_columns, row_maker
 
 _EVENT_TYPE = v.varchar_limit(AuditLog, "event_type")
 _USER_ID = v.varchar_limit(AuditLog, "user_id")
@@ -128,24 +128,13 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
 _EMPTY: Final[dict[str, Any]] = {}
 
 
-class AuditLogRepository(Repository[AuditLog]):
-    """Writes and queries ``jedisos.audit_logs``."""
+class AuditLogRepository(EventRepository[AuditLog, AuditEvent]):
+    """Writes (:meth:`record`, :meth:`record_many`) and queries ``jedisos.audit_logs``."""
 
     model = AuditLog
     noun = "event"
-
-    async def record(self, event: AuditEvent | Mapping[str, Any], *, session: AsyncSession | None = None) -> int:
-        """Insert one event; returns its id."""
-        return int(await self._insert_row(AuditEvent.coerce(event).row, session=session))
-
-    async def record_many(self, events: Iterable[AuditEvent | Mapping[str, Any]], *,
-                          session: AsyncSession | None = None) -> int:
-        """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
-
-        Every event is validated before anything is sent; an invalid one raises with its row index.
-        A list of plain dicts takes a column-wise fast path (same rules, checked per column).
-        """
-        return await self._copy_events(events, AuditEvent, fast_rows, session=session)
+    event = AuditEvent
+    fast_rows = staticmethod(fast_rows)
 
     async def query(
         self,

@@ -215,15 +215,35 @@ class Repository(Generic[ModelT]):
                                                columns=columns, records=rows)
         return len(rows)
 
-    async def _copy_events(self, events: Iterable[EventT | Mapping[str, Any]], event_type: type[EventT],
-                           fast: Callable[[list[Any]], list[Row] | None], *,
-                           session: AsyncSession | None = None) -> int:
-        """Validate ``events`` (plain dicts column-wise through ``fast``, anything else row by row
-        through ``event_type.coerce``, which names the row), then ``COPY`` them: all or none."""
+
+class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
+    """The repository of an append-only event table (audit log, LLM costs): events are validated
+    when built, then written with one ``INSERT`` (:meth:`record`) or one ``COPY`` (:meth:`record_many`)."""
+
+    event: type[EventT]
+
+    @staticmethod
+    def fast_rows(items: list[Any]) -> list[Row] | None:
+        """The rows of a batch of plain dicts, checked column by column; None when the row-by-row path
+        must decide (it names the offending row). Subclasses supply one; by default every row is built."""
+        return None
+
+    async def record(self, event: EventT | Mapping[str, Any], *, session: AsyncSession | None = None) -> int:
+        """Insert one event; returns its id."""
+        return int(await self._insert_row(self.event.coerce(event).row, session=session))
+
+    async def record_many(self, events: Iterable[EventT | Mapping[str, Any]], *,
+                          session: AsyncSession | None = None) -> int:
+        """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
+
+        Every event is validated before anything is sent; an invalid one raises with its row index.
+        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column).
+        """
         items = events if isinstance(events, list) else list(events)
-        rows = fast(items)
+        rows = self.fast_rows(items)
         if rows is None:
-            rows = [e.row if type(e) is event_type else event_type.coerce(e, i).row for i, e in enumerate(items)]
+            event = self.event
+            rows = [e.row if type(e) is event else event.coerce(e, i).row for i, e in enumerate(items)]
         if not rows:
             return 0
         return await self._copy_rows(rows, session=session)

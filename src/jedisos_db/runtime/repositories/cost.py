@@ -9,7 +9,7 @@ of ``user_preferences`` (design §4-5), measured in UTC days and months.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from jedisos_db.runtime.db.models import CostRecord, DailyCostSummary, UserPreferences
 from jedisos_db.runtime.repositories import validation as v
-from jedisos_db.runtime.repositories.base import Repository, copy_columns, row_maker
+from jedisos_db.runtime.repositories.base import EventRepository, copy_columns, row_maker
 
 _MODEL = v.varchar_limit(CostRecord, "model")
 _PROVIDER = v.varchar_limit(CostRecord, "provider")
@@ -212,19 +212,14 @@ def cost_event_from_litellm(kwargs: Mapping[str, Any], completion_response: Any,
     )
 
 
-class CostRepository(Repository[CostRecord]):
-    """Writes ``jedisos.cost_tracking``; reads ``daily_cost_summary`` and budgets."""
+class CostRepository(EventRepository[CostRecord, CostEvent]):
+    """Writes ``jedisos.cost_tracking`` (:meth:`record`, :meth:`record_many`, the LiteLLM callback);
+    reads ``daily_cost_summary`` and budgets."""
 
     model = CostRecord
     noun = "call"
-
-    async def record(self, event: CostEvent | Mapping[str, Any], *, session: AsyncSession | None = None) -> int:
-        return int(await self._insert_row(CostEvent.coerce(event).row, session=session))
-
-    async def record_many(self, events: Iterable[CostEvent | Mapping[str, Any]], *,
-                          session: AsyncSession | None = None) -> int:
-        """One ``COPY`` of all ``events`` (validated first; an invalid one raises with its row index)."""
-        return await self._copy_events(events, CostEvent, fast_rows, session=session)
+    event = CostEvent
+    fast_rows = staticmethod(fast_rows)
 
     async def litellm_callback(self, kwargs: Mapping[str, Any], completion_response: Any, start_time: Any,
                                end_time: Any, *, session: AsyncSession | None = None) -> int:
