@@ -89,12 +89,16 @@ async def test_writes_in_a_callers_transaction_commit_together(clean: AsyncEngin
     assert "weather" in (prefs.blocked_tools or [])
 
 
+async def _write_then_install_twice(engine: AsyncEngine) -> None:
+    tools = ToolRepository(engine)
+    async with tools.begin() as session:
+        await _write_everywhere(engine, session)
+        await tools.install(ToolSpec(name="weather", version="2", tool_path="w.py"), session=session)
+
+
 async def test_a_failure_inside_the_callers_transaction_undoes_the_earlier_writes(clean: AsyncEngine) -> None:
-    tools = ToolRepository(clean)
     with pytest.raises(DuplicateError):
-        async with tools.begin() as session:
-            await _write_everywhere(clean, session)
-            await tools.install(ToolSpec(name="weather", version="2", tool_path="w.py"), session=session)
+        await _write_then_install_twice(clean)
     assert await _counts(clean) == [0, 0, 0, 0]
 
 
