@@ -184,7 +184,7 @@ def test_debug_prints_the_traceback_and_the_default_stays_one_line_on_stderr() -
     assert debug.stdout == ""
     lines = [line for line in debug.stderr.splitlines() if line.strip()]
     assert lines[0] == "Traceback (most recent call last):", debug.stderr
-    assert "in resolve_url" in debug.stderr  # the frames, not only the message
+    assert "in resolve_target" in debug.stderr  # the frames, not only the message
     assert any(line.startswith("jedisos_db.runtime.errors.ConfigError: --dsn") for line in lines), debug.stderr
     assert lines[-1].startswith(expected)
 
