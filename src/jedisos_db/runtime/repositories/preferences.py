@@ -27,7 +27,7 @@ def _limit(column: str) -> int:
 def _channels(value: Any) -> dict[str, bool]:
     v.json_document("notification_channels", value, kind=dict, required=True)
     for name, on in value.items():
-        v.choice("notification_channels", name, (*v.CHANNELS, "email"), required=True)
+        v.choice("notification_channels", name, v.NOTIFICATION_CHANNELS, required=True)
         v.flag(f"notification_channels[{name}]", on)
     return dict(value)
 

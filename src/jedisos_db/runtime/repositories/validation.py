@@ -29,6 +29,8 @@ from jedisos_db.runtime.errors import InvalidInputError
 
 SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")
 CHANNELS: Final = ("web", "telegram", "discord", "slack", "cli")
+NOTIFICATION_CHANNELS: Final = (*CHANNELS, "email")
+"""Keys of ``user_preferences.notification_channels``: the chat channels, and email."""
 AUDIT_RESULTS: Final = ("success", "denied", "error")
 COST_STATUSES: Final = ("success", "error", "timeout")
 COST_SOURCES: Final = ("agent", "hindsight", "forge")
