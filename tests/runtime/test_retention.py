@@ -20,6 +20,7 @@ from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.repositories import validation
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
@@ -45,6 +46,17 @@ async def summary(engine: AsyncEngine) -> list[tuple[Any, ...]]:
             "SELECT date, user_id, source, model, call_count, total_input_tokens, total_output_tokens, "
             "total_cost_usd, round(avg_latency_ms, 6) FROM jedisos.daily_cost_summary ORDER BY 1, 2, 3, 4"))
         return [tuple(r) for r in rows]
+
+
+def test_policy_holds_the_design_windows_once() -> None:
+    """Design §7's windows as data (the capacity model projects from the same rules)."""
+    assert [(r.name, r.keep.days) for r in retention.POLICY] == [
+        ("audit_logs", 90), ("cost_tracking", 365), ("langgraph_threads", 30)]
+    assert set(retention.AUDIT_RULE.only_severities) < set(validation.SEVERITIES)
+    assert retention.AUDIT_RULE.description == "debug/info older than 90 days (warning and above kept)"
+    assert retention.COST_RULE.description == ("older than 365 days, moved into daily_cost_rollup by the same "
+                                               "statement")
+    assert "('debug', 'info')" in retention.audit_count_sql("jedisos")
 
 
 async def test_audit_boundary_89_days_stays_91_goes_warning_stays(clean: AsyncEngine) -> None:
@@ -201,11 +213,13 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     now = dt.datetime.now(dt.UTC)
     plans = {
         "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
-                                {"cutoff": now - retention.AUDIT_KEEP, "after": retention.EARLIEST, "batch": 5000}),
+                                {"cutoff": now - retention.AUDIT_RULE.keep, "after": retention.EARLIEST,
+                                 "batch": 5000}),
         "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
-                               {"cutoff": now - retention.COST_KEEP, "batch": 5000}),
-        "threads": await _explain(clean, str(ThreadRegistry.idle_statement(now - retention.THREAD_IDLE, 100).compile(
-            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})), {}),
+                               {"cutoff": now - retention.COST_RULE.keep, "batch": 5000}),
+        "threads": await _explain(clean, str(ThreadRegistry.idle_statement(
+            now - retention.THREAD_RULE.keep, 100).compile(dialect=postgresql.dialect(),
+                                                           compile_kwargs={"literal_binds": True})), {}),
     }
     assert "idx_audit_timestamp" in plans["audit"], plans["audit"]
     assert "idx_cost_timestamp" in plans["cost"], plans["cost"]
