@@ -113,7 +113,7 @@ def rates(request: pytest.FixtureRequest) -> Rates:
 
 @pytest.fixture(scope="session")
 def vector_tables(request: pytest.FixtureRequest) -> list[str]:
-    """Markdown tables of the pgvector suite, printed at the end of the run."""
+    """Tables of the pgvector suite (rendered by the CLI's renderer), printed at the end of the run."""
     return request.config.stash[_STASH_TABLES]
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench.conftest import format_info
+from jedisos_db.cli import render
 from jedisos_db.harness import vectorbench
 from jedisos_db.ops import provision
 from jedisos_db.runtime.urls import DatabaseURL
@@ -52,7 +53,7 @@ def test_recall_qps_table(migrated_db: DatabaseURL, built: dict[Any, Any], kind:
     assert 0 < best <= 1, f"recall@10 must be in (0, 1], got {best}"
     info = provision.server_info(migrated_db)
     vector_tables.append(f"pgvector {kind} {size} rows — {format_info(info)}\n"
-                         + vectorbench.format_table([result]))
+                         + render.to_text(render.vectorbench_results([result])))
 
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from jedisos_db.cli import render
 from jedisos_db.cli.main import app
 from jedisos_db.harness import pools
 from jedisos_db.ops import startup
@@ -25,6 +26,7 @@ from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
+from tests.rich_tables import table_rows
 
 SAMPLES = 200
 SECRET = "pools-s3cret"
@@ -53,7 +55,7 @@ def test_load_processes_get_the_url_in_their_environment_only() -> None:
     assert "http://127.0.0.1:8888" not in argv
 
 def _check(report: pools.IndependenceReport, kinds: list[str]) -> None:
-    print("\n" + report.render())
+    print("\n" + render.to_text(render.pools_report(report)))
     for kind in kinds:
         sat = report.saturations[kind]
         assert not sat.errors, f"load on {kind} failed: {sat.errors}"
@@ -120,8 +122,10 @@ def test_cli_pools_prints_the_figures(database_factory: DatabaseFactory) -> None
     before = (migrations.current(url), checkpointer.migration_version(url))
     result = CliRunner().invoke(app, ["pools", "--dsn", url.libpq(), "--samples", "10"])
     assert result.exit_code == 0, result.output
-    assert "langgraph  jedisos saturated" in result.output
-    assert "jedisos    langgraph saturated" in result.output
+    probed = {(row[0], row[1]): row for row in table_rows(result.output)}
+    assert probed[("langgraph", "jedisos saturated")][2] == "10"
+    assert probed[("jedisos", "langgraph saturated")][2] == "10"
+    assert {kind for kind, *_ in table_rows(result.output)} >= {"saturated", "langgraph", "jedisos"}
     assert "max_connections=" in result.output
     assert (migrations.current(url), checkpointer.migration_version(url)) == before
 

@@ -7,21 +7,23 @@ import asyncio
 import asyncpg
 import pytest
 
+from jedisos_db.cli import render
 from jedisos_db.ops import budget, provision
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
+from tests.rich_tables import row_of
 
 
 def test_design_max_connections_200_is_false_with_hindsight_defaults() -> None:
     """design §1 "충돌 방지 체크리스트": "max_connections=200" is NOT enough once Hindsight's default
     pools (100 + 100 read) sit beside LangGraph (max 10) and JediSOS (5 + 10 overflow)."""
     verdict = budget.design_verdict()
-    print("\n" + verdict.render())
+    print("\n" + render.to_text(render.budget_verdict(verdict)))
     assert verdict.demand == 100 + 100 + 10 + 15
     assert verdict.available == 200 - 3
-    assert not verdict.fits, verdict.render()
+    assert not verdict.fits, verdict
     assert verdict.headroom == -28
 
 
@@ -66,7 +68,7 @@ async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, d
     roles (not superusers, so the reserved slots are closed to them), is refused with SQLSTATE
     53300 (too many clients) exactly when the budget says it does not fit."""
     verdict = budget.server_verdict(server_url, budget.design_pools())
-    print("\n" + verdict.render())
+    print("\n" + render.to_text(render.budget_verdict(verdict)))
     db = database_factory("budget")
     dsn = roles_factory(db).by_owner("jedisos").url(db).libpq()
     opened: list[asyncpg.Connection] = []
@@ -98,4 +100,4 @@ def test_cli_budget_reports_the_shortfall(server_url: DatabaseURL) -> None:
     result = CliRunner().invoke(app, ["budget", "--dsn", server_url.libpq()])
     assert result.exit_code == 1, result.output
     assert "DOES NOT FIT" in result.output
-    assert "hindsight asyncpg read pool" in result.output
+    assert row_of(result.output, "hindsight asyncpg read pool")[1:4] == ["100", "1", "100"]

@@ -27,6 +27,7 @@ from jedisos_db.runtime.repositories.threads import ThreadRegistry
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.tables import count
+from tests.rich_tables import row_of
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -178,7 +179,7 @@ async def test_dry_run_counts_per_rule_and_changes_nothing(clean: AsyncEngine) -
     report = await retention.run(clean, now=NOW, dry_run=True)
     assert {r.rule: r.rows for r in report.results} == {"audit_logs": 3, "cost_tracking": 4,
                                                         "langgraph_threads": 1}
-    assert all("would delete" in line for line in report.lines())
+    assert all(r.dry_run and r.batches == 0 for r in report.results)
     assert (await count(clean, "audit_logs"), await count(clean, "cost_tracking"),
             await count(clean, "langgraph_threads")) == (3, 4, 1)
     assert await count(clean, "daily_cost_rollup") == 0
@@ -292,15 +293,16 @@ def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: Databa
     runner = CliRunner()
     dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db.libpq()])
     assert dry.exit_code == 0, dry.output
-    lines = {line.split()[0]: line for line in dry.output.splitlines()[1:] if line.strip()}
-    assert "would delete         5" in lines["audit_logs"]
-    assert "would delete         1" in lines["cost_tracking"]
-    assert "would delete         0" in lines["langgraph_threads"]
+    assert row_of(dry.output, "rule")[:3] == ["rule", "would delete", "batches"]
+    assert row_of(dry.output, "audit_logs")[1:3] == ["5", "-"]
+    assert row_of(dry.output, "cost_tracking")[1:3] == ["1", "-"]
+    assert row_of(dry.output, "langgraph_threads")[1:3] == ["0", "-"]
     with connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (5,)
     real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db.libpq()])
     assert real.exit_code == 0, real.output
-    assert "deleted         5" in real.output
+    assert row_of(real.output, "rule")[1] == "deleted"
+    assert row_of(real.output, "audit_logs")[1:3] == ["5", "1"]
     with connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (0,)
         assert conn.execute("SELECT sum(call_count) FROM jedisos.daily_cost_summary").fetchone() == (1,)

@@ -7,7 +7,7 @@ import functools
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar, cast, get_args
 
 import click
 import typer
@@ -15,11 +15,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from jedisos_db.cli import render
 from jedisos_db.ops import budget, provision, roles, startup
 from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import JedisosDBError
+from jedisos_db.runtime.errors import ConfigError, JedisosDBError
 from jedisos_db.runtime.urls import DatabaseURL
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
@@ -178,8 +179,7 @@ def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
     out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
     out.print(f"revision   {report.revision}"
               f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
-    for step in report.stages:
-        out.print(f"step       {step.render()}", highlight=False)
+    render.show(out, [render.startup_steps(report.stages)])
 
 
 @app.command("down")
@@ -219,7 +219,7 @@ def capacity(
         tasks: dict[str, TaskID] = {name: progress.add_task(name, total=total)
                                     for name, total in cap.progress_totals(config).items()}
         report, paths = cap.run(url, config, out_dir, lambda step, n: progress.advance(tasks[step], n))
-    out.print(cap.render_markdown(report), highlight=False)
+    render.show(out, render.capacity(report))
     for path in paths:
         out.print(f"wrote {path}", highlight=False)
 
@@ -238,8 +238,7 @@ def retention_run(
     report = asyncio.run(retention.run_from_url(url, dry_run=dry_run, batch_size=batch_size))
     out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {url}",
               highlight=False)
-    for line in report.lines():
-        out.print(line, highlight=False)
+    render.show(out, [render.retention_report(report)])
 
 
 @app.command("roles")
@@ -291,7 +290,7 @@ def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
     url = _url(dsn, data_dir)
     pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
     verdict = budget.server_verdict(url, pools_)
-    out.print(verdict.render(), highlight=False)
+    render.show(out, render.budget_verdict(verdict))
     if not verdict.fits:
         raise typer.Exit(1)
 
@@ -312,4 +311,40 @@ def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
 
     url = _url(dsn, data_dir)
     result = asyncio.run(pools.measure(url, hindsight_url=hindsight_url, samples=samples))
-    out.print(result.render(), highlight=False)
+    render.show(out, render.pools_report(result))
+
+
+@app.command("vectorbench")
+@one_line_errors
+def vectorbench_cmd(
+    rows: Annotated[list[int] | None, typer.Option(
+        "--rows", min=1, help="table sizes (repeatable; default 20000)", show_default=False)] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="generated embeddings: clustered, uniform (repeatable; default both)",
+        show_default=False)] = None,
+    dim: Annotated[int, typer.Option(min=1, help="embedding dimensions")] = 384,
+    queries: Annotated[int, typer.Option(min=1, help="held-out queries per table")] = 200,
+    connections: Annotated[int, typer.Option(min=1, help="connections of the N-connection QPS figure")] = 4,
+    m: Annotated[int, typer.Option("--m", min=2, help="HNSW m")] = 16,
+    ef_construction: Annotated[int, typer.Option("--ef-construction", min=4, help="HNSW ef_construction")] = 64,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results to this JSON file",
+                                                   show_default=False)] = None,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """pgvector recall@10 and QPS on a table shaped like Hindsight's memory_units (design §2, §7)."""
+    from jedisos_db.harness import vectorbench
+
+    known = get_args(vectorbench.Kind)
+    for k in kind or []:
+        if k not in known:
+            raise ConfigError("--kind", f"must be one of {', '.join(known)}, got {k!r}")
+    kinds = cast("list[vectorbench.Kind]", kind or list(known))
+    url = _url(dsn, data_dir)
+    info, results = vectorbench.run(
+        url, rows=rows or [20000], kinds=kinds, dim=dim, queries=queries, connections=connections,
+        params=vectorbench.HnswParams(m, ef_construction), progress=lambda message: err.print(message, highlight=False))
+    render.show(out, render.vectorbench_results(results, info))
+    if json_path is not None:
+        vectorbench.write_json(json_path, url, info, results)
+        out.print(f"wrote {json_path}", highlight=False)

@@ -120,26 +120,6 @@ class IndependenceReport:
                 return lat
         raise NotFoundError(f"no latency measured for probe {probe!r} under {condition!r}")
 
-    def render(self) -> str:
-        lines = [f"{'probe':<10} {'condition':<22} {'n':>4} {'p50 ms':>8} {'p99 ms':>8}  x idle p50/p99"]
-        for lat in self.latencies:
-            idle = self.get(lat.probe, "idle")
-            ratio = "" if lat.condition == "idle" else (
-                f"  {lat.p50_ms / idle.p50_ms:.2f} / {lat.p99_ms / idle.p99_ms:.2f}")
-            lines.append(f"{lat.probe:<10} {lat.condition:<22} {len(lat.samples):>4} "
-                         f"{lat.p50_ms:>8.2f} {lat.p99_ms:>8.2f}{ratio}"
-                         + (f"  errors: {lat.errors[:2]}" if lat.errors else ""))
-        for kind, sat in self.saturations.items():
-            lines.append(f"saturated {kind}: max {sat.max_size}, peak in use {sat.peak_in_use}, "
-                         f"server saw {self.server_peaks.get(kind, 0)} connections, {sat.waited} waits, "
-                         f"{sat.timeouts} timeouts, {sat.operations} operations"
-                         + (f", errors {sat.errors[:2]}" if sat.errors else ""))
-        lines.append(f"load: {self.load.load_tasks} tasks, jedisos pool {self.load.jedisos_pool_size}"
-                     f"+{self.load.jedisos_max_overflow}, langgraph pool {self.load.langgraph.min_size}.."
-                     f"{self.load.langgraph.max_size} shared by {self.load.langgraph_savers} savers")
-        lines.append("server: " + ", ".join(f"{k}={v}" for k, v in sorted(self.settings.items())))
-        return "\n".join(lines)
-
 
 def jedisos_engine(url: DatabaseURL, settings: LoadSettings, application_name: str) -> AsyncEngine:
     return create_engine(url=url, pool_size=settings.jedisos_pool_size, max_overflow=settings.jedisos_max_overflow,

@@ -74,14 +74,6 @@ class BudgetVerdict:
         """Free slots at full load; negative means that many connections are refused."""
         return self.available - self.demand
 
-    def render(self) -> str:
-        lines = [f"{'pool':<28} {'max/proc':>8} {'procs':>5} {'total':>6}  source"]
-        lines += [f"{p.name:<28} {p.max_per_process:>8} {p.processes:>5} {p.total:>6}  {p.source}" for p in self.pools]
-        verdict = "fits" if self.fits else f"DOES NOT FIT: {-self.headroom} connection(s) short"
-        lines.append(f"demand {self.demand} vs available {self.available} "
-                     f"(max_connections {self.max_connections} - reserved {self.reserved}): {verdict}")
-        return "\n".join(lines)
-
 
 def connection_budget(pools: Sequence[PoolDemand], *, max_connections: int,
                       superuser_reserved: int = POSTGRES_SUPERUSER_RESERVED,

@@ -36,9 +36,6 @@ class StartupStep:
     status: Status
     detail: str
 
-    def render(self) -> str:
-        return f"{self.name:<10} {self.status:<9} {self.detail}"
-
 
 @dataclass(frozen=True)
 class StartupReport:

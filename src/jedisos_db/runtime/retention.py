@@ -94,14 +94,6 @@ class RetentionReport:
     dry_run: bool
     results: list[RuleResult] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        verb = "would delete" if self.dry_run else "deleted"
-        out = []
-        for r in self.results:
-            note = f"  ({r.note})" if r.note else ""
-            out.append(f"{r.rule:<18} {verb} {r.rows:>9}  {r.description}{note}")
-        return out
-
 
 BatchHook = Callable[[str, int], Awaitable[None] | None]
 """Called after each committed batch with (rule, rows); tests use it to simulate a crash."""
