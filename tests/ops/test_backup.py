@@ -281,7 +281,7 @@ def test_cli_backup_then_restore_verify(source: Source, fresh_server: str, tmp_p
 def _older_pg_dump(server_major: int) -> Path | None:
     """The bin directory of a pg_dump on this machine older than the server (Debian keeps each major)."""
     for path in [Path("/usr/bin/pg_dump"), *sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))]:
-        tool = backup._tool_at("pg_dump", path)
+        tool = backup.tool_at("pg_dump", path)
         if tool is not None and tool.major < server_major:
             return path.parent
     return None
@@ -357,7 +357,7 @@ def test_a_failed_restore_drops_the_database_and_roles_it_created(
     whole = dump.read_bytes()
     dump.write_bytes(whole[: len(whole) * 2 // 3])
     cut = dataclasses.replace(made.manifest, dump_sha256=hashlib.sha256(dump.read_bytes()).hexdigest())
-    (tmp_path / "b" / backup.MANIFEST).write_bytes(backup._MANIFEST.dump_json(cut))
+    backup.write_manifest(tmp_path / "b", cut)
     target = _target(fresh_server, "cut_short")
     with pytest.raises(backup.BackupError, match="pg_restore failed"):
         backup.restore(tmp_path / "b", target)
@@ -366,7 +366,7 @@ def test_a_failed_restore_drops_the_database_and_roles_it_created(
         assert conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
                             [list(made.manifest.roles)]).fetchall() == []
     dump.write_bytes(whole)
-    (tmp_path / "b" / backup.MANIFEST).write_bytes(backup._MANIFEST.dump_json(made.manifest))
+    backup.write_manifest(tmp_path / "b", made.manifest)
     again = backup.restore(tmp_path / "b", target, verify_after=True)
     assert again.verification is not None
     assert again.verification.ok, again.verification.problems()
@@ -449,11 +449,11 @@ async def test_hindsight_schema_restores_alone_with_its_extensions(
 
     design = tmp_path / "design.pgc"
     dump = backup.find_tool("pg_dump", 18)
-    backup._run(dump, ["--format=custom", "--schema=hindsight", f"--file={design}"], hindsight_source.url,
+    backup.run_tool(dump, ["--format=custom", "--schema=hindsight", f"--file={design}"], hindsight_source.url,
                 timeout=300)
     provision.create_database(fresh_server, "design_way")
     with pytest.raises(backup.BackupError, match=re.escape('type "public.vector" does not exist')):
-        backup._run(backup.find_tool("pg_restore", 18), ["--single-transaction", "--exit-on-error", str(design)],
+        backup.run_tool(backup.find_tool("pg_restore", 18), ["--single-transaction", "--exit-on-error", str(design)],
                     _target(fresh_server, "design_way"), timeout=300)
     with psycopg.connect(_target(fresh_server, "design_way")) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'hindsight'").fetchone() == (0,)

@@ -99,7 +99,7 @@ def embedded_bin_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _tool_at(name: str, path: Path) -> PgTool | None:
+def tool_at(name: str, path: Path) -> PgTool | None:
     try:
         done = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=10, check=False,
                               stdin=subprocess.DEVNULL)
@@ -140,7 +140,7 @@ def find_tool(name: str, major: int, *, bin_dir: Path | None = None) -> PgTool:
     if bin_dir is None and os.environ.get(ENV_PG_BIN):
         bin_dir = Path(os.environ[ENV_PG_BIN]).expanduser()
     candidates = _candidates(name, major, bin_dir)
-    found = [tool for tool in (_tool_at(name, path) for path in candidates) if tool is not None]
+    found = [tool for tool in (tool_at(name, path) for path in candidates) if tool is not None]
     for tool in sorted(found, key=lambda t: (t.major != major, t.major)):
         if tool.major >= major:
             return tool
@@ -171,7 +171,7 @@ def _reason(stderr: str) -> str:
     return "; ".join(errors or lines[-1:]) or "no output"
 
 
-def _run(tool: PgTool, args: Sequence[str], url: str, *, timeout: float) -> str:
+def run_tool(tool: PgTool, args: Sequence[str], url: str, *, timeout: float) -> str:
     argv, env = invocation(tool, args, url)
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False,
@@ -244,6 +244,10 @@ class Manifest:
 
 
 _MANIFEST = TypeAdapter(Manifest)
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    (path / MANIFEST).write_bytes(_MANIFEST.dump_json(manifest, indent=2))
 
 
 def read_manifest(path: Path) -> Manifest:
@@ -371,7 +375,7 @@ def _privileges(conn: psycopg.Connection[Any], schemas: Sequence[str], whole: bo
             for kind, name, owner, grants in rows]
 
 
-def _split_database(privileges: Iterable[Privilege]) -> tuple[Privilege, list[Privilege]]:
+def _split_database(privileges: Sequence[Privilege]) -> tuple[Privilege, list[Privilege]]:
     rest = [p for p in privileges if p.kind != "database"]
     [database] = [p for p in privileges if p.kind == "database"]
     return database, rest
@@ -509,7 +513,7 @@ def backup(url: str, out: Path, *, schema: str | None = None, roles: bool = True
         with _staging(out) as staging:
             roles_file: str | None = None
             if dumpall_tool is not None:
-                script = _run(dumpall_tool, ["--roles-only"], url, timeout=timeout_s)
+                script = run_tool(dumpall_tool, ["--roles-only"], url, timeout=timeout_s)
                 statements = role_statements(script, role_names)
                 missing = set(role_names) - {r for s in statements if s.startswith("CREATE ROLE")
                                              for r in _roles_named(s)}
@@ -523,7 +527,7 @@ def backup(url: str, out: Path, *, schema: str | None = None, roles: bool = True
                     f"--file={staging / DUMP_FILE}"]
             if not whole:
                 args += [f"--schema={schema}", *(f"--extension={e.name}" for e in extensions)]
-            _run(dump_tool, args, url, timeout=timeout_s)
+            run_tool(dump_tool, args, url, timeout=timeout_s)
             sums = tablesums.table_sums(conn, schemas, lock_timeout_ms=lock_ms)
             manifest = Manifest(
                 format=FORMAT, created_at=dt.datetime.now(dt.UTC), database=database_name,
@@ -533,7 +537,7 @@ def backup(url: str, out: Path, *, schema: str | None = None, roles: bool = True
                 extensions=tuple(extensions), revisions=_revisions(url, schemas),
                 database_owner=database.owner, database_grants=database.grants, privileges=tuple(objects),
                 tables=tuple(sums), roles=tuple(role_names), roles_file=roles_file)
-            (staging / MANIFEST).write_bytes(_MANIFEST.dump_json(manifest, indent=2))
+            write_manifest(staging, manifest)
     return BackupResult(out, manifest, dump_tool, time.monotonic() - started)
 
 
@@ -733,7 +737,7 @@ def restore(path: Path, url: str, *, roles: bool = True, verify_after: bool = Fa
         args = ["--single-transaction", "--exit-on-error"]
         if not with_roles:
             args += ["--no-owner", "--no-acl"]
-        _run(tool, [*args, str(dump)], url, timeout=timeout_s)
+        run_tool(tool, [*args, str(dump)], url, timeout=timeout_s)
         if with_roles:
             _apply_database_grants(url, manifest)
     except BaseException:
