@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import operator
+import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any, TypedDict
 
+import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
@@ -16,10 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
+from jedisos_db.harness import datagen
 from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import MigrationError
 from jedisos_db.runtime.repositories import validation
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
@@ -36,7 +40,7 @@ DAY = dt.timedelta(days=1)
 DESIGN_COST_RETENTION = "DELETE FROM jedisos.cost_tracking WHERE timestamp < NOW() - INTERVAL '365 days'"
 
 
-def cost(at: dt.datetime, usd: str = "0.010000", user: str = "u1", latency: int | None = 100) -> CostEvent:
+def cost(at: dt.datetime, usd: str = "0.010000", user: str | None = "u1", latency: int | None = 100) -> CostEvent:
     return CostEvent(model="claude-sonnet-5-20260203", provider="anthropic", input_tokens=10, output_tokens=5,
                      cost_usd=usd, source="agent", user_id=user, latency_ms=latency, timestamp=at)
 
@@ -55,8 +59,8 @@ def test_policy_holds_the_design_windows_once() -> None:
         ("audit_logs", 90), ("cost_tracking", 365), ("langgraph_threads", 30)]
     assert set(retention.AUDIT_RULE.only_severities) < set(validation.SEVERITIES)
     assert retention.AUDIT_RULE.description == "debug/info older than 90 days (warning and above kept)"
-    assert retention.COST_RULE.description == ("older than 365 days, moved into daily_cost_rollup by the same "
-                                               "statement")
+    assert retention.COST_RULE.description == ("older than 365 days, rolled into daily_cost_rollup by the delete's "
+                                               "trigger")
     assert "('debug', 'info')" in retention.audit_count_sql("jedisos")
 
 
@@ -120,6 +124,93 @@ async def test_design_cost_retention_loses_daily_summary_history(database_factor
         async with engine.begin() as conn:
             await conn.execute(text(DESIGN_COST_RETENTION))
         assert await summary(engine) == []  # the history the design says is kept is gone
+    finally:
+        await engine.dispose()
+
+
+def _filled(n: int) -> list[Any]:
+    """n generated cost rows over the last 400 days (models, sources, users mixed), plus system calls
+    (NULL user) without a latency on days that also hold user rows."""
+    now = dt.datetime.now(dt.UTC)
+    rows: list[Any] = datagen.cost_rows(n, seed=7, users=4, start=now - 400 * DAY, span_days=400)
+    rows += [cost(now - days * DAY, user=None, latency=None) for days in (399, 380, 380, 120)]
+    return rows
+
+
+async def test_design_cost_retention_verbatim_keeps_daily_summary_history_on_head(clean: AsyncEngine) -> None:
+    """Design §7's own DELETE, run by hand on a filled table at head: revision 009's trigger rolls every
+    deleted row up, so daily_cost_summary answers exactly as before (issue 11, point 8)."""
+    await CostRepository(clean).record_many(_filled(1000))
+    before = await summary(clean)
+    live = await count(clean, "cost_tracking")
+    async with clean.begin() as conn:
+        deleted = (await conn.execute(text(DESIGN_COST_RETENTION))).rowcount
+    print(f"\n[rollup] design DELETE removed {deleted} of {live} rows; summary days before "
+          f"{len(before)}, after {len(await summary(clean))}; rollup rows {await count(clean, 'daily_cost_rollup')}")
+    assert 0 < deleted < live
+    assert await count(clean, "cost_tracking") == live - deleted
+    assert await summary(clean) == before
+    # Any other delete too: everything left, in one statement; then our retention finds nothing to do.
+    async with clean.begin() as conn:
+        await conn.execute(text("DELETE FROM jedisos.cost_tracking"))
+    assert await count(clean, "cost_tracking") == 0
+    assert await summary(clean) == before
+    assert (await retention.roll_up_cost_tracking(clean, now=NOW)).rows == 0
+
+
+async def test_concurrent_deletes_roll_each_row_up_once(clean: AsyncEngine, migrated_db: DatabaseURL) -> None:
+    """Two sessions deleting overlapping rows at once: a row is in the transition table of the one
+    statement that deleted it, so the totals neither double nor drop."""
+    await CostRepository(clean).record_many(_filled(600))
+    before = await summary(clean)
+    other = create_engine(url=migrated_db)
+    try:
+        async def delete(engine: AsyncEngine, where: str) -> int:
+            async with engine.begin() as conn:
+                return (await conn.execute(text(f"DELETE FROM jedisos.cost_tracking WHERE {where}"))).rowcount
+
+        first, second = await asyncio.gather(delete(clean, "timestamp < now() - interval '200 days'"),
+                                             delete(other, "user_id = 'user-00001' OR user_id IS NULL"))
+    finally:
+        await other.dispose()
+    assert first > 0
+    assert second > 0
+    assert first + second == 604 - await count(clean, "cost_tracking")
+    assert await summary(clean) == before
+
+
+async def test_a_role_that_may_delete_but_not_roll_up_gets_an_error_not_a_loss(clean: AsyncEngine,
+                                                                               migrated_db: DatabaseURL) -> None:
+    """The trigger runs with the deleting role's rights: without INSERT on the rollup the DELETE fails whole."""
+    await CostRepository(clean).record_many(_filled(50))
+    before = await summary(clean)
+    role = f"cost_deleter_{secrets.token_hex(3)}"
+    with connect(migrated_db) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN")
+        conn.execute(f"GRANT USAGE ON SCHEMA jedisos TO {role}")
+        conn.execute(f"GRANT SELECT, DELETE ON jedisos.cost_tracking TO {role}")
+    try:
+        with (connect(migrated_db.with_user(role)) as conn,
+              pytest.raises(psycopg.errors.InsufficientPrivilege, match="daily_cost_rollup")):
+            conn.execute(DESIGN_COST_RETENTION)
+    finally:
+        with connect(migrated_db) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+            conn.execute(f"DROP ROLE {role}")
+    assert await count(clean, "cost_tracking") == 54
+    assert await summary(clean) == before
+
+
+async def test_retention_refuses_to_delete_costs_below_revision_009(database_factory: DatabaseFactory) -> None:
+    """Without the trigger a delete would lose history again: retention stops with a typed error."""
+    url = database_factory("cost_at_008")
+    await asyncio.to_thread(migrations.upgrade, url, "008")
+    engine = create_engine(url=url)
+    try:
+        await CostRepository(engine).record_many([cost(NOW - 400 * DAY)])
+        with pytest.raises(MigrationError, match="cost_tracking_roll_up_deleted trigger"):
+            await retention.roll_up_cost_tracking(engine, now=NOW)
+        assert await count(engine, "cost_tracking") == 1
     finally:
         await engine.dispose()
 
@@ -216,7 +307,7 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
         "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
                                 {"cutoff": now - retention.AUDIT_RULE.keep, "after": retention.EARLIEST,
                                  "batch": 5000}),
-        "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
+        "cost": await _explain(clean, retention.cost_delete_sql("jedisos"),
                                {"cutoff": now - retention.COST_RULE.keep, "batch": 5000}),
         "threads": await _explain(clean, str(ThreadRegistry.idle_statement(
             now - retention.THREAD_RULE.keep, 100).compile(dialect=postgresql.dialect(),

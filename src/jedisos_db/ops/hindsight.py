@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
@@ -29,6 +30,8 @@ MIGRATION_APPLICATION_NAME = "hindsight-migrations"
 ENV_PYTHON = "JEDISOS_HINDSIGHT_PYTHON"
 """An interpreter with ``hindsight-api-slim`` installed, when it is not this one."""
 ENV_PREFIX = "HINDSIGHT_API_"
+VERSION_TABLE = "alembic_version"
+"""Hindsight's Alembic keeps its version table, under Alembic's default name, inside its own schema."""
 LOG_TAIL_LINES = 40
 
 
@@ -112,3 +115,12 @@ def run_migrations(url: DatabaseURL, schema: str = SCHEMA, *, python: str | None
             f"(exit {done.returncode}); last output:\n{_tail(output)}"
         )
     return MigrationRun(schema=schema, seconds=time.monotonic() - started, output=_tail(output))
+
+
+def migration_version(url: DatabaseURL, schema: str = SCHEMA) -> str | None:
+    """The Alembic revision Hindsight's migrations left in ``schema`` (heads joined by ``,``), None before any.
+
+    Hindsight's env.py keeps Alembic's default version table inside its schema; Alembic reads it. This
+    module runs Hindsight's migrations, so it is also where their state is read (a backup records it).
+    """
+    return ",".join(sorted(migrations.current_heads(url, version_table=VERSION_TABLE, schema=schema))) or None

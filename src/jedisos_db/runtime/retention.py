@@ -3,14 +3,15 @@
 Three rules:
 
 - ``audit_logs``: ``debug``/``info`` rows older than 90 days go; ``warning`` and above stay.
-- ``cost_tracking``: rows older than 365 days go, each moved into ``daily_cost_rollup`` by the
-  same statement that deletes it (revision 007), so ``daily_cost_summary`` keeps answering for
-  those days. The design's bare ``DELETE`` loses that history.
+- ``cost_tracking``: rows older than 365 days go. Revision 009's trigger adds every deleted row to
+  ``daily_cost_rollup`` (revision 007) in the deleting statement, whoever deletes (the design's own
+  bare ``DELETE`` included), so ``daily_cost_summary`` keeps answering for those days. This rule
+  therefore only deletes, and refuses to when the trigger is missing (a database below 009).
 - LangGraph threads idle for 30 days, found in jedisos' own registry (revision 008) and deleted
   through the checkpointer API (``adelete_thread``), never by SQL on the ``langgraph`` schema.
 
 Deletes run in bounded batches, each its own transaction: a crash leaves every committed batch
-done and every other row untouched (the cost rule moves a row and its rollup in one statement),
+done and every other row untouched (a cost row and its rollup change in one statement),
 and a rerun finishes the job. A rule stops only when a batch finds nothing (not on a short batch),
 so a concurrent run deleting the same rows cannot end it early. "Older than N days" is strict:
 ``timestamp < now - N days``.
@@ -28,7 +29,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.db.engine import create_engine, schema_of
-from jedisos_db.runtime.errors import InvalidInputError
+from jedisos_db.runtime.db.models import COST_ROLLUP_TRIGGER
+from jedisos_db.runtime.errors import InvalidInputError, MigrationError
 from jedisos_db.runtime.repositories import validation
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
 from jedisos_db.runtime.urls import DatabaseURL
@@ -63,7 +65,7 @@ AUDIT_RULE: Final = RetentionRule("audit_logs", dt.timedelta(days=90),
                                   "{severities} older than {days} days (warning and above kept)",
                                   only_severities=("debug", "info"))
 COST_RULE: Final = RetentionRule("cost_tracking", dt.timedelta(days=365),
-                                 "older than {days} days, moved into {rollup} by the same statement",
+                                 "older than {days} days, rolled into {rollup} by the delete's trigger",
                                  rollup="daily_cost_rollup")
 THREAD_RULE: Final = RetentionRule("langgraph_threads", dt.timedelta(days=30),
                                    "idle for {days} days, deleted with AsyncPostgresSaver.adelete_thread")
@@ -130,38 +132,19 @@ def audit_count_sql(schema: str) -> str:
                WHERE "timestamp" < :cutoff AND severity IN ({_purged_severities()})"""
 
 
-def cost_rollup_sql(schema: str) -> str:
-    """Delete one batch of old cost rows and add them to the rollup, in one statement."""
+def cost_delete_sql(schema: str) -> str:
+    """One batch: the oldest ``:batch`` rows past the cutoff; the trigger rolls them up in the same statement."""
     return f"""
-        WITH doomed AS (
-            DELETE FROM {schema}.cost_tracking WHERE id = ANY(ARRAY(
-                SELECT id FROM {schema}.cost_tracking
-                WHERE "timestamp" < :cutoff
-                ORDER BY "timestamp" LIMIT :batch))
-            RETURNING "timestamp", user_id, source, model, input_tokens, output_tokens, cost_usd, latency_ms
-        ), days AS (
-            SELECT ("timestamp" AT TIME ZONE 'UTC')::date AS date, user_id, source, model,
-                   count(*) AS call_count, sum(input_tokens) AS total_input_tokens,
-                   sum(output_tokens) AS total_output_tokens, sum(cost_usd) AS total_cost_usd,
-                   coalesce(sum(latency_ms), 0) AS latency_sum_ms, count(latency_ms) AS latency_count
-            FROM doomed GROUP BY 1, user_id, source, model
-        ), merged AS (
-            INSERT INTO {schema}.daily_cost_rollup AS r
-                (date, user_id, source, model, call_count, total_input_tokens, total_output_tokens,
-                 total_cost_usd, latency_sum_ms, latency_count)
-            SELECT * FROM days
-            ON CONFLICT (date, user_id, source, model) DO UPDATE SET
-                call_count = r.call_count + EXCLUDED.call_count,
-                total_input_tokens = r.total_input_tokens + EXCLUDED.total_input_tokens,
-                total_output_tokens = r.total_output_tokens + EXCLUDED.total_output_tokens,
-                total_cost_usd = r.total_cost_usd + EXCLUDED.total_cost_usd,
-                latency_sum_ms = r.latency_sum_ms + EXCLUDED.latency_sum_ms,
-                latency_count = r.latency_count + EXCLUDED.latency_count,
-                rolled_up_at = now()
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM doomed) AS deleted, (SELECT count(*) FROM merged) AS day_rows
+        DELETE FROM {schema}.cost_tracking WHERE id = ANY(ARRAY(
+            SELECT id FROM {schema}.cost_tracking
+            WHERE "timestamp" < :cutoff
+            ORDER BY "timestamp" LIMIT :batch))
     """
+
+
+ROLLUP_TRIGGER_SQL: Final = ("SELECT EXISTS (SELECT 1 FROM pg_trigger "
+                              "WHERE tgrelid = to_regclass(:table) AND tgname = :name)")
+"""Whether revision 009's rollup trigger is on ``:table``."""
 
 
 def cost_count_sql(schema: str) -> str:
@@ -212,7 +195,7 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
 
 async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
                                 batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
-    """Move ``cost_tracking`` rows older than 365 days into ``daily_cost_rollup`` (batches)."""
+    """Delete ``cost_tracking`` rows older than 365 days (batches); revision 009's trigger rolls them up."""
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
     cutoff = (validation.timestamp("now", now) or await server_now(engine)) - COST_RULE.keep
     schema = schema_of(engine)
@@ -220,11 +203,18 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
     if dry_run:
         return RuleResult(COST_RULE.name, description, await _count(engine, cost_count_sql(schema), cutoff), 0,
                           True)
+    async with engine.connect() as conn:
+        guarded = (await conn.execute(text(ROLLUP_TRIGGER_SQL),
+                                      {"table": f"{schema}.cost_tracking", "name": COST_ROLLUP_TRIGGER})).scalar_one()
+    if not guarded:
+        raise MigrationError(f"{schema}.cost_tracking has no {COST_ROLLUP_TRIGGER} trigger (revision 009), so "
+                             "deleting would erase daily_cost_summary history; upgrade the schema to head first "
+                             "(jedisos-db db upgrade)")
     total = batches = 0
     while True:
         async with engine.begin() as conn:
-            deleted, _ = (await conn.execute(text(cost_rollup_sql(schema)),
-                                             {"cutoff": cutoff, "batch": batch_size})).one()
+            deleted = (await conn.execute(text(cost_delete_sql(schema)),
+                                          {"cutoff": cutoff, "batch": batch_size})).rowcount
         if not deleted:
             break
         total += deleted

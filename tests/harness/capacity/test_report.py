@@ -54,7 +54,7 @@ def test_tables_carry_the_figures() -> None:
 def test_retention_text_comes_from_the_policy() -> None:
     text = report.retention_text(_synthetic())
     assert "audit_logs: debug/info older than 90 days (warning and above kept) (90% of generated rows)" in text
-    assert "cost_tracking: older than 365 days, moved into daily_cost_rollup" in text
+    assert "cost_tracking: older than 365 days, rolled into daily_cost_rollup" in text
     assert "langgraph_threads: idle for 30 days" in text
 
 

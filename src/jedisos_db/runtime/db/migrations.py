@@ -53,18 +53,26 @@ def downgrade(url: DatabaseURL, revision: str) -> None:
 
 def current(url: DatabaseURL) -> str | None:
     """The revision the database is at, or None when nothing is applied (or no version table)."""
+    heads = current_heads(url)
+    return heads[0] if heads else None
+
+
+def current_heads(url: DatabaseURL, *, version_table: str = VERSION_TABLE, schema: str = SCHEMA) -> tuple[str, ...]:
+    """The revisions an Alembic version table holds (empty when it does not exist), read by Alembic.
+
+    The defaults read ours; ``jedisos_db.ops.hindsight`` reads Hindsight's with its own table and schema.
+    """
     engine = create_engine(url.psycopg(), pool_pre_ping=False)
     try:
         with engine.connect() as conn:
-            if not inspect(conn).has_table(VERSION_TABLE, schema=SCHEMA):
-                return None
+            if not inspect(conn).has_table(version_table, schema=schema):
+                return ()
             ctx = MigrationContext.configure(
-                conn, opts={"version_table": VERSION_TABLE, "version_table_schema": SCHEMA}
+                conn, opts={"version_table": version_table, "version_table_schema": schema}
             )
-            heads = ctx.get_current_heads()
+            return tuple(ctx.get_current_heads())
     finally:
         engine.dispose()
-    return heads[0] if heads else None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -298,6 +298,11 @@ class DailyCostRollup(Base):
     latency_sum_ms: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     latency_count: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default=text("0"))
     rolled_up_at: Mapped[dt.datetime] = mapped_column(TZ, nullable=False, server_default=NOW)
+
+
+COST_ROLLUP_TRIGGER: Final = "cost_tracking_roll_up_deleted"
+"""Revision 009: the statement-level AFTER DELETE trigger on cost_tracking that adds every deleted row
+to ``daily_cost_rollup`` (retention only deletes, and refuses to when the trigger is missing)."""
 
 
 class LangGraphThread(Base):
