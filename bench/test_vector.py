@@ -19,6 +19,9 @@ from jedisos_db.harness import vectorbench
 from jedisos_db.ops import provision
 from jedisos_db.runtime.urls import DatabaseURL
 
+Built = dict[tuple[vectorbench.Kind, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]]
+"""Datasets and their built tables, per (kind, size), shared by the tests of one module."""
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "size" in metafunc.fixturenames:
@@ -27,23 +30,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(migrated_db: DatabaseURL,
-          ) -> Iterator[dict[tuple[str, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]]]:
-    cache: dict[tuple[str, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]] = {}
+def built(migrated_db: DatabaseURL) -> Iterator[Built]:
+    cache: Built = {}
     yield cache
     vectorbench.drop_tables(migrated_db)
 
 
-def _get(built: dict[Any, Any], url: DatabaseURL, kind: str, size: int, queries: int
+def _get(built: Built, url: DatabaseURL, kind: vectorbench.Kind, size: int, queries: int
          ) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
     if (kind, size) not in built:
         data = vectorbench.make_dataset(size, kind=kind, queries=queries)
         built[(kind, size)] = (data, vectorbench.prepare(url, data))
-    return built[(kind, size)]  # type: ignore[no-any-return]
+    return built[(kind, size)]
 
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])
-def test_recall_qps_table(migrated_db: DatabaseURL, built: dict[Any, Any], kind: str, size: int,
+def test_recall_qps_table(migrated_db: DatabaseURL, built: Built, kind: vectorbench.Kind, size: int,
                           request: pytest.FixtureRequest, vector_tables: list[str]) -> None:
     queries = int(request.config.getoption("--vector-queries"))
     data, build = _get(built, migrated_db, kind, size, queries)
@@ -58,8 +60,8 @@ def test_recall_qps_table(migrated_db: DatabaseURL, built: dict[Any, Any], kind:
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])
 @pytest.mark.parametrize("ef_search", [10, 40, 160])
-def test_knn(benchmark: Any, migrated_db: DatabaseURL, built: dict[Any, Any], kind: str, size: int, ef_search: int,
-             request: pytest.FixtureRequest) -> None:
+def test_knn(benchmark: Any, migrated_db: DatabaseURL, built: Built, kind: vectorbench.Kind, size: int,
+             ef_search: int, request: pytest.FixtureRequest) -> None:
     data, build = _get(built, migrated_db, kind, size, int(request.config.getoption("--vector-queries")))
     benchmark.group = f"pgvector kNN {kind} {size}"
     benchmark.extra_info.update(rows=size, ef_search=ef_search, m=build.params.m,

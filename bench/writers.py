@@ -4,7 +4,7 @@
 - ``copy``: raw ``COPY`` through asyncpg's ``copy_records_to_table`` — the ceiling;
 - ``orm_per_row``: naive SQLAlchemy ORM, one session and commit per event — the floor;
 - ``repository_single`` / ``repository_batch``: the reference data layer's repositories
-  (``record`` and ``record_many``), when ``jedisos_db.runtime.repositories`` is installed.
+  (``record`` and ``record_many``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from jedisos_db.harness import datagen
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.owners import SCHEMA
-from jedisos_db.runtime.repositories.base import copy_columns
+from jedisos_db.runtime.repositories.audit import AuditLogRepository
+from jedisos_db.runtime.repositories.base import EventRepository, copy_columns
+from jedisos_db.runtime.repositories.cost import CostRepository
 
 Row = dict[str, Any]
 
 MODELS: dict[str, type[models.Base]] = {"audit": models.AuditLog, "cost": models.CostRecord}
 TABLES = {kind: model.__tablename__ for kind, model in MODELS.items()}
 COLUMNS = {kind: copy_columns(model) for kind, model in MODELS.items()}
+REPOSITORIES: dict[str, type[EventRepository[Any, Any]]] = {"audit": AuditLogRepository, "cost": CostRepository}
 
 
 def generate(kind: str, n: int, seed: int = 0) -> list[Row]:
@@ -64,18 +67,9 @@ async def orm_per_row(engine: AsyncEngine, kind: str, rows: Sequence[Row]) -> No
 
 def repository_writers(engine: AsyncEngine, kind: str) -> tuple[
         Callable[[Sequence[Any]], Coroutine[Any, Any, None]], Callable[[Sequence[Any]], Coroutine[Any, Any, None]],
-        Callable[[Sequence[Row]], list[Any]]] | str:
-    """(record-one-by-one, record_many, rows -> events) of the repository, or why it is absent."""
-    try:
-        if kind == "audit":
-            from jedisos_db.runtime.repositories.audit import AuditEvent as Event
-            from jedisos_db.runtime.repositories.audit import AuditLogRepository as Repo
-        else:
-            from jedisos_db.runtime.repositories.cost import CostEvent as Event
-            from jedisos_db.runtime.repositories.cost import CostRepository as Repo
-    except ImportError as exc:
-        return f"jedisos_db.runtime.repositories (the data layer's writers) cannot be imported: {exc}"
-    repo = Repo(engine)
+        Callable[[Sequence[Row]], list[Any]]]:
+    """(record-one-by-one, record_many, rows -> events) of the repository."""
+    repo = REPOSITORIES[kind](engine)
 
     async def one_by_one(events: Sequence[Any]) -> None:
         for e in events:
@@ -85,6 +79,6 @@ def repository_writers(engine: AsyncEngine, kind: str) -> tuple[
         await repo.record_many(events)
 
     def to_events(rows: Sequence[Row]) -> list[Any]:
-        return [Event(**r) for r in rows]
+        return [repo.event.coerce(r) for r in rows]
 
     return one_by_one, batch, to_events

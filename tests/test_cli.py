@@ -11,6 +11,7 @@ from jedisos_db.cli.main import app
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import DatabaseUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory, postgres_env
 
@@ -95,7 +96,7 @@ def test_missing_extension_is_one_clear_line(server_url: DatabaseURL, database_f
         as_role = url.with_user(role)
         try:
             connect(as_role).close()
-        except provision.DatabaseUnavailableError as exc:
+        except DatabaseUnavailableError as exc:
             pytest.skip(f"cannot log in as a fresh role on this server ({exc})")
         code, out = _run("up", "--dsn", as_role)
         assert code == 1
@@ -136,13 +137,12 @@ def test_down_without_a_running_server_says_so(tmp_path: object) -> None:
 
 def test_messages_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Package extras like `jedisos-db[docker]` in a message survive (rich must not eat them as markup)."""
-    from jedisos_db.cli import main as cli
     from jedisos_db.runtime.errors import DockerUnavailableError
 
     def fail(*_: object, **__: object) -> str:
         raise DockerUnavailableError("testcontainers is not installed: pip install 'jedisos-db[docker]'")
 
-    monkeypatch.setattr(cli.provision, "resolve_target", fail)
+    monkeypatch.setattr(provision, "resolve_target", fail)  # the module the CLI calls it through
     code, out = _run("db", "current")
     assert code == 1
     assert "pip install 'jedisos-db[docker]'" in out

@@ -24,6 +24,7 @@ import httpx
 import pytest
 from langchain_core.messages import HumanMessage
 from psycopg import sql
+from sqlalchemy import insert
 
 from jedisos_db.ops import roles, startup
 from jedisos_db.runtime import checkpointer
@@ -123,7 +124,7 @@ async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
     engine = create_engine(url=stack.owner_urls["jedisos"], application_name="jedisos-app")
     try:
         async with engine.begin() as conn:
-            await conn.execute(models.InstalledTool.__table__.insert().values(name="conformance", version="1"))
+            await conn.execute(insert(models.InstalledTool).values(name="conformance", version="1"))
     finally:
         await engine.dispose()
 

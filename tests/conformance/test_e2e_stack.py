@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from jedisos_db.cli.main import app
 from jedisos_db.ops import catalog, startup
 from jedisos_db.ops import hindsight as hm
+from jedisos_db.runtime.owners import OWNERS
 from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
 from tests.conformance.test_order import _state, _tables
@@ -52,7 +53,7 @@ def test_hindsight_end_to_end_under_its_role(stack: Stack) -> None:
     entities = flow["entities"]
     assert isinstance(entities, dict)
     assert {"items", "total"} <= set(entities), entities
-    assert "Alice" in {str(e.get("canonical_name")) for e in entities["items"]}, entities  # type: ignore[union-attr]
+    assert "Alice" in {str(e.get("canonical_name")) for e in entities["items"]}, entities
     assert flow["deleted"] == 200
     assert flow["recall_after_delete"] == 404
 
@@ -89,7 +90,7 @@ def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("order", list(itertools.permutations(startup.OWNERS)), ids="-".join)
+@pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_works_with_real_hindsight(order: tuple[str, ...], database_factory: DatabaseFactory,
                                                design_state_with_hindsight: dict[str, catalog.Snapshot]) -> None:
     """design §1 "마이그레이션 순서": with Hindsight's real migrations, every order ends in the same catalog."""

@@ -29,6 +29,7 @@ async def test_design_langgraph_snippet_fails_on_schema_argument(empty_db: Datab
     langgraph_pool = await asyncpg.create_pool(db_url, min_size=2, max_size=10)
     try:
         with pytest.raises(TypeError, match="schema"):
+            # The design's line, wrong on purpose: no schema= parameter, and an asyncpg pool.
             AsyncPostgresSaver(langgraph_pool, schema="langgraph")  # type: ignore[call-arg,arg-type]
     finally:
         await langgraph_pool.close()
@@ -39,7 +40,7 @@ async def test_design_langgraph_snippet_fails_on_asyncpg_pool(empty_db: Database
     constructs, then ``setup()`` fails with "Invalid connection type" and creates nothing."""
     langgraph_pool = await asyncpg.create_pool(empty_db.libpq(), min_size=2, max_size=10)
     try:
-        checkpointer = AsyncPostgresSaver(langgraph_pool)  # type: ignore[arg-type]
+        checkpointer = AsyncPostgresSaver(langgraph_pool)  # type: ignore[arg-type]  # the design's asyncpg pool
         with pytest.raises(TypeError, match="Invalid connection type"):
             await checkpointer.setup()
     finally:

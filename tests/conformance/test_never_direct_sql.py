@@ -149,7 +149,8 @@ def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema:
     relations = _relations(stack.url, schema)
     if schema == "langgraph":
         assert set(relations) >= {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
-    statements = [q for rel in (relations or [None]) for q in _attempts(schema, rel)]
+    targets: list[str | None] = list(relations) or [None]  # no relation yet: probe a new table's name
+    statements = [q for rel in targets for q in _attempts(schema, rel)]
     outcomes: dict[str, str] = {}
     with psycopg.connect(stack.owner_urls["jedisos"].libpq(), autocommit=True) as conn:
         for query in statements:

@@ -13,6 +13,7 @@ from jedisos_db.ops import catalog, hindsight, startup
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import OWNERS
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.rich_tables import row_of, table_rows
@@ -72,7 +73,7 @@ def test_design_order_works(database_factory: DatabaseFactory) -> None:
     assert _tables(url, "public") == set()
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(startup.OWNERS)), ids="-".join)
+@pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_of_the_owners_works(order: tuple[str, ...], database_factory: DatabaseFactory,
                                          design_state: dict[str, catalog.Snapshot]) -> None:
     """design §1: the owners do not depend on each other, so any order ends in the same catalog."""

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from jedisos_db.harness import datagen
+from jedisos_db.runtime.db.models import Schedule, UserPreferences
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import marketplace, preferences, schedules
 from jedisos_db.runtime.repositories import validation as v
@@ -24,12 +25,15 @@ from jedisos_db.runtime.repositories.cost import CostEvent
 from jedisos_db.runtime.repositories.mcp_servers import McpServerSpec
 from jedisos_db.runtime.repositories.tools import ToolSpec
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
 Row = dict[str, Any]
 ROWS = 300
 SEEDS = (0, 1, 7, 42)
 
 
-def _spec_fields(cls: type) -> set[str]:
+def _spec_fields(cls: type[DataclassInstance]) -> set[str]:
     return set(cls.__dataclass_fields__) - {"row", "_"}
 
 
@@ -63,7 +67,7 @@ def _checked_mcp_server(row: Row) -> set[str]:
 
 
 def _checked_preferences(row: Row) -> set[str]:
-    v.text("user_id", row["user_id"], v.varchar_limit(preferences.UserPreferences, "user_id"), required=True)
+    v.text("user_id", row["user_id"], v.varchar_limit(UserPreferences, "user_id"), required=True)
     for name, check in preferences.FIELDS.items():
         check(row[name])
     return {"user_id", *preferences.FIELDS}
@@ -71,8 +75,8 @@ def _checked_preferences(row: Row) -> set[str]:
 
 def _checked_schedule(row: Row) -> set[str]:
     # What ScheduleRepository.create checks, then what record_run writes.
-    v.text("user_id", row["user_id"], v.varchar_limit(schedules.Schedule, "user_id"), required=True)
-    v.text("name", row["name"], v.varchar_limit(schedules.Schedule, "name"), required=True)
+    v.text("user_id", row["user_id"], v.varchar_limit(Schedule, "user_id"), required=True)
+    v.text("name", row["name"], v.varchar_limit(Schedule, "name"), required=True)
     schedules.check_cron(row["cron_expr"])
     v.choice("action_type", row["action_type"], v.ACTION_TYPES, required=True)
     v.json_document("action_payload", row["action_payload"], kind=dict, required=True)

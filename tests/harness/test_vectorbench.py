@@ -31,7 +31,7 @@ def test_datasets_are_unit_vectors_and_deterministic() -> None:
     assert np.array_equal(a.vectors, b.vectors)
     assert np.array_equal(a.banks, b.banks)
     with pytest.raises(ValueError, match="kind"):
-        vectorbench.make_dataset(10, kind="gaussian")  # type: ignore[arg-type]
+        vectorbench.make_dataset(10, kind="gaussian")  # type: ignore[arg-type]  # the unknown kind under test
 
 
 def test_clustered_data_is_easier_than_uniform() -> None:

@@ -72,7 +72,7 @@ async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, d
     db = database_factory("budget")
     dsn = roles_factory(db).by_owner("jedisos").url(db).libpq()
     opened: list[asyncpg.Connection] = []
-    refused: BaseException | None = None
+    refused: asyncpg.exceptions.TooManyConnectionsError | None = None
     try:
         for _ in range(verdict.demand):
             try:

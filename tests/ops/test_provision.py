@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import config
+from jedisos_db.runtime import config, urls
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import DockerUnavailableError
+from jedisos_db.runtime.errors import ConfigError, DockerUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
 
 
@@ -61,12 +61,12 @@ def test_resolve_target_prefers_dsn_then_jedisos_db_url_then_postgres_parts(no_t
     env.setenv(provision.ENV_URL, "postgresql://env@db.example/envdb")
     assert str(provision.resolve_target(None)) == "postgresql://env@db.example/envdb"
     assert str(provision.resolve_target("postgresql://a@h/x")) == "postgresql://a@h/x"
-    given = provision.urls.parse("postgresql://typed@h/x")
+    given = urls.parse("postgresql://typed@h/x")
     assert provision.resolve_target(given) is given  # a parsed URL is taken as it is, not parsed again
     env.setenv(provision.ENV_URL, "nonsense")
-    with pytest.raises(provision.urls.ConfigError, match="JEDISOS_DB_URL"):
+    with pytest.raises(ConfigError, match="JEDISOS_DB_URL"):
         provision.resolve_target(None)
-    with pytest.raises(provision.urls.ConfigError, match="--pg-dsn: names no database"):
+    with pytest.raises(ConfigError, match="--pg-dsn: names no database"):
         provision.given_target("postgresql://u@h", field="--pg-dsn")
 
 

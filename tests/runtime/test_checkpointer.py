@@ -6,6 +6,9 @@ import asyncio
 
 import pytest
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.postgres import PostgresSaver
+from psycopg_pool import AsyncConnectionPool
 
 from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db.connect import connect
@@ -70,7 +73,7 @@ async def test_real_graph_checkpoints_and_reads_back(empty_db: DatabaseURL) -> N
     """design §3: a StateGraph over messages is checkpointed into ``langgraph`` and read back by aget_state."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
-        config = {"configurable": {"thread_id": checkpointer.thread_id_for("s1")}}
+        config: RunnableConfig = {"configurable": {"thread_id": checkpointer.thread_id_for("s1")}}
         await graph.ainvoke({"messages": [HumanMessage(content="hello")]}, config)
         await graph.ainvoke({"messages": [HumanMessage(content="again")]}, config)
     # A fresh saver on a fresh pool reads what the first one wrote.
@@ -92,7 +95,7 @@ async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
                 await graph.ainvoke({"messages": [HumanMessage(content=text)]}, config)
 
         async def count(session: str) -> int:
-            cfg = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
+            cfg: RunnableConfig = {"configurable": {"thread_id": checkpointer.thread_id_for(session)}}
             return len([c async for c in saver.alist(cfg)])
 
         assert await checkpointer.prune_sessions(saver, ["prune"]) == 1
@@ -111,7 +114,8 @@ async def test_one_saver_uses_one_connection_at_a_time(empty_db: DatabaseURL) ->
         configs = [{"configurable": {"thread_id": checkpointer.thread_id_for(f"c{i}")}} for i in range(20)]
         await asyncio.gather(*(graph.ainvoke({"messages": [HumanMessage(content="x")]}, c)
                                for c in configs))
-        stats = saver.conn.get_stats()  # type: ignore[union-attr]
+        assert isinstance(saver.conn, AsyncConnectionPool)
+        stats = saver.conn.get_stats()
         assert stats["pool_max"] == 2
         assert stats.get("requests_errors", 0) == 0, stats
         assert stats.get("requests_timeouts", 0) == 0, stats
@@ -123,7 +127,7 @@ def test_missing_schema_never_falls_back_to_public(empty_db: DatabaseURL) -> Non
     pool = checkpointer.sync_pool(empty_db, sizing=checkpointer.PoolSizing(min_size=0, max_size=1))
     pool.open(wait=True)
     try:
-        saver = checkpointer.PostgresSaver(pool)
+        saver = PostgresSaver(pool)
         import psycopg
 
         with pytest.raises(psycopg.errors.InvalidSchemaName):

@@ -8,12 +8,11 @@ import operator
 import secrets
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import psycopg
 import pytest
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
@@ -32,6 +31,10 @@ from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.tables import count
 from tests.rich_tables import row_of
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -310,7 +313,7 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
         "cost": await _explain(clean, retention.cost_delete_sql("jedisos"),
                                {"cutoff": now - retention.COST_RULE.keep, "batch": 5000}),
         "threads": await _explain(clean, str(ThreadRegistry.idle_statement(
-            now - retention.THREAD_RULE.keep, 100).compile(dialect=postgresql.dialect(),
+            now - retention.THREAD_RULE.keep, 100).compile(dialect=clean.dialect,
                                                            compile_kwargs={"literal_binds": True})), {}),
     }
     assert "idx_audit_timestamp" in plans["audit"], plans["audit"]
@@ -327,25 +330,27 @@ class _State(TypedDict):
 
 
 @pytest.fixture(scope="module")
-async def saver(migrated_db: DatabaseURL) -> AsyncIterator[Any]:
+async def saver(migrated_db: DatabaseURL) -> AsyncIterator[AsyncPostgresSaver]:
     """An AsyncPostgresSaver confined to the langgraph schema (DESIGN.md, verified facts)."""
     pytest.importorskip("langgraph.checkpoint.postgres.aio", reason="needs the langgraph extra")
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from psycopg.rows import dict_row
+    from psycopg import AsyncConnection
+    from psycopg.rows import DictRow, dict_row
     from psycopg_pool import AsyncConnectionPool
 
     with connect(migrated_db) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS langgraph")
     kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row,
               "options": "-c search_path=langgraph"}
-    async with AsyncConnectionPool(migrated_db.libpq(), kwargs=kwargs, min_size=1, max_size=2,
-                                   open=False) as pool:
-        checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+    async with AsyncConnectionPool(migrated_db.libpq(), connection_class=AsyncConnection[DictRow], kwargs=kwargs,
+                                   min_size=1, max_size=2, open=False) as pool:
+        checkpointer = AsyncPostgresSaver(pool)
         await checkpointer.setup()
         yield checkpointer
 
 
-async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: AsyncEngine, saver: Any) -> None:
+async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: AsyncEngine,
+                                                                    saver: AsyncPostgresSaver) -> None:
     """Design §7: threads idle 30 days are cleaned up through the LangGraph API, never by SQL."""
     from langgraph.graph import START, StateGraph
 
@@ -358,7 +363,7 @@ async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: Asyn
         await graph.ainvoke({"messages": ["ping"]}, {"configurable": {"thread_id": thread_id}})
         await registry.touch(thread_id, user_id="u1", at=NOW - idle_days * DAY)
 
-    def config(tid: str) -> Any:
+    def config(tid: str) -> RunnableConfig:
         return {"configurable": {"thread_id": tid}}
 
     assert await saver.aget_tuple(config("jedisos-old")) is not None

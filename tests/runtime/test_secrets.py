@@ -54,6 +54,6 @@ def test_secret_env_repr_shows_names_only() -> None:
 
 def test_non_string_value_is_rejected_naming_the_variable_not_the_value() -> None:
     with pytest.raises(InvalidInputError) as info:
-        SecretCipher([Fernet.generate_key()]).encrypt_env({"PORT": 8080})  # type: ignore[dict-item]
+        SecretCipher([Fernet.generate_key()]).encrypt_env({"PORT": 8080})  # type: ignore[dict-item]  # the int is the bad input
     assert info.value.field == "env[PORT]"
     assert "8080" not in str(info.value)

@@ -36,7 +36,7 @@ def test_urls_are_values() -> None:
     assert hash(a) == hash(b)
     assert len({a, b, a.with_database("x")}) == 2
     with pytest.raises(AttributeError):
-        a._url = b._url  # type: ignore[misc]
+        a._url = b._url  # type: ignore[misc]  # writing to the frozen field is what is tested
 
 
 def test_with_user_replaces_the_role_and_its_password() -> None:

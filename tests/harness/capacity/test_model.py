@@ -133,7 +133,7 @@ def test_projection_rejects_bad_input_naming_the_option() -> None:
     (2.0, 1.0, True, 2.0, "exceeds bound"),
 ])
 def test_verdict(measured: float, design: float, bound: bool, ratio: float, word: str) -> None:
-    assert model.verdict(measured, design, upper_bound=bound) == (pytest.approx(ratio), word)
+    assert model.verdict(measured, design, upper_bound=bound) == pytest.approx((ratio, word))
 
 
 def test_verdict_against_zero_design_is_infinite() -> None:

@@ -24,7 +24,7 @@ def test_check_ignores_other_schemas_but_sees_drift_in_jedisos(database_factory:
     migrations.upgrade(url)
     with connect(url) as conn:
         for stmt in FOREIGN_OBJECTS:
-            conn.execute(stmt)  # type: ignore[arg-type]
+            conn.execute(stmt)
     # Would raise if autogenerate proposed dropping hindsight.banks, langgraph.checkpoints or public.stray.
     command.check(migrations.alembic_config(url))
 

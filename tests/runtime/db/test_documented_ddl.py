@@ -21,7 +21,7 @@ DOCUMENTED_REVISION = "006"
 
 def _apply(url: DatabaseURL, ddl: str) -> None:
     with connect(url) as conn:
-        conn.execute(ddl)  # type: ignore[arg-type]  # a fixture file, not user input
+        conn.execute(ddl)  # a fixture file, not user input
 
 
 @pytest.fixture(scope="module")

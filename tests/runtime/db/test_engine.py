@@ -32,7 +32,9 @@ async def test_overrides_and_statement_timeout_is_enforced(migrated_db: Database
     engine = create_engine(url=migrated_db, pool_size=2, max_overflow=1, application_name="worker-7",
                            statement_timeout_ms=100)
     try:
-        assert (engine.pool.size(), engine.pool._max_overflow) == (2, 1)  # type: ignore[attr-defined]
+        pool = engine.pool
+        assert isinstance(pool, QueuePool)
+        assert (pool.size(), pool._max_overflow) == (2, 1)
         async with engine.connect() as conn:
             assert (await conn.execute(text("SHOW application_name"))).scalar_one() == "worker-7"
             with pytest.raises(DBAPIError, match="statement timeout"):

@@ -45,7 +45,8 @@ def cost(**kw: Any) -> Action:
     return lambda e, c: CostRepository(e).record({**base, **kw})
 
 
-SKILL = {"name": "skill", "version": "1", "tool_path": "t.py"}
+# Valid base arguments; the cases override them with values of the wrong type on purpose, hence Any.
+SKILL: dict[str, Any] = {"name": "skill", "version": "1", "tool_path": "t.py"}
 
 
 def tool(**kw: Any) -> Action:
@@ -60,7 +61,8 @@ def prefs(**kw: Any) -> Action:
     return lambda e, c: PreferencesRepository(e).get_or_create("u1", **kw)
 
 
-SCHEDULE = {"user_id": "u", "name": "n", "cron_expr": "0 8 * * *", "action_type": "chat", "action_payload": {}}
+SCHEDULE: dict[str, Any] = {"user_id": "u", "name": "n", "cron_expr": "0 8 * * *", "action_type": "chat",
+                            "action_payload": {}}
 
 
 def schedule(**kw: Any) -> Action:
@@ -136,8 +138,10 @@ CASES = [
          lambda e, c: ToolRepository(e, c).install(ToolSpec(name="a", version="1", tier=2),
                                                    McpServerSpec(server_name="s", docker_image="i"))),
     Case("mcp: env value not a string",
+         # The int env value is the wrong type under test, hence the ignore.
          lambda e, c: ToolRepository(e, c).install(ToolSpec(name="a", version="1", tier=2),
-                                                   McpServerSpec(server_name="s", docker_image="i", env={"P": 1})),
+                                                   McpServerSpec(server_name="s", docker_image="i",
+                                                                 env={"P": 1})),  # type: ignore[dict-item]
          "env[P]"),
     Case("prefs: temperature above 2", prefs(temperature=2.5), "temperature"),
     Case("prefs: max_tokens zero", prefs(max_tokens=0), "max_tokens"),
@@ -192,10 +196,13 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 
 
 def _build(model: type, field: str, value: str) -> object:
+    # ``field`` is chosen at run time, so the keyword arguments cannot be checked statically.
     if model is AuditLog:
-        return AuditEvent(**{"event_type": "e", field: value})
+        audit_args: dict[str, Any] = {"event_type": "e", field: value}
+        return AuditEvent(**audit_args)
     if model is CostRecord:
-        return CostEvent(**{"model": "m", "provider": "p", "cost_usd": 0, "source": "agent", field: value})
+        cost_args: dict[str, Any] = {"model": "m", "provider": "p", "cost_usd": 0, "source": "agent", field: value}
+        return CostEvent(**cost_args)
     return ToolSpec(**{**SKILL, field: value})
 
 
@@ -281,13 +288,13 @@ async def test_values_exactly_at_every_limit_are_accepted_by_the_server(clean: A
 
 # --- the column-wise fast path of record_many agrees with the per-row checks ---------------------
 
-AUDIT_ROWS = [
+AUDIT_ROWS: list[dict[str, Any]] = [
     {"event_type": "login"},
     {"event_type": "tool_executed", "severity": "warning", "user_id": "u", "channel": "cli", "session_id": "s",
      "tool_name": "t", "action": "a", "result": "denied", "details": {"k": [1, 2]}, "ip_address": "::1",
      "envelope_id": uuid.UUID(int=7), "timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
 ]
-COST_ROWS = [
+COST_ROWS: list[dict[str, Any]] = [
     {"model": "m", "provider": "p", "cost_usd": Decimal("0.1234567"), "source": "agent"},
     {"model": "m", "provider": "p", "input_tokens": 3, "output_tokens": 4, "total_tokens": 9,
      "cost_usd": Decimal("9999.999999"), "source": "hindsight", "session_id": "s", "user_id": "u",

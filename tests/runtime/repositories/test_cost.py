@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,12 +18,12 @@ from tests.plugins.tables import count
 NOON = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)
 
 
-def call(**kw: object) -> CostEvent:
-    base: dict[str, object] = {"model": "claude-sonnet-5-20260203", "provider": "anthropic", "input_tokens": 100,
+def call(**kw: Any) -> CostEvent:
+    base: dict[str, Any] = {"model": "claude-sonnet-5-20260203", "provider": "anthropic", "input_tokens": 100,
                                "output_tokens": 50, "cost_usd": Decimal("0.001500"), "source": "agent",
                                "user_id": "u1", "latency_ms": 800, "timestamp": NOON}
     base.update(kw)
-    return CostEvent(**base)  # type: ignore[arg-type]
+    return CostEvent(**base)
 
 
 def test_total_tokens_defaults_to_input_plus_output_and_cost_is_rounded_to_six_places() -> None:

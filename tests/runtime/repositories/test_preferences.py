@@ -36,7 +36,9 @@ async def test_design_ddl_leaves_updated_at_stale_and_the_repository_stamps_it(c
     await asyncio.sleep(0.01)
     async with clean.begin() as conn:
         await conn.execute(text("UPDATE jedisos.user_preferences SET max_tokens = 1 WHERE user_id = 'bob'"))
-    assert (await repo.get("bob")).updated_at == created.updated_at  # type: ignore[union-attr]
+    stale = await repo.get("bob")
+    assert stale is not None
+    assert stale.updated_at == created.updated_at
     updated = await repo.update("bob", max_tokens=4096, temperature=0.2)
     assert updated.updated_at > created.updated_at
     assert (updated.max_tokens, updated.temperature) == (4096, Decimal("0.20"))

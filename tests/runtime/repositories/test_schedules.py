@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.errors import InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.schedules import ScheduleRepository
 
 T0 = dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.UTC)
-BRIEFING = {"user_id": "u1", "name": "아침 브리핑", "cron_expr": "0 8 * * *", "action_type": "chat",
-            "action_payload": {"message": "오늘 일정 알려줘"}}
+
+
+class ScheduleArgs(TypedDict):
+    """The required keywords of ``ScheduleRepository.create``, so every call below is type-checked."""
+
+    user_id: str
+    name: str
+    cron_expr: str
+    action_type: str
+    action_payload: dict[str, Any]
+
+
+BRIEFING: ScheduleArgs = {"user_id": "u1", "name": "아침 브리핑", "cron_expr": "0 8 * * *", "action_type": "chat",
+                          "action_payload": {"message": "오늘 일정 알려줘"}}
 
 
 async def test_create_computes_next_run_from_cron(clean: AsyncEngine) -> None:
-    sched = await ScheduleRepository(clean).create(**BRIEFING, now=T0)  # type: ignore[arg-type]
+    sched = await ScheduleRepository(clean).create(**BRIEFING, now=T0)
     assert sched.next_run == dt.datetime(2026, 5, 2, 8, 0, tzinfo=dt.UTC)
     assert sched.enabled
     assert sched.last_run is None
@@ -26,9 +38,9 @@ async def test_create_computes_next_run_from_cron(clean: AsyncEngine) -> None:
 
 async def test_due_returns_enabled_schedules_whose_time_has_come(clean: AsyncEngine) -> None:
     repo = ScheduleRepository(clean)
-    early = await repo.create(**{**BRIEFING, "cron_expr": "0 * * * *"}, now=T0)  # type: ignore[arg-type]
-    late = await repo.create(**BRIEFING, now=T0)  # type: ignore[arg-type]
-    off = await repo.create(**{**BRIEFING, "cron_expr": "*/5 * * * *"}, enabled=False, now=T0)  # type: ignore[arg-type]
+    early = await repo.create(**(BRIEFING | {"cron_expr": "0 * * * *"}), now=T0)
+    late = await repo.create(**BRIEFING, now=T0)
+    off = await repo.create(**(BRIEFING | {"cron_expr": "*/5 * * * *"}), enabled=False, now=T0)
     assert [s.id for s in await repo.due(T0 + dt.timedelta(hours=1))] == [early.id]
     assert [s.id for s in await repo.due(T0 + dt.timedelta(days=1))] == [early.id, late.id]
     assert off.id not in {s.id for s in await repo.due(T0 + dt.timedelta(days=30))}
@@ -36,7 +48,7 @@ async def test_due_returns_enabled_schedules_whose_time_has_come(clean: AsyncEng
 
 async def test_record_run_stores_result_and_advances_next_run(clean: AsyncEngine) -> None:
     repo = ScheduleRepository(clean)
-    sched = await repo.create(**BRIEFING, now=T0)  # type: ignore[arg-type]
+    sched = await repo.create(**BRIEFING, now=T0)
     ran = dt.datetime(2026, 5, 2, 8, 0, 5, tzinfo=dt.UTC)
     done = await repo.record_run(sched.id, success=False, error="LLM timeout", ran_at=ran)
     assert (done.last_result, done.last_error, done.last_run) == ("error", "LLM timeout", ran)
@@ -48,7 +60,7 @@ async def test_record_run_stores_result_and_advances_next_run(clean: AsyncEngine
 
 async def test_set_cron_and_enable_recompute_next_run(clean: AsyncEngine) -> None:
     repo = ScheduleRepository(clean)
-    sched = await repo.create(**BRIEFING, now=T0)  # type: ignore[arg-type]
+    sched = await repo.create(**BRIEFING, now=T0)
     changed = await repo.set_cron(sched.id, "30 18 * * 1-5", now=T0)
     assert changed.next_run == dt.datetime(2026, 5, 1, 18, 30, tzinfo=dt.UTC)  # a Friday
     await repo.set_enabled(sched.id, False)
@@ -65,7 +77,7 @@ async def test_set_cron_and_enable_recompute_next_run(clean: AsyncEngine) -> Non
 @pytest.mark.parametrize("expr", ["61 * * * *", "0 8 * *", "0 8 * * * *", "every day", ""])
 async def test_bad_cron_is_rejected_before_any_write(clean: AsyncEngine, expr: str) -> None:
     with pytest.raises(InvalidInputError) as info:
-        await ScheduleRepository(clean).create(**{**BRIEFING, "cron_expr": expr})  # type: ignore[arg-type]
+        await ScheduleRepository(clean).create(**(BRIEFING | {"cron_expr": expr}))
     assert info.value.field == "cron_expr"
     async with clean.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM jedisos.schedules"))).scalar_one() == 0
@@ -81,7 +93,7 @@ async def test_due_query_uses_the_partial_index(clean: AsyncEngine) -> None:
             FROM generate_series(1, 20000) AS g"""))
         await conn.execute(text("ANALYZE jedisos.schedules"))
     stmt = ScheduleRepository(clean).due_statement(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30), 100)
-    sql = str(stmt.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    sql = str(stmt.compile(dialect=clean.dialect, compile_kwargs={"literal_binds": True}))
     async with clean.connect() as conn:
         plan = "\n".join((await conn.execute(text("EXPLAIN " + sql))).scalars())
     assert "idx_schedules_next_run" in plan, plan
