@@ -58,3 +58,41 @@ class HindsightContractError(HindsightError):
 
 class HindsightServerError(HindsightError):
     """The local Hindsight server or its migrations failed; the message carries the log tail."""
+
+
+class HindsightBusyError(HindsightUnavailableError):
+    """Hindsight said it is at capacity (HTTP 429 or 503) and the client stopped retrying.
+
+    ``retry_after`` is the wait the server asked for, in seconds (``Retry-After``, either form),
+    or None when it sent none. Raised after the bounded retries ran out, at once when the wait
+    asked for exceeds the client's cap, and at once for a retain that is not safe to repeat.
+    """
+
+    def __init__(self, method: str, path: str, *, attempts: int, status: int, body: str,
+                 retry_after: float | None) -> None:
+        super().__init__(method, path, "at capacity", attempts=attempts, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class DocumentNotFoundError(HindsightRequestError):
+    """The document does not exist in the bank (HTTP 404 on a document route)."""
+
+    def __init__(self, method: str, path: str, status: int, body: str, *, bank_id: str, document_id: str) -> None:
+        super().__init__(method, path, status, body)
+        self.bank_id = bank_id
+        self.document_id = document_id
+
+
+class OperationTimeoutError(HindsightUnavailableError):
+    """An async operation was still pending or processing when the caller's wait ran out.
+
+    ``state`` is the operation's last state (``pending`` or ``processing``); ``attempts`` the polls made.
+    """
+
+    def __init__(self, method: str, path: str, *, attempts: int, operation_id: str, state: str,
+                 waited: float) -> None:
+        super().__init__(method, path, f"operation {operation_id} still {state!r} after {waited:.1f} s",
+                         attempts=attempts)
+        self.operation_id = operation_id
+        self.state = state
+        self.waited = waited
