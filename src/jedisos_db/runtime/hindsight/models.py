@@ -71,8 +71,8 @@ def positive(value: object, name: str) -> int:
 
 
 def moment(value: object, name: str) -> str:
-    """An ISO 8601 date-time with a UTC offset. A naive time is refused: Hindsight would read it in
-    its own zone, which the caller cannot see, and the memory would land hours off."""
+    """An ISO 8601 date-time with a UTC offset. A naive time is refused: Hindsight reads it as UTC, so
+    a local time without its offset (a user's KST evening) would land hours off, silently."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -281,6 +281,15 @@ class RetainResult(_Read):
     operation_ids: list[str] | None = None
 
 
+class RecallScores(_Read):
+    """``RecallScores``: how a recalled memory ranked; an arm that did not surface it scores None."""
+
+    final: float
+    semantic: float | None = None
+    keyword: float | None = None
+    reranker: float | None = None
+
+
 class Memory(_Read):
     """One ``RecallResult`` of ``POST …/memories/recall``."""
 
@@ -294,6 +303,7 @@ class Memory(_Read):
     mentioned_at: str | None = None
     tags: list[str] | None = None
     metadata: dict[str, Any] | None = None
+    scores: RecallScores | None = None
 
 
 class EntityObservation(_Read):
