@@ -18,28 +18,10 @@ from jedisos_db.runtime.hindsight.errors import (
     HindsightUnavailableError,
 )
 
-BASE = "http://hindsight.test"
-BANK = hc.bank_id_for("u1")
-RECALL_URL = f"{BASE}/v1/default/banks/{BANK}/memories/recall"
-RETAIN_URL = f"{BASE}/v1/default/banks/{BANK}/memories"
-ENTITIES_URL = f"{BASE}/v1/default/banks/{BANK}/entities"
+from .fakes import BANK, BANK_URL, BASE, RECALL_URL, RECALLED, RETAIN_URL, Sleeps, make
+
+ENTITIES_URL = f"{BANK_URL}/entities"
 SECRET = "sk-live-7f3a9c-DO-NOT-LOG"
-RECALLED = {"results": [{"id": "m1", "text": "Ada lives in Seoul"}]}
-RETAINED = {"success": True, "bank_id": BANK, "items_count": 1, "async": False}
-
-
-class Sleeps:
-    """Records the backoff the client asks for, without waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def make(sleeps: Sleeps, **kwargs: object) -> hc.HindsightClient:
-    return hc.HindsightClient(BASE, sleep=sleeps, backoff=0.25, backoff_max=1.0, **kwargs)  # type: ignore[arg-type]
 
 
 def test_bank_id_for_prefixes_the_user() -> None:

@@ -20,9 +20,8 @@ from jedisos_db.runtime.hindsight.errors import (
 )
 from jedisos_db.runtime.hindsight.models import EntityRef, RetainItem
 
-BASE = "http://hindsight.test"
-BANK = hc.bank_id_for("u1")
-BANK_URL = f"{BASE}/v1/default/banks/{BANK}"
+from .fakes import BANK, BANK_URL, BASE, Sleeps
+
 RETAINED = {"success": True, "bank_id": BANK, "items_count": 2, "async": False}
 RECALLED = {"results": [{"id": "m1", "text": "Ada lives in Seoul", "chunk_id": "c1"}],
             "entities": {"Ada": {"entity_id": "e1", "canonical_name": "Ada",
@@ -30,14 +29,6 @@ RECALLED = {"results": [{"id": "m1", "text": "Ada lives in Seoul", "chunk_id": "
             "chunks": {"c1": {"id": "c1", "text": "Ada lives in Seoul.", "chunk_index": 0}}}
 OP = "0b6c4cf4-3c3f-4a52-9d1e-1b8f2f4c7a10"
 KST = timezone(timedelta(hours=9))
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
 
 
 async def _sent(method: str, url: str, answer: Any, call: Callable[[hc.HindsightClient], Awaitable[Any]]

@@ -26,30 +26,11 @@ from jedisos_db.runtime.hindsight.errors import (
 )
 from jedisos_db.runtime.hindsight.retry import HindsightClientSettings, parse_retry_after
 
-BASE = "http://hindsight.test"
-BANK = hc.bank_id_for("u1")
-BANK_URL = f"{BASE}/v1/default/banks/{BANK}"
-RECALL_URL = f"{BANK_URL}/memories/recall"
-RETAIN_URL = f"{BANK_URL}/memories"
-RECALLED = {"results": [{"id": "m1", "text": "Ada lives in Seoul"}]}
-RETAINED = {"success": True, "bank_id": BANK, "items_count": 1, "async": False}
+from .fakes import BANK, BANK_URL, BASE, RECALL_URL, RECALLED, RETAIN_URL, RETAINED, Sleeps, make
+
 OP = "0b6c4cf4-3c3f-4a52-9d1e-1b8f2f4c7a10"
 QUEUED = {"success": True, "bank_id": BANK, "items_count": 1, "async": True, "operation_id": OP}
 CONFIG = {"bank_id": BANK, "config": {"retain_extraction_mode": "verbose"}, "overrides": {}}
-
-
-class Sleeps:
-    """Records the waits the client asks for, without waiting."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def make(sleeps: Sleeps, **kwargs: Any) -> hc.HindsightClient:
-    return hc.HindsightClient(BASE, sleep=sleeps, backoff=0.25, backoff_max=1.0, **kwargs)
 
 
 def busy(status: int, retry_after: str | None = None) -> httpx.Response:

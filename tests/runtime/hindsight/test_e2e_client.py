@@ -6,7 +6,6 @@ its operation's state, a busy server is produced by holding one request in fligh
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,6 +21,8 @@ from jedisos_db.runtime.hindsight.errors import (
 )
 from jedisos_db.runtime.hindsight.models import UNSET, EntityRef, Memory, RetainItem
 from tests.plugins.hindsight import RunningHindsight
+
+from .fakes import recall_in_flight
 
 pytestmark = pytest.mark.e2e
 
@@ -248,30 +249,17 @@ async def test_a_busy_server_is_retried_after_the_wait_it_asks_for(hindsight_bus
     """Hindsight's admission control answers 503 + ``Retry-After`` when a lane is full. One recall is
     held in flight (its query embedding held back by our TEI endpoint) in a lane of one."""
     busy = hindsight_busy_server
-    embeddings = busy.server.embeddings
-    assert embeddings is not None
     bank = bank_id_for("e2e-admission")
-    asked: list[float] = []
     async with HindsightClient(busy.base_url, timeout=120) as hs:
         await hs.retain(bank, "Erin keeps bees on her roof.")
-        with embeddings.hold(timeout=60) as hold:
-            holder = asyncio.create_task(hs.recall(bank, "Who keeps bees?"))
-            assert await asyncio.to_thread(hold.wait_for, lambda held: any("bees" in t for t in held))
-
+        async with recall_in_flight(busy, hs, bank, "Who keeps bees?") as in_flight:
             async with HindsightClient(busy.base_url, timeout=120, max_retries=0) as impatient:
                 with pytest.raises(HindsightBusyError) as refused:
                     await impatient.recall(bank, "What is on Erin's roof?")
             assert (refused.value.status, refused.value.retry_after) == (503, 1.0)
-
-            async def sleep(seconds: float) -> None:
-                # The wait ends when the lane is free again: the held recall answered.
-                asked.append(seconds)
-                hold.release()
-                await holder
-
-            async with HindsightClient(busy.base_url, timeout=120, sleep=sleep) as patient:
+            async with HindsightClient(busy.base_url, timeout=120, sleep=in_flight.sleep) as patient:
                 found = await patient.recall(bank, "What is on Erin's roof?")
-        assert "Erin keeps bees on her roof." in texts(await holder)
+        assert "Erin keeps bees on her roof." in texts(in_flight.holder.result())
         await hs.delete_bank(bank)
-    assert asked[0] == 1.0  # the server's Retry-After, not the client's 0.25 s backoff
+    assert in_flight.asked[0] == 1.0  # the server's Retry-After, not the client's 0.25 s backoff
     assert "Erin keeps bees on her roof." in texts(found)

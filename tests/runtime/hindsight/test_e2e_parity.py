@@ -8,7 +8,6 @@ differences found are asserted in ``test_where_the_clients_differ`` and listed i
 
 from __future__ import annotations
 
-import asyncio
 import random
 import uuid
 import warnings
@@ -24,6 +23,8 @@ from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.hindsight.errors import BankNotFoundError, DocumentNotFoundError
 from jedisos_db.runtime.hindsight.models import EntityRef, RetainItem
 from tests.plugins.hindsight import RunningHindsight
+
+from .fakes import recall_in_flight
 
 # Declared in the test extra; an environment installed before it was added skips with the reason.
 pytest.importorskip("hindsight_client", reason="hindsight-client is not installed: pip install -e '.[test]'")
@@ -183,6 +184,24 @@ async def test_reflect_agrees(pair: Pair) -> None:
     assert all(view == views[0] for view in views), views
 
 
+async def test_bank_profile_and_entities_agree(pair: Pair) -> None:
+    ours = await pair.ours.create_or_update_bank(pair.ours_bank, name="Parity", mission="remember the user")
+    theirs = await pair.theirs.acreate_bank(pair.theirs_bank, name="Parity", mission="remember the user")
+    assert (ours.name, ours.mission, ours.disposition) == (theirs.name, theirs.mission,
+                                                           theirs.disposition.to_dict())
+
+    async def names_ours(bank: str) -> list[tuple[str, int]]:
+        return sorted([(e.canonical_name, e.mention_count) async for e in pair.ours.iter_entities(bank)])
+
+    async def names_theirs(bank: str) -> list[tuple[str, int]]:
+        page = await pair.theirs.entities.list_entities(bank, limit=500)
+        return sorted((e.canonical_name, e.mention_count) for e in page.items)
+
+    views = await pair.views(names_ours, names_theirs)
+    assert all(view == views[0] for view in views), views
+    assert {"Alice", "Zephyr", "Bob", "Carol"} <= {name for name, _ in views[0]}
+
+
 async def test_bank_config_agrees(pair: Pair) -> None:
     ours = await pair.ours.update_bank_config(pair.ours_bank, CONFIG)
     theirs = await pair.theirs.aupdate_bank_config(pair.theirs_bank, **CONFIG)
@@ -297,34 +316,22 @@ class _Draws(random.Random):
 async def test_a_busy_server_official_may_retry_before_retry_after_ours_waits(
         hindsight_busy_server: RunningHindsight) -> None:
     """Hindsight answers ``Retry-After: 1``. The official client draws its wait from [0, 1] (full jitter),
-    so it may come straight back (here: it does, three times, and fails); ours waits the whole second."""
+    so it may come straight back (here: it does, twice, and fails); ours waits the whole second."""
     busy = hindsight_busy_server
-    embeddings = busy.server.embeddings
-    assert embeddings is not None
     bank = bank_id_for("parity-admission")
     theirs = Hindsight(base_url=busy.base_url, timeout=120, max_attempts=3)
     draws = _Draws()
     theirs._retry_rng = draws
-    asked: list[float] = []
     async with HindsightClient(busy.base_url, timeout=120) as ours:
         await ours.retain(bank, "Hana grows chillies on her balcony.", timestamp="2024-01-01T00:00:00Z")
-        with embeddings.hold(timeout=60) as hold:
-            holder = asyncio.create_task(ours.recall(bank, "Who grows chillies?"))
-            assert await asyncio.to_thread(hold.wait_for, lambda held: any("chillies" in t for t in held))
+        async with recall_in_flight(busy, ours, bank, "Who grows chillies?") as in_flight:
             with pytest.raises(ApiException) as refused:
                 await theirs.arecall(bank, "What grows on Hana's balcony?")
             assert refused.value.status == 503
             assert draws.bounds == [(0, 1.0), (0, 1.0)]  # two immediate retries, before the Retry-After
-
-            async def sleep(seconds: float) -> None:
-                asked.append(seconds)
-                hold.release()
-                await holder
-
-            async with HindsightClient(busy.base_url, timeout=120, sleep=sleep) as patient:
+            async with HindsightClient(busy.base_url, timeout=120, sleep=in_flight.sleep) as patient:
                 found = await patient.recall(bank, "What grows on Hana's balcony?")
-        await holder
         await ours.delete_bank(bank)
     await theirs.aclose()
-    assert asked[0] == 1.0
+    assert in_flight.asked[0] == 1.0
     assert "Hana grows chillies on her balcony." in [m.text for m in found]
