@@ -185,11 +185,18 @@ async def test_reflect_agrees(pair: Pair) -> None:
 
 
 async def test_bank_profile_and_entities_agree(pair: Pair) -> None:
-    ours = await pair.ours.create_or_update_bank(pair.ours_bank, name="Parity", mission="remember the user")
-    theirs = await pair.theirs.acreate_bank(pair.theirs_bank, name="Parity", mission="remember the user")
+    ours_bank, theirs_bank = bank_id_for("parity-profile-ours"), bank_id_for("parity-profile-official")
+    ours = await pair.ours.create_or_update_bank(ours_bank, name="Parity", mission="remember the user")
+    theirs = await pair.theirs.acreate_bank(theirs_bank, name="Parity", mission="remember the user")
     assert (ours.name, ours.mission, ours.disposition) == (theirs.name, theirs.mission,
                                                            theirs.disposition.to_dict())
-
+    # Hindsight keeps the (deprecated) mission as the bank's reflect_mission config override, so a
+    # reset_bank_config drops it too; both clients read it the same way.
+    for bank in (ours_bank, theirs_bank):
+        read_ours = (await pair.ours.get_bank_config(bank)).overrides
+        read_theirs = (await pair.theirs.aget_bank_config(bank))["overrides"]
+        assert read_ours == read_theirs == {"reflect_mission": "remember the user"}
+        await pair.ours.delete_bank(bank)
     async def names_ours(bank: str) -> list[tuple[str, int]]:
         return sorted([(e.canonical_name, e.mention_count) async for e in pair.ours.iter_entities(bank)])
 
