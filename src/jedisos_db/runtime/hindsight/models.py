@@ -31,6 +31,8 @@ UpdateMode = Literal["replace", "append"]
 FactType = Literal["world", "experience", "observation"]
 MemoryTimeField = Literal["created_at", "updated_at", "mentioned_at", "occurred_start", "occurred_end"]
 DocumentTimeField = Literal["created_at", "updated_at"]
+# The contract types these two as free strings; the values are those its descriptions and the official
+# client name (a value Hindsight does not know would filter to nothing, silently).
 MemoryState = Literal["valid", "invalidated"]
 ConsolidationState = Literal["failed", "pending", "done"]
 OperationState = Literal["pending", "processing", "completed", "failed", "cancelled", "not_found"]
