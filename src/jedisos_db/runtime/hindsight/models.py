@@ -32,7 +32,7 @@ FactType = Literal["world", "experience", "observation"]
 MemoryTimeField = Literal["created_at", "updated_at", "mentioned_at", "occurred_start", "occurred_end"]
 DocumentTimeField = Literal["created_at", "updated_at"]
 # The contract types these two as free strings; the values are those its descriptions and the official
-# client name (a value Hindsight does not know would filter to nothing, silently).
+# client name; the contract test cannot check them as it checks the others.
 MemoryState = Literal["valid", "invalidated"]
 ConsolidationState = Literal["failed", "pending", "done"]
 OperationState = Literal["pending", "processing", "completed", "failed", "cancelled", "not_found"]
