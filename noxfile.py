@@ -18,7 +18,11 @@ nox.options.sessions = ["test", "lint"]
 
 @nox.session
 def test(session: nox.Session) -> None:
-    """Run the test suite. Extra arguments go to pytest, e.g. `nox -s test -- --dsn postgresql://...`."""
+    """Run the test suite. Extra arguments go to pytest.
+
+    The suite starts an embedded server of its own; `JEDISOS_TEST_DSN=postgresql://admin@host/postgres`
+    (or `-- --test-dsn URL`) names an admin server to create its test databases on instead.
+    """
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "not e2e", *session.posargs)
 
@@ -35,7 +39,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The benchmark suite on the embedded server (or `-- --dsn URL`); not part of CI.
+    """The benchmark suite on the embedded server (or an admin server: `JEDISOS_TEST_DSN` / `-- --test-dsn URL`).
+
+    Not part of CI.
 
     Every run is saved under `.benchmarks/` (pytest-benchmark autosave, JSON with the server settings
     in `machine_info.postgresql`). Compare runs:
@@ -55,7 +61,7 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def load(session: nox.Session) -> None:
     """Locust against the local PostgreSQL: `jedisos_db.ops.startup.up` first (embedded unless
-    `JEDISOS_DB_URL` or `-- --pg-dsn URL`), then a headless, bounded run with CSV/HTML in reports/.
+    `-- --pg-dsn URL`, `JEDISOS_DB_URL` or `POSTGRES_*`), then a headless, bounded run with CSV/HTML in reports/.
 
     Extra arguments go to locust, e.g. `nox -s load -- -u 20 -t 2m --max-p95-ms 50`.
     The exit code is non-zero when the failure ratio or p95 exceeds its threshold.

@@ -10,18 +10,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from jedisos_db.runtime import urls
+from jedisos_db.runtime import config as runtime_config
+from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.db.models import VIEW_INFO, Base
+from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 config = context.config
 target_metadata = Base.metadata
@@ -75,23 +77,30 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
-def _url() -> str:
-    url = config.attributes.get("url") or os.environ.get("JEDISOS_DB_URL") or config.get_main_option(
-        "sqlalchemy.url"
-    )
-    if not url:
-        raise RuntimeError("no database URL: pass one to jedisos_db.runtime.db.migrations or set JEDISOS_DB_URL")
-    return str(url)
+def _url() -> DatabaseURL:
+    """The URL handed over by ``jedisos_db.runtime.db.migrations``, else the environment's.
+
+    From the environment it is the data layer's own resolution (``JEDISOS_DB_URL``, else the
+    section-8 ``POSTGRES_*`` parts), never the embedded server: a bare ``alembic upgrade`` must
+    not start a database of its own.
+    """
+    handed: DatabaseURL | None = config.attributes.get("url")
+    if handed is not None:
+        return handed
+    url = runtime_config.env_database_url()
+    if url is None:
+        raise ConfigError("JEDISOS_DB_URL", "is not set (nor POSTGRES_USER/POSTGRES_HOST/POSTGRES_DB); "
+                                            "set it, or call jedisos_db.runtime.db.migrations with a URL")
+    return url
 
 
 async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
     owned = engine is None
     if engine is None:
-        engine = create_async_engine(
-            urls.to_asyncpg(_url()),
-            poolclass=NullPool,
-            connect_args={"server_settings": {"application_name": "jedisos-db-migrations"}},
-        )
+        # NullPool: a migration run holds one connection and ends; statement_timeout 0 because a
+        # revision that builds an index on a large table may rightly take longer than the app's limit.
+        engine = create_engine(url=_url(), poolclass=NullPool, application_name="jedisos-db-migrations",
+                               statement_timeout_ms=0)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)
@@ -102,7 +111,7 @@ async def run_async_migrations(engine: AsyncEngine | None = None) -> None:
 
 
 def run_migrations_offline() -> None:
-    _configure(url=urls.to_asyncpg(_url()), literal_binds=True, dialect_opts={"paramstyle": "named"})
+    _configure(url=_url().asyncpg(), literal_binds=True, dialect_opts={"paramstyle": "named"})
     with context.begin_transaction():
         context.run_migrations()
 

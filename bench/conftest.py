@@ -1,9 +1,10 @@
 """The benchmark suite (``nox -s bench``): pytest-benchmark on the real server, apart from ``tests/``.
 
 It reuses the test suite's server and database fixtures (one embedded server per session, a
-migrated database per module, or ``--dsn``). Every writer runs in the same session so their
-ratios to ``COPY`` hold on a noisy machine; the end of the run prints rows/s and the ratios, and
-the pgvector recall/QPS table, under the server settings that produced them.
+migrated database per module; or an admin server named by ``--test-dsn`` / ``JEDISOS_TEST_DSN``).
+Every writer runs in the same session so their ratios to ``COPY`` hold on a noisy machine; the
+end of the run prints rows/s and the ratios, and the pgvector recall/QPS table, under the server
+settings that produced them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import asyncpg
 import pytest
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 
 pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
 
@@ -46,9 +47,9 @@ def runner() -> Iterator[asyncio.Runner]:
 
 
 @pytest.fixture(scope="module")
-def conn(runner: asyncio.Runner, migrated_db: str) -> Iterator[asyncpg.Connection]:
+def conn(runner: asyncio.Runner, migrated_db: DatabaseURL) -> Iterator[asyncpg.Connection]:
     """A raw asyncpg connection on the module's migrated database (the COPY baseline's driver)."""
-    c = runner.run(asyncpg.connect(urls.to_libpq(migrated_db)))
+    c = runner.run(asyncpg.connect(migrated_db.libpq()))
     yield c
     runner.run(c.close())
 
@@ -59,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _print_server(request: pytest.FixtureRequest, server_url: str) -> provision.ServerInfo:
+def _print_server(request: pytest.FixtureRequest, server_url: DatabaseURL) -> provision.ServerInfo:
     """The server settings, printed at the top of the run and saved into the benchmark JSON."""
     info = provision.server_info(server_url)
     if info.pgvector_version is None:  # the admin database has no `vector`; report what CREATE EXTENSION gets
@@ -112,7 +113,7 @@ def rates(request: pytest.FixtureRequest) -> Rates:
 
 @pytest.fixture(scope="session")
 def vector_tables(request: pytest.FixtureRequest) -> list[str]:
-    """Markdown tables of the pgvector suite, printed at the end of the run."""
+    """Tables of the pgvector suite (rendered by the CLI's renderer), printed at the end of the run."""
     return request.config.stash[_STASH_TABLES]
 
 

@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 
 from bench.conftest import format_info
+from jedisos_db.cli import render
 from jedisos_db.harness import vectorbench
 from jedisos_db.ops import provision
+from jedisos_db.runtime.urls import DatabaseURL
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -25,13 +27,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(migrated_db: str) -> Iterator[dict[tuple[str, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]]]:
+def built(migrated_db: DatabaseURL,
+          ) -> Iterator[dict[tuple[str, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]]]:
     cache: dict[tuple[str, int], tuple[vectorbench.Dataset, vectorbench.BuildResult]] = {}
     yield cache
     vectorbench.drop_tables(migrated_db)
 
 
-def _get(built: dict[Any, Any], url: str, kind: str, size: int, queries: int
+def _get(built: dict[Any, Any], url: DatabaseURL, kind: str, size: int, queries: int
          ) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
     if (kind, size) not in built:
         data = vectorbench.make_dataset(size, kind=kind, queries=queries)
@@ -40,7 +43,7 @@ def _get(built: dict[Any, Any], url: str, kind: str, size: int, queries: int
 
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])
-def test_recall_qps_table(migrated_db: str, built: dict[Any, Any], kind: str, size: int,
+def test_recall_qps_table(migrated_db: DatabaseURL, built: dict[Any, Any], kind: str, size: int,
                           request: pytest.FixtureRequest, vector_tables: list[str]) -> None:
     queries = int(request.config.getoption("--vector-queries"))
     data, build = _get(built, migrated_db, kind, size, queries)
@@ -50,12 +53,12 @@ def test_recall_qps_table(migrated_db: str, built: dict[Any, Any], kind: str, si
     assert 0 < best <= 1, f"recall@10 must be in (0, 1], got {best}"
     info = provision.server_info(migrated_db)
     vector_tables.append(f"pgvector {kind} {size} rows — {format_info(info)}\n"
-                         + vectorbench.format_table([result]))
+                         + render.to_text(render.vectorbench_results([result])))
 
 
 @pytest.mark.parametrize("kind", ["clustered", "uniform"])
 @pytest.mark.parametrize("ef_search", [10, 40, 160])
-def test_knn(benchmark: Any, migrated_db: str, built: dict[Any, Any], kind: str, size: int, ef_search: int,
+def test_knn(benchmark: Any, migrated_db: DatabaseURL, built: dict[Any, Any], kind: str, size: int, ef_search: int,
              request: pytest.FixtureRequest) -> None:
     data, build = _get(built, migrated_db, kind, size, int(request.config.getoption("--vector-queries")))
     benchmark.group = f"pgvector kNN {kind} {size}"

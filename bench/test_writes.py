@@ -13,12 +13,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import writers
 from bench.conftest import Rates
-from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 KINDS = ["audit", "cost"]
 
@@ -26,8 +27,8 @@ KINDS = ["audit", "cost"]
 
 
 @pytest.fixture(scope="module")
-def engine(runner: asyncio.Runner, migrated_db: str) -> Iterator[AsyncEngine]:
-    eng = create_async_engine(urls.to_asyncpg(migrated_db))
+def engine(runner: asyncio.Runner, migrated_db: DatabaseURL) -> Iterator[AsyncEngine]:
+    eng = create_engine(url=migrated_db)
     yield eng
     runner.run(eng.dispose())
 

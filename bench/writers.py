@@ -19,12 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from jedisos_db.harness import datagen
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories.base import copy_columns
 
 Row = dict[str, Any]
 
-TABLES = {"audit": "audit_logs", "cost": "cost_tracking"}
-COLUMNS = {"audit": datagen.AUDIT_COLUMNS, "cost": datagen.COST_COLUMNS}
 MODELS: dict[str, type[models.Base]] = {"audit": models.AuditLog, "cost": models.CostRecord}
+TABLES = {kind: model.__tablename__ for kind, model in MODELS.items()}
+COLUMNS = {kind: copy_columns(model) for kind, model in MODELS.items()}
 
 
 def generate(kind: str, n: int, seed: int = 0) -> list[Row]:

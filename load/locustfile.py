@@ -1,9 +1,13 @@
 """Locust users for the JediSOS data paths, against the local PostgreSQL only.
 
     nox -s load                                   # embedded server, headless, 30 s, reports/load*
-    locust --config load/locust.conf --pg-dsn postgresql://…   # the same by hand
-    locust --config load/locust.conf --master --expect-workers 2 --pg-dsn URL   # distributed:
-    locust -f load/locustfile.py --worker --pg-dsn URL                           # ×2, same file
+    JEDISOS_DB_URL=postgresql://… locust --config load/locust.conf             # the same by hand
+    locust --config load/locust.conf --master --expect-workers 2               # distributed:
+    locust -f load/locustfile.py --worker                                      # ×2, same file
+
+The database is ``--pg-dsn URL``, else ``$JEDISOS_DB_URL``, else section 8's ``POSTGRES_*`` (the
+package's one resolution, :func:`jedisos_db.ops.provision.given_target`); the environment keeps a
+password off the command line, where any user of the machine could read it.
 
 Users (each with its own connections; nothing here assumes a single process, so master/worker
 mode runs them unchanged — preparation happens once, on the master or the local runner, under
@@ -44,9 +48,11 @@ from psycopg.types.json import Jsonb
 
 from jedisos_db.harness import datagen, vectorbench
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
+from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories.base import copy_columns
+from jedisos_db.runtime.urls import DatabaseURL
 
 log = logging.getLogger("jedisos.load")
 
@@ -75,8 +81,8 @@ HINDSIGHT_SKIP_REASON = _probe_hindsight(HINDSIGHT_URL)
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--pg-dsn", default=os.environ.get(provision.ENV_URL, ""),
-                        help="libpq URL of the local PostgreSQL (default $JEDISOS_DB_URL)")
+    parser.add_argument("--pg-dsn", default="",
+                        help="libpq URL of the local PostgreSQL (default $JEDISOS_DB_URL, else POSTGRES_*)")
     parser.add_argument("--max-fail-ratio", type=float, default=0.01,
                         help="exit 1 when the share of failed requests exceeds this (default 0.01)")
     parser.add_argument("--max-p95-ms", type=float, default=1000.0,
@@ -85,11 +91,12 @@ def _options(parser: Any) -> None:
                         help="rows of the kNN bench table (built once if missing; default 5000)")
 
 
-def _dsn(environment: Environment) -> str:
+def _dsn(environment: Environment) -> DatabaseURL:
     dsn = getattr(environment.parsed_options, "pg_dsn", "") if environment.parsed_options else ""
-    if not dsn:
-        raise SystemExit("jedisos load: give --pg-dsn URL or set JEDISOS_DB_URL")
-    return urls.to_libpq(urls.parse(dsn, field="--pg-dsn"))
+    url = provision.given_target(dsn or None, field="--pg-dsn")
+    if url is None:
+        raise SystemExit(f"jedisos load: set {provision.ENV_URL} (or POSTGRES_*), or give --pg-dsn URL")
+    return url
 
 
 def _vector_table(environment: Environment) -> tuple[str, int]:
@@ -124,12 +131,12 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
         admin.execute("SELECT pg_advisory_unlock(hashtext('jedisos-load-langgraph'))")
 
 
-def _langgraph_connection(dsn: str) -> psycopg.Connection[Any]:
+def _langgraph_connection(dsn: DatabaseURL) -> psycopg.Connection[Any]:
     """One connection per user from the checkpointer factory's settings (only `langgraph` on the
     search_path); not its pool: a pool's worker threads add nothing under gevent."""
     from jedisos_db.runtime import checkpointer
 
-    return psycopg.connect(dsn, **checkpointer.connection_kwargs(application_name=APPLICATION_NAME))
+    return psycopg.connect(dsn.libpq(), **checkpointer.connection_kwargs(application_name=APPLICATION_NAME))
 
 
 @events.quitting.add_listener
@@ -164,7 +171,7 @@ class PgUser(User):
     def on_start(self) -> None:
         self.dsn = _dsn(self.environment)
         self.rng = random.Random(uuid.uuid4().int)
-        self.conn = psycopg.connect(self.dsn, autocommit=True, application_name=APPLICATION_NAME)
+        self.conn = psycopg.connect(self.dsn.libpq(), autocommit=True, application_name=APPLICATION_NAME)
         register_vector(self.conn)
 
     def on_stop(self) -> None:
@@ -190,9 +197,10 @@ class PgUser(User):
         self.conn.execute(f"INSERT INTO {SCHEMA}.{table} ({', '.join(cols)}) "
                           f"VALUES ({', '.join(f'%({c})s' for c in cols)})", values)
 
-    def _copy(self, table: str, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    def _copy(self, model: type[models.Base], rows: list[dict[str, Any]]) -> None:
+        columns = copy_columns(model)
         with self.conn.cursor() as cur, cur.copy(
-                f"COPY {SCHEMA}.{table} ({', '.join(columns)}) FROM STDIN") as copy:
+                f"COPY {SCHEMA}.{model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
             for r in rows:
                 copy.write_row([Jsonb(r[c]) if isinstance(r[c], dict | list) else r[c] for c in columns])
 
@@ -227,7 +235,7 @@ class AuditWriter(PgUser):
     def batch(self) -> None:
         rows = datagen.audit_rows(COPY_BATCH, seed=self.rng.getrandbits(32))
         with self.timed(f"audit.copy[{COPY_BATCH}]") as out:
-            self._copy("audit_logs", datagen.AUDIT_COLUMNS, rows)
+            self._copy(models.AuditLog, rows)
             out["length"] = len(rows)
 
 
@@ -240,7 +248,7 @@ class CostWriter(PgUser):
     def batch(self) -> None:
         rows = datagen.cost_rows(COPY_BATCH, seed=self.rng.getrandbits(32))
         with self.timed(f"cost.copy[{COPY_BATCH}]") as out:
-            self._copy("cost_tracking", datagen.COST_COLUMNS, rows)
+            self._copy(models.CostRecord, rows)
             out["length"] = len(rows)
 
 

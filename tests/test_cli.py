@@ -9,16 +9,18 @@ from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from tests.plugins.databases import DatabaseFactory
+from jedisos_db.runtime.urls import DatabaseURL
+from tests.plugins.databases import DatabaseFactory, postgres_env
 
 runner = CliRunner()
 
 
-def _run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args), env={"JEDISOS_DB_URL": ""})
+def _run(*args: str | DatabaseURL, env: dict[str, str | None] | None = None) -> tuple[int, str]:
+    """The CLI in-process (no command line to leak into); a DatabaseURL argument goes in as its libpq text."""
+    argv = [a.libpq() if isinstance(a, DatabaseURL) else a for a in args]
+    result = runner.invoke(app, argv, env=env if env is not None else {"JEDISOS_DB_URL": ""})
     return result.exit_code, result.output
 
 
@@ -26,23 +28,23 @@ def test_up_then_current_reports_head_with_server_and_pgvector_versions(
     database_factory: DatabaseFactory, server_info: provision.ServerInfo
 ) -> None:
     url = database_factory("cli_up", bootstrap=False)
-    code, out = _run("up", "--dsn", url)
+    code, out = _run("up", "--dsn", url.libpq())
     assert code == 0, out
     assert f"revision   {migrations.head()}" in out
-    code, again = _run("up", "--dsn", url)
+    code, again = _run("up", "--dsn", url.libpq())
     assert code == 0, again
     assert "already at head, nothing changed" in again
-    code, current = _run("db", "current", "--dsn", url)
+    code, current = _run("db", "current", "--dsn", url.libpq())
     assert code == 0, current
     assert current.startswith(f"{migrations.head()} (head)")
     assert f"PostgreSQL {server_info.server_version}" in current
     assert f"pgvector {provision.server_info(url).pgvector_version}" in current
 
 
-def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db: str,
+def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db: DatabaseURL,
                                                                       request: pytest.FixtureRequest) -> None:
-    if request.config.getoption("--dsn"):
-        pytest.skip("--dsn given: the versions are whatever that server runs")
+    if request.config.getoption("--test-dsn"):
+        pytest.skip("--test-dsn given: the versions are whatever that server runs")
     info = provision.server_info(migrated_db)
     assert info.server_version == "18.6"
     assert info.pgvector_version == "0.8.6"
@@ -50,9 +52,9 @@ def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db:
 
 def test_upgrade_downgrade_history(database_factory: DatabaseFactory) -> None:
     url = database_factory("cli_updown")
-    assert _run("db", "upgrade", "003", "--dsn", url)[0] == 0
+    assert _run("db", "upgrade", "003", "--dsn", url.libpq())[0] == 0
     assert migrations.current(url) == "003"
-    code, out = _run("db", "downgrade", "001", "--dsn", url)
+    code, out = _run("db", "downgrade", "001", "--dsn", url.libpq())
     assert code == 0, out
     assert "jedisos schema at 001" in out
     code, out = _run("db", "history")
@@ -80,17 +82,17 @@ def test_errors_are_one_line_and_exit_non_zero(dsn: str, expected: str) -> None:
     assert expected in lines[0]
 
 
-def test_missing_extension_is_one_clear_line(server_url: str, database_factory: DatabaseFactory) -> None:
+def test_missing_extension_is_one_clear_line(server_url: DatabaseURL, database_factory: DatabaseFactory) -> None:
     """A role that may not create `vector` gets told who must, not a traceback."""
     role = f"jedisos_test_nosuper_{secrets.token_hex(3)}"
     with connect(server_url) as conn:
         conn.execute(f'CREATE ROLE "{role}" LOGIN')  # trust auth on the embedded server
     url = database_factory("cli_noext", bootstrap=False)
-    name = urls.parse(url).database
+    name = url.database
     try:
         with connect(server_url) as conn:
             conn.execute(f'ALTER DATABASE "{name}" OWNER TO "{role}"')
-        as_role = urls.to_libpq(urls.parse(url).set(username=role, password=None))
+        as_role = url.with_user(role)
         try:
             connect(as_role).close()
         except provision.DatabaseUnavailableError as exc:
@@ -104,6 +106,26 @@ def test_missing_extension_is_one_clear_line(server_url: str, database_factory: 
             conn.execute(f'ALTER DATABASE "{name}" OWNER TO CURRENT_USER')
             conn.execute(f'DROP OWNED BY "{role}" CASCADE')
             conn.execute(f'DROP ROLE "{role}"')
+
+
+def test_postgres_parts_alone_name_the_target(database_factory: DatabaseFactory) -> None:
+    """design §8: with only POSTGRES_* set (no --dsn, no JEDISOS_DB_URL) every command finds the database."""
+    url = database_factory("cli_pg_parts")
+    env = postgres_env(url)
+    code, out = _run("db", "upgrade", "003", env=env)
+    assert code == 0, out
+    assert migrations.current(url) == "003"
+    code, out = _run("db", "current", env=env)
+    assert code == 0, out
+    assert out.startswith("003 (head is ")
+    assert f"/{url.database}" in out
+
+
+def test_a_half_set_postgres_composition_names_the_missing_variable() -> None:
+    code, out = _run("db", "current", env={"JEDISOS_DB_URL": None, "POSTGRES_USER": "u", "POSTGRES_DB": "d",
+                                           "POSTGRES_HOST": None})
+    assert code == 1
+    assert "POSTGRES_HOST: is not set" in out
 
 
 def test_down_without_a_running_server_says_so(tmp_path: object) -> None:
@@ -120,7 +142,7 @@ def test_messages_keep_square_brackets(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*_: object, **__: object) -> str:
         raise DockerUnavailableError("testcontainers is not installed: pip install 'jedisos-db[docker]'")
 
-    monkeypatch.setattr(cli.provision, "resolve_url", fail)
+    monkeypatch.setattr(cli.provision, "resolve_target", fail)
     code, out = _run("db", "current")
     assert code == 1
     assert "pip install 'jedisos-db[docker]'" in out
@@ -145,7 +167,28 @@ def test_a_missing_extra_is_named(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_command_exit_code_is_not_reported_as_an_error(database_factory: DatabaseFactory) -> None:
     """`budget` exits 1 when the design's pools do not fit; that is its answer, not an error line."""
     url = database_factory("cli_budget")
-    code, out = _run("budget", "--dsn", url)
+    code, out = _run("budget", "--dsn", url.libpq())
     assert code == 1
     assert "DOES NOT FIT" in out
     assert "error:" not in out
+
+
+def test_debug_prints_the_traceback_and_the_default_stays_one_line_on_stderr() -> None:
+    """`--debug` puts the full traceback before the error line; without it (also right after a
+    `--debug` run in the same process) stderr holds exactly the one line, and stdout nothing."""
+    command = ["db", "current", "--dsn", "not a url"]
+    expected = "error: --dsn: is not a database URL"
+
+    debug = runner.invoke(app, ["--debug", *command], env={"JEDISOS_DB_URL": ""})
+    assert debug.exit_code == 1
+    assert debug.stdout == ""
+    lines = [line for line in debug.stderr.splitlines() if line.strip()]
+    assert lines[0] == "Traceback (most recent call last):", debug.stderr
+    assert "in resolve_target" in debug.stderr  # the frames, not only the message
+    assert any(line.startswith("jedisos_db.runtime.errors.ConfigError: --dsn") for line in lines), debug.stderr
+    assert lines[-1].startswith(expected)
+
+    plain = runner.invoke(app, command, env={"JEDISOS_DB_URL": ""})
+    assert plain.exit_code == 1
+    assert plain.stdout == ""
+    assert [line for line in plain.stderr.splitlines() if line.strip()] == [lines[-1]]

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from jedisos_db.runtime.db.revision_columns import bigserial_pk, stamp
+from jedisos_db.runtime.errors import MigrationError
 from jedisos_db.runtime.owners import SCHEMA
 
 revision = "007"
@@ -104,7 +105,7 @@ def downgrade() -> None:
     bind = op.get_bind()
     kept = bind.execute(sa.text(f"SELECT count(*) FROM {SCHEMA}.{ROLLUP}")).scalar_one()
     if kept:
-        raise RuntimeError(
+        raise MigrationError(
             f"{SCHEMA}.{ROLLUP} holds {kept} rolled-up day rows that revision 006 cannot represent; "
             f"export them and TRUNCATE {SCHEMA}.{ROLLUP} before downgrading"
         )

@@ -24,12 +24,13 @@ import httpx
 import pytest
 from langchain_core.messages import HumanMessage
 from psycopg import sql
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from jedisos_db.ops import roles, startup
-from jedisos_db.runtime import checkpointer, urls
+from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
 from tests.plugins.roles import RolesFactory
@@ -48,10 +49,10 @@ class Statement:
 
 @dataclass
 class Stack:
-    url: str  # superuser URL of the stack's database
+    url: DatabaseURL  # superuser URL of the stack's database
     database: str
     report: roles.RolesReport
-    owner_urls: dict[str, str]
+    owner_urls: dict[str, DatabaseURL]
     steps: list[startup.StartupStep]
     statements: list[Statement] = field(default_factory=list)
     log_captured: str | None = None  # reason when the server log could not be read
@@ -64,7 +65,7 @@ class Stack:
         return any(s.name == "hindsight" and s.status != "skipped" for s in self.steps)
 
 
-def _log_file(url: str) -> Path | None:
+def _log_file(url: DatabaseURL) -> Path | None:
     """The server's current jsonlog file, when the logging collector writes one we can read."""
     with connect(url) as conn:
         row = conn.execute("SELECT current_setting('data_directory'), pg_current_logfile('jsonlog')").fetchone()
@@ -119,9 +120,7 @@ async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
         await graph.ainvoke({"messages": [HumanMessage(content="hi")]}, config)
         state = await graph.aget_state(config)
         stack.graph_messages = [m.content for m in state.values["messages"]]
-    engine = create_async_engine(
-        urls.to_asyncpg(stack.owner_urls["jedisos"]),
-        connect_args={"server_settings": {"application_name": "jedisos-app"}})
+    engine = create_engine(url=stack.owner_urls["jedisos"], application_name="jedisos-app")
     try:
         async with engine.begin() as conn:
             await conn.execute(models.InstalledTool.__table__.insert().values(name="conformance", version="1"))
@@ -130,10 +129,10 @@ async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
 
 
 @pytest.fixture(scope="session")
-async def stack(server_url: str, database_factory: DatabaseFactory, roles_factory: RolesFactory,
+async def stack(server_url: DatabaseURL, database_factory: DatabaseFactory, roles_factory: RolesFactory,
                 hindsight_server_factory: HindsightFactory) -> Stack:
     url = database_factory("stack", bootstrap=False)
-    database = urls.parse(url).database or ""
+    database = url.database
     with connect(url) as conn:
         preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
         pgss = preload is not None and "pg_stat_statements" in str(preload[0])

@@ -34,7 +34,7 @@ def _hindsight_installed() -> None:
 
 def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
     """design §1: one database, three schemas, each filled by its owner under its own role."""
-    assert stack.hindsight_ran, [s.render() for s in stack.steps]
+    assert stack.hindsight_ran, stack.steps
     assert {"alembic_version", "banks", "memory_units"} <= _tables(stack.url, "hindsight")
     assert {"checkpoints", "checkpoint_migrations"} <= _tables(stack.url, "langgraph")
     assert {"installed_tools", "schema_migrations"} <= _tables(stack.url, "jedisos")
@@ -84,7 +84,7 @@ def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, 
     _require_hindsight()  # module fixtures run before the autouse check
     url = database_factory("e2e_order_design", bootstrap=False)
     steps = startup.run_steps(url)
-    assert all(s.status == "applied" for s in steps if s.name != "extension"), [s.render() for s in steps]
+    assert all(s.status == "applied" for s in steps if s.name != "extension"), steps
     return _state(url)
 
 
@@ -106,8 +106,8 @@ def test_cli_up_twice_fills_three_schemas(database_factory: DatabaseFactory) -> 
     """`jedisos-db up --dsn URL` twice on a fresh database: three populated schemas, public without
     tables, the second run a no-op (issue "must show")."""
     url = database_factory("e2e_cli_up", bootstrap=False)
-    first = CliRunner().invoke(app, ["up", "--dsn", url])
-    second = CliRunner().invoke(app, ["up", "--dsn", url])
+    first = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
+    second = CliRunner().invoke(app, ["up", "--dsn", url.libpq()])
     print("\n" + first.output + second.output)
     assert first.exit_code == 0, first.output
     assert second.exit_code == 0, second.output

@@ -6,6 +6,7 @@ from collections import Counter
 
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.conformance.conftest import Stack
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
@@ -13,12 +14,12 @@ VERSION_TABLES = {"alembic_version": "hindsight", "checkpoint_migrations": "lang
                   "schema_migrations": "jedisos"}
 
 
-def _rows(url: str, query: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+def _rows(url: DatabaseURL, query: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
     with connect(url) as conn:
         return [tuple(r) for r in conn.execute(query, params).fetchall()]
 
 
-def _relations(url: str, schema: str, kinds: str = "rpvm") -> set[str]:
+def _relations(url: DatabaseURL, schema: str, kinds: str = "rpvm") -> set[str]:
     return {str(r[0]) for r in _rows(
         url, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = %s AND c.relkind = ANY(%s)", [schema, list(kinds)])}

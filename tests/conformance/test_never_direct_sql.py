@@ -11,13 +11,14 @@ import pytest
 
 from jedisos_db.ops import roles
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.conformance.conftest import Stack, Statement
 from tests.conformance.source_scan import SANCTIONED, scan_source, scan_tree
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def _relations(url: str, schema: str) -> list[str]:
+def _relations(url: DatabaseURL, schema: str) -> list[str]:
     with connect(url) as conn:
         return [r[0] for r in conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -150,7 +151,7 @@ def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema:
         assert set(relations) >= {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
     statements = [q for rel in (relations or [None]) for q in _attempts(schema, rel)]
     outcomes: dict[str, str] = {}
-    with psycopg.connect(stack.owner_urls["jedisos"], autocommit=True) as conn:
+    with psycopg.connect(stack.owner_urls["jedisos"].libpq(), autocommit=True) as conn:
         for query in statements:
             try:
                 conn.execute(query)
@@ -165,10 +166,10 @@ def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema:
 def test_owner_roles_cannot_reach_each_other(stack: Stack) -> None:
     """design §1: isolation holds in every direction, not just for jedisos_app."""
     assert roles.privilege_leaks(stack.url, stack.report) == []
-    with (psycopg.connect(stack.owner_urls["langgraph"], autocommit=True) as conn,
+    with (psycopg.connect(stack.owner_urls["langgraph"].libpq(), autocommit=True) as conn,
           pytest.raises(psycopg.errors.InsufficientPrivilege)):
         conn.execute("SELECT * FROM jedisos.installed_tools")
-    with (psycopg.connect(stack.owner_urls["hindsight"], autocommit=True) as conn,
+    with (psycopg.connect(stack.owner_urls["hindsight"].libpq(), autocommit=True) as conn,
           pytest.raises(psycopg.errors.InsufficientPrivilege)):
         conn.execute("SELECT * FROM langgraph.checkpoints")
 

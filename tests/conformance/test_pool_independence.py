@@ -8,18 +8,54 @@ pools completed, nothing timed out.
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+import json
+from typing import Any
 
+import pytest
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from jedisos_db.cli import render
+from jedisos_db.cli.main import app
 from jedisos_db.harness import pools
 from jedisos_db.ops import startup
+from jedisos_db.runtime import checkpointer, urls
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory
+from tests.rich_tables import table_rows
 
 SAMPLES = 200
+SECRET = "pools-s3cret"
 
+
+def _with_password(url: DatabaseURL) -> DatabaseURL:
+    """``url`` carrying a password (the embedded server trusts its socket, so any password logs in)."""
+    return url if url.has_password else url.with_user(url.username or "postgres", SECRET)
+
+
+def _secret_of(url: DatabaseURL) -> str:
+    return str(make_url(url.libpq()).password)
+
+
+def test_load_processes_get_the_url_in_their_environment_only() -> None:
+    """A password in argv is readable by every user of the machine (`ps`, /proc/*/cmdline)."""
+    url = urls.parse("postgresql://app:pw-x1@db/j")
+    for kind in ("langgraph", "jedisos"):
+        argv, env = pools.load_command(kind, url, pools.LoadSettings())
+        assert not [a for a in argv if "pw-x1" in a or "postgresql" in a], argv
+        assert env[pools.ENV_TARGET] == url.libpq()
+        assert argv[-2] == kind
+        json.loads(argv[-1])  # the settings, nothing else
+    argv, env = pools.load_command("hindsight", "http://127.0.0.1:8888", pools.LoadSettings())
+    assert env[pools.ENV_TARGET] == "http://127.0.0.1:8888"
+    assert "http://127.0.0.1:8888" not in argv
 
 def _check(report: pools.IndependenceReport, kinds: list[str]) -> None:
-    print("\n" + report.render())
+    print("\n" + render.to_text(render.pools_report(report)))
     for kind in kinds:
         sat = report.saturations[kind]
         assert not sat.errors, f"load on {kind} failed: {sat.errors}"
@@ -39,14 +75,26 @@ def _check(report: pools.IndependenceReport, kinds: list[str]) -> None:
 
 
 @pytest.mark.slow
-async def test_langgraph_and_jedisos_pools_are_independent(database_factory: DatabaseFactory) -> None:
-    """design §1: saturating LangGraph's pool does not stop JediSOS's engine, and the reverse."""
-    import asyncio
+async def test_langgraph_and_jedisos_pools_are_independent(database_factory: DatabaseFactory,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """design §1: saturating LangGraph's pool does not stop JediSOS's engine, and the reverse.
 
-    url = database_factory("pools", bootstrap=False)
+    Run with a password in the URL: the load processes really started must not carry it in argv."""
+    url = _with_password(database_factory("pools", bootstrap=False))
     await asyncio.to_thread(startup.run_steps, url)
+    started: list[tuple[str, ...]] = []
+    real_exec = asyncio.create_subprocess_exec
+
+    async def recording_exec(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+        started.append(tuple(argv))
+        return await real_exec(*argv, **kwargs)
+
+    monkeypatch.setattr(pools.asyncio, "create_subprocess_exec", recording_exec)
     report = await pools.measure(url, samples=SAMPLES)
     _check(report, ["langgraph", "jedisos"])
+    assert [argv[-2] for argv in started] == ["langgraph", "jedisos"]
+    leaked = [argv for argv in started if any(_secret_of(url) in a or url.host in a for a in argv)]
+    assert not leaked, f"a load process got the URL on its command line: {leaked}"
 
 
 @pytest.mark.e2e
@@ -54,8 +102,6 @@ async def test_langgraph_and_jedisos_pools_are_independent(database_factory: Dat
 async def test_all_three_pools_are_independent(database_factory: DatabaseFactory,
                                                hindsight_server_factory: HindsightFactory) -> None:
     """design §1: Hindsight (through its REST API), LangGraph and JediSOS, each saturated in turn."""
-    import asyncio
-
     url = database_factory("pools_e2e", bootstrap=False)
     await asyncio.to_thread(startup.run_steps, url)
     hindsight = await asyncio.to_thread(hindsight_server_factory, url)
@@ -69,14 +115,33 @@ async def test_all_three_pools_are_independent(database_factory: DatabaseFactory
 
 @pytest.mark.slow
 def test_cli_pools_prints_the_figures(database_factory: DatabaseFactory) -> None:
-    """`jedisos-db pools --dsn URL` brings the database up and prints p50/p99 per probe and condition."""
-    from typer.testing import CliRunner
-
-    from jedisos_db.cli.main import app
-
+    """`jedisos-db pools --dsn URL` on a database at the start-up state prints p50/p99 per probe and
+    condition, and migrates nothing."""
     url = database_factory("pools_cli", bootstrap=False)
-    result = CliRunner().invoke(app, ["pools", "--dsn", url, "--samples", "10"])
+    startup.run_steps(url)
+    before = (migrations.current(url), checkpointer.migration_version(url))
+    result = CliRunner().invoke(app, ["pools", "--dsn", url.libpq(), "--samples", "10"])
     assert result.exit_code == 0, result.output
-    assert "langgraph  jedisos saturated" in result.output
-    assert "jedisos    langgraph saturated" in result.output
+    probed = {(row[0], row[1]): row for row in table_rows(result.output)}
+    assert probed[("langgraph", "jedisos saturated")][2] == "10"
+    assert probed[("jedisos", "langgraph saturated")][2] == "10"
+    assert {kind for kind, *_ in table_rows(result.output)} >= {"saturated", "langgraph", "jedisos"}
     assert "max_connections=" in result.output
+    assert (migrations.current(url), checkpointer.migration_version(url)) == before
+
+
+def test_cli_pools_runs_no_migration_and_names_what_is_missing(empty_db: DatabaseURL) -> None:
+    """On a fresh database `jedisos-db pools` refuses in one line; schema_migrations stays absent and
+    LangGraph stays unset (it is a probe, not `jedisos-db up`)."""
+    result = CliRunner().invoke(app, ["pools", "--dsn", empty_db.libpq(), "--samples", "1"],
+                                env={"JEDISOS_DB_URL": None})
+    assert result.exit_code == 1, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "the jedisos schema is at base (no schema_migrations)" in lines[0]
+    assert "LangGraph is not set up" in lines[0]
+    assert "jedisos-db up" in lines[0]
+    with connect(empty_db) as conn:
+        found = conn.execute("SELECT to_regclass('jedisos.schema_migrations'), "
+                             "to_regclass('langgraph.checkpoint_migrations')").fetchone()
+    assert found == (None, None)

@@ -13,13 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from jedisos_db.runtime.urls import DatabaseURL
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_benchmark_runs_once(server_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"JEDISOS_TEST_DSN", "JEDISOS_DB_URL"}}
+def test_every_benchmark_runs_once(server_url: DatabaseURL) -> None:
+    # The admin URL travels in the environment, never on the child's command line.
+    env = {k: v for k, v in os.environ.items() if k != "JEDISOS_DB_URL"} | {"JEDISOS_TEST_DSN": server_url.libpq()}
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", "--dsn", server_url, "--benchmark-disable", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "bench", "--benchmark-disable", "-p", "no:cacheprovider",
          "-q", "-rs", "--bench-rows", "20", "--vector-rows", "600", "--vector-queries", "8",
          "--vector-connections", "2"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)

@@ -5,12 +5,20 @@ Quality only (recall, rows returned, where things live); no timing is asserted h
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from jedisos_db.cli import render
+from jedisos_db.cli.main import app
 from jedisos_db.harness import vectorbench
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
+from tests.rich_tables import row_of, table_rows
 
 
 def test_datasets_are_unit_vectors_and_deterministic() -> None:
@@ -59,12 +67,12 @@ def test_row_ids_round_trip() -> None:
 
 
 @pytest.fixture(scope="module")
-def small(migrated_db: str) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
+def small(migrated_db: DatabaseURL) -> tuple[vectorbench.Dataset, vectorbench.BuildResult]:
     data = vectorbench.make_dataset(2000, kind="clustered", queries=40, banks=50, seed=7)
     return data, vectorbench.prepare(migrated_db, data)
 
 
-def test_bench_table_lives_in_its_own_schema(migrated_db: str,
+def test_bench_table_lives_in_its_own_schema(migrated_db: DatabaseURL,
                                              small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """The harness builds its memory_units copy in jedisos_bench, never in hindsight or public."""
     _, build = small
@@ -85,7 +93,7 @@ def test_bench_table_lives_in_its_own_schema(migrated_db: str,
 
 
 def test_server_exact_search_equals_numpy_ground_truth(
-        migrated_db: str, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
+        migrated_db: DatabaseURL, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """The recall denominator is right: a sequential scan on the server finds what numpy finds."""
     data, build = small
     truth = vectorbench.exact_knn(data.vectors, data.queries[:5], 10)
@@ -96,7 +104,7 @@ def test_server_exact_search_equals_numpy_ground_truth(
             assert got == want
 
 
-def test_hnsw_recall_grows_with_ef_search(migrated_db: str,
+def test_hnsw_recall_grows_with_ef_search(migrated_db: DatabaseURL,
                                           small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     data, build = small
     truth = vectorbench.exact_knn(data.vectors, data.queries, 10)
@@ -109,7 +117,7 @@ def test_hnsw_recall_grows_with_ef_search(migrated_db: str,
 
 
 def test_per_bank_filter_needs_iterative_scan(
-        migrated_db: str, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
+        migrated_db: DatabaseURL, small: tuple[vectorbench.Dataset, vectorbench.BuildResult]) -> None:
     """One bank of 50: a plain HNSW scan returns fewer than k rows; iterative scan returns k."""
     data, build = small
     banks = [int(b) for b in data.query_banks]
@@ -122,13 +130,37 @@ def test_per_bank_filter_needs_iterative_scan(
                                iterative_scan="relaxed_order") == "Index Scan (hnsw)"
 
 
-def test_suite_and_table(migrated_db: str, server_info: provision.ServerInfo) -> None:
+def test_suite_and_table(migrated_db: DatabaseURL, server_info: provision.ServerInfo) -> None:
     data = vectorbench.make_dataset(600, kind="uniform", queries=12, seed=2)
     result = vectorbench.run_suite(migrated_db, data, ef_values=(10, 80), connections=2, banks=50)
     assert [s.ef_search for s in result.sweep] == [10, 80]
     assert [f.iterative_scan for f in result.filtered] == ["off", "strict_order", "relaxed_order"]
     assert result.sweep[1].recall >= result.sweep[0].recall
-    text = vectorbench.format_table([result], server_info)
+    text = render.to_text(render.vectorbench_results([result], server_info))
     assert text.startswith(f"Server: PostgreSQL {server_info.server_version}")
-    assert "| uniform | 600 | 16/64 |" in text
-    assert "relaxed_order" in text
+    assert row_of(text, "uniform")[:3] == ["uniform", "600", "16/64"]
+    assert [row[2] for row in table_rows(text) if row[0] == "uniform" and len(row) == 10] == [
+        "off", "strict_order", "relaxed_order"]
+
+
+def test_cli_vectorbench(migrated_db: DatabaseURL, tmp_path: Path) -> None:
+    """`jedisos-db vectorbench` runs the suite per size and kind, prints both tables, writes --json."""
+    out = tmp_path / "vector.json"
+    result = CliRunner().invoke(app, ["vectorbench", "--rows", "300", "--kind", "clustered", "--queries", "5",
+                                      "--connections", "2", "--dim", "16", "--json", str(out),
+                                      "--dsn", migrated_db.libpq()])
+    assert result.exit_code == 0, result.output
+    assert "Server: PostgreSQL" in result.output
+    assert row_of(result.output, "data")[:2] == ["data", "rows"]
+    sweep = [row for row in table_rows(result.output) if row[0] == "clustered" and len(row) == 12]
+    assert [int(row[5]) for row in sweep] == list(vectorbench.DEFAULT_EF_SEARCH)
+    data = json.loads(out.read_text())
+    assert [(r["kind"], r["rows"], r["dim"]) for r in data["results"]] == [("clustered", 300, 16)]
+    assert data["server"]["pgvector_version"]
+    assert "password" not in data["url"]
+
+
+def test_cli_vectorbench_rejects_an_unknown_kind_in_one_line(migrated_db: DatabaseURL) -> None:
+    result = CliRunner().invoke(app, ["vectorbench", "--kind", "gaussian", "--dsn", migrated_db.libpq()])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: --kind: must be one of clustered, uniform, got 'gaussian'"

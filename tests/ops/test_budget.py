@@ -7,20 +7,23 @@ import asyncio
 import asyncpg
 import pytest
 
+from jedisos_db.cli import render
 from jedisos_db.ops import budget, provision
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
+from tests.rich_tables import row_of
 
 
 def test_design_max_connections_200_is_false_with_hindsight_defaults() -> None:
     """design §1 "충돌 방지 체크리스트": "max_connections=200" is NOT enough once Hindsight's default
     pools (100 + 100 read) sit beside LangGraph (max 10) and JediSOS (5 + 10 overflow)."""
     verdict = budget.design_verdict()
-    print("\n" + verdict.render())
+    print("\n" + render.to_text(render.budget_verdict(verdict)))
     assert verdict.demand == 100 + 100 + 10 + 15
     assert verdict.available == 200 - 3
-    assert not verdict.fits, verdict.render()
+    assert not verdict.fits, verdict
     assert verdict.headroom == -28
 
 
@@ -52,22 +55,22 @@ def test_bad_budget_inputs_are_typed_errors() -> None:
         budget.PoolDemand("x", 1, -1)
 
 
-def test_server_verdict_reads_the_real_settings(server_url: str, server_info: provision.ServerInfo) -> None:
+def test_server_verdict_reads_the_real_settings(server_url: DatabaseURL, server_info: provision.ServerInfo) -> None:
     verdict = budget.server_verdict(server_url, budget.design_pools())
     assert verdict.max_connections == server_info.max_connections
     assert verdict.reserved >= 3
 
 
 @pytest.mark.slow
-async def test_design_pools_really_exhaust_the_server(server_url: str, database_factory: DatabaseFactory,
+async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, database_factory: DatabaseFactory,
                                                      roles_factory: RolesFactory) -> None:
     """design §1: opening the design's pools at their ceilings on the server, as the application
     roles (not superusers, so the reserved slots are closed to them), is refused with SQLSTATE
     53300 (too many clients) exactly when the budget says it does not fit."""
     verdict = budget.server_verdict(server_url, budget.design_pools())
-    print("\n" + verdict.render())
+    print("\n" + render.to_text(render.budget_verdict(verdict)))
     db = database_factory("budget")
-    dsn = roles_factory(db).by_owner("jedisos").url(db)
+    dsn = roles_factory(db).by_owner("jedisos").url(db).libpq()
     opened: list[asyncpg.Connection] = []
     refused: BaseException | None = None
     try:
@@ -88,13 +91,13 @@ async def test_design_pools_really_exhaust_the_server(server_url: str, database_
         assert len(opened) <= verdict.available
 
 
-def test_cli_budget_reports_the_shortfall(server_url: str) -> None:
+def test_cli_budget_reports_the_shortfall(server_url: DatabaseURL) -> None:
     """`jedisos-db budget` prints the design's pools against the server and exits 1 when they do not fit."""
     from typer.testing import CliRunner
 
     from jedisos_db.cli.main import app
 
-    result = CliRunner().invoke(app, ["budget", "--dsn", server_url])
+    result = CliRunner().invoke(app, ["budget", "--dsn", server_url.libpq()])
     assert result.exit_code == 1, result.output
     assert "DOES NOT FIT" in result.output
-    assert "hindsight asyncpg read pool" in result.output
+    assert row_of(result.output, "hindsight asyncpg read pool")[1:4] == ["100", "1", "100"]

@@ -10,16 +10,17 @@ from jedisos_db.cli.main import app
 from jedisos_db.ops import roles
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
 
 
 @pytest.fixture(scope="module")
-def roles_db(database_factory: DatabaseFactory) -> str:
+def roles_db(database_factory: DatabaseFactory) -> DatabaseURL:
     return database_factory("roles")
 
 
-def test_each_role_owns_only_its_schema(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_each_role_owns_only_its_schema(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     """design §1: each owner has its own schema and no rights in the other two, nor CREATE in public."""
     report = roles_factory(roles_db)
     assert report.public_create_revoked
@@ -37,14 +38,14 @@ def test_each_role_owns_only_its_schema(roles_db: str, roles_factory: RolesFacto
     assert set(roles.SUPERUSER_EXTENSIONS) <= exts
 
 
-def test_rerun_aligns_without_recreating(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_rerun_aligns_without_recreating(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     roles_factory(roles_db)
     again = roles_factory(roles_db)
     assert [g.created for g in again.grants] == [False, False, False]
     assert roles.privilege_leaks(roles_db, again) == []
 
 
-def test_roles_log_in_with_their_password(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_roles_log_in_with_their_password(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     report = roles_factory(roles_db)
     for grant in report.grants:
         with connect(grant.url(roles_db)) as conn:
@@ -54,7 +55,7 @@ def test_roles_log_in_with_their_password(roles_db: str, roles_factory: RolesFac
         assert who[1].split(",")[0].strip() == grant.schema
 
 
-def test_passwords_reach_the_server_only_as_scram_verifiers(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_passwords_reach_the_server_only_as_scram_verifiers(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     """common rules: secrets never reach logs or the database in plain text."""
     with connect(roles_db) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
@@ -73,7 +74,7 @@ def test_passwords_reach_the_server_only_as_scram_verifiers(roles_db: str, roles
     assert "password" not in repr(report.grants[0]).lower().replace("password=", "")
 
 
-def test_bad_role_names_are_typed_errors(roles_db: str) -> None:
+def test_bad_role_names_are_typed_errors(roles_db: DatabaseURL) -> None:
     with pytest.raises(ConfigError, match=r"roles\.jedisos"):
         roles.create_roles(roles_db, names={"jedisos": "bad name;"})
     with pytest.raises(ConfigError, match=r"roles\.nobody"):
@@ -82,16 +83,16 @@ def test_bad_role_names_are_typed_errors(roles_db: str) -> None:
         roles.create_roles(roles_db, names={"jedisos": "same", "langgraph": "same"})
 
 
-def test_a_non_superuser_is_refused(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_a_non_superuser_is_refused(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     report = roles_factory(roles_db)
     with pytest.raises(ConfigError, match="superuser"):
         roles.create_roles(report.by_owner("jedisos").url(roles_db))
 
 
-def test_cli_prints_passwords_only_on_request(roles_db: str, roles_factory: RolesFactory,
+def test_cli_prints_passwords_only_on_request(roles_db: DatabaseURL, roles_factory: RolesFactory,
                                              role_names: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     roles_factory(roles_db)
-    args = ["roles", "--dsn", roles_db, "--jedisos-role", role_names["jedisos"],
+    args = ["roles", "--dsn", roles_db.libpq(), "--jedisos-role", role_names["jedisos"],
             "--langgraph-role", role_names["langgraph"], "--hindsight-role", role_names["hindsight"]]
     secret = "cli-secret-" + role_names["jedisos"]
     monkeypatch.setenv("JEDISOS_DB_JEDISOS_PASSWORD", secret)
@@ -103,11 +104,11 @@ def test_cli_prints_passwords_only_on_request(roles_db: str, roles_factory: Role
     assert loud.exit_code == 0, loud.output
     assert secret in loud.output
     with psycopg.connect(roles.RoleGrant("jedisos", role_names["jedisos"], "jedisos", False, secret)
-                         .url(roles_db)) as conn:
+                         .url(roles_db).libpq()) as conn:
         assert conn.execute("SELECT current_user").fetchone() == (role_names["jedisos"],)
 
 
-def test_only_hindsight_may_create_schemas(roles_db: str, roles_factory: RolesFactory) -> None:
+def test_only_hindsight_may_create_schemas(roles_db: DatabaseURL, roles_factory: RolesFactory) -> None:
     """Hindsight's alembic env.py runs CREATE SCHEMA IF NOT EXISTS unconditionally, which PostgreSQL
     checks against the database CREATE right: hindsight_app gets it, the other two do not."""
     report = roles_factory(roles_db)

@@ -3,7 +3,7 @@
 A template database is bootstrapped and migrated to head once per session; each test module
 gets its own clone (``CREATE DATABASE ... TEMPLATE``, a file copy: milliseconds). Tests that
 need a database without the jedisos tables take ``empty_db``. Everything created is dropped
-at the end of the session, so ``--dsn`` can point at a shared server.
+at the end of the session, so ``--test-dsn`` can point at a shared server.
 """
 
 from __future__ import annotations
@@ -13,23 +13,33 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.urls import DatabaseURL
 
-DatabaseFactory = Callable[..., str]
+DatabaseFactory = Callable[..., DatabaseURL]
 PREFIX = "jedisos_test"
 
 
+def postgres_env(url: DatabaseURL) -> dict[str, str | None]:
+    """Section 8's ``POSTGRES_*`` naming ``url`` (a socket directory as ``POSTGRES_HOST``), with
+    ``JEDISOS_DB_URL`` unset: for ``CliRunner(env=...)`` or ``monkeypatch``."""
+    password = make_url(url.libpq()).password  # only the driver form carries it
+    return {"JEDISOS_DB_URL": None, "POSTGRES_USER": url.username, "POSTGRES_PASSWORD": password or None,
+            "POSTGRES_HOST": url.host, "POSTGRES_PORT": str(url.port or 5432), "POSTGRES_DB": url.database}
+
+
 @pytest.fixture(scope="session")
-def database_factory(server_url: str) -> Iterator[DatabaseFactory]:
+def database_factory(server_url: DatabaseURL) -> Iterator[DatabaseFactory]:
     """``create(hint, template=None, bootstrap=True) -> url`` of a new database, dropped at session end."""
     run = secrets.token_hex(3)
     created: list[str] = []
 
-    def create(hint: str = "db", *, template: str | None = None, bootstrap: bool = True) -> str:
+    def create(hint: str = "db", *, template: str | None = None, bootstrap: bool = True) -> DatabaseURL:
         safe = re.sub(r"[^a-z0-9_]", "_", hint.lower())[:30]
         name = f"{PREFIX}_{run}_{len(created)}_{safe}"
         url = provision.create_database(server_url, name, template=template)
@@ -48,27 +58,25 @@ def template_db(database_factory: DatabaseFactory) -> str:
     """Name of a database migrated to head; clone it, never write to it."""
     url = database_factory("template")
     migrations.upgrade(url)
-    name = urls.parse(url).database
-    assert name is not None
-    return name
+    return url.database
 
 
 @pytest.fixture(scope="module")
-def migrated_db(database_factory: DatabaseFactory, template_db: str, request: pytest.FixtureRequest) -> str:
+def migrated_db(database_factory: DatabaseFactory, template_db: str, request: pytest.FixtureRequest) -> DatabaseURL:
     """URL of this module's own database, at head."""
     return database_factory(request.module.__name__.rsplit(".", 1)[-1], template=template_db)
 
 
 @pytest.fixture
-def empty_db(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> str:
+def empty_db(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> DatabaseURL:
     """URL of a new database with ``vector`` and the ``jedisos`` schema, no tables."""
     return database_factory(request.node.name)
 
 
 @pytest.fixture(scope="module")
-async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
-    """An asyncpg engine on the module's migrated database."""
-    eng = create_async_engine(urls.to_asyncpg(migrated_db))
+async def engine(migrated_db: DatabaseURL) -> AsyncIterator[AsyncEngine]:
+    """An asyncpg engine on the module's migrated database (the package's factory, default settings)."""
+    eng = create_engine(url=migrated_db)
     try:
         yield eng
     finally:

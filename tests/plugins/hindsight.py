@@ -16,6 +16,7 @@ import pytest
 
 from jedisos_db.harness.hindsight import server as hs
 from jedisos_db.ops import hindsight as hm
+from jedisos_db.runtime.urls import DatabaseURL
 
 from .databases import DatabaseFactory
 
@@ -25,7 +26,7 @@ class RunningHindsight:
     """A started server: where to reach it, which database and schema it owns, what it took."""
 
     base_url: str
-    database_url: str
+    database_url: DatabaseURL
     schema: str
     server: hs.HindsightServer
     migration: hm.MigrationRun
@@ -57,7 +58,7 @@ def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """
     started: list[hs.HindsightServer] = []
 
-    def start(database_url: str, *, schema: str = hm.SCHEMA,
+    def start(database_url: DatabaseURL, *, schema: str = hm.SCHEMA,
               settings: hs.HindsightSettings | None = None, env: dict[str, str] | None = None) -> RunningHindsight:
         _require_hindsight()
         migration = hm.run_migrations(database_url, schema=schema)

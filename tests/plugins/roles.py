@@ -14,8 +14,9 @@ from psycopg import sql
 
 from jedisos_db.ops import roles
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 
-RolesFactory = Callable[[str], roles.RolesReport]
+RolesFactory = Callable[[DatabaseURL], roles.RolesReport]
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +26,13 @@ def role_names() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def roles_factory(server_url: str, database_factory: object, role_names: dict[str, str]) -> Iterator[RolesFactory]:
+def roles_factory(server_url: DatabaseURL, database_factory: object,
+                  role_names: dict[str, str]) -> Iterator[RolesFactory]:
     """``setup(db_url) -> RolesReport``: the three owner roles on that database, with known passwords."""
     passwords = {owner: secrets.token_urlsafe(16) for owner in roles.OWNERS}
-    used: list[str] = []
+    used: list[DatabaseURL] = []
 
-    def setup(url: str) -> roles.RolesReport:
+    def setup(url: DatabaseURL) -> roles.RolesReport:
         used.append(url)
         return roles.create_roles(url, names=role_names, passwords=passwords)
 

@@ -1,8 +1,10 @@
 """The one PostgreSQL server of a test session.
 
 Default: a fresh embedded PostgreSQL 18.6 + pgvector 0.8.6 in a temporary directory, stopped at
-the end. ``--dsn URL`` (or ``JEDISOS_TEST_DSN``) runs the whole suite against any other server
-instead; the role in that URL must be allowed to CREATE DATABASE and to create ``vector``.
+the end. ``--test-dsn URL`` (or ``JEDISOS_TEST_DSN``) names an admin server to run the whole suite
+on instead: test databases are created on it and dropped afterwards, so the role in that URL must
+be allowed to CREATE DATABASE and to create ``vector``. (Unlike the CLI's ``--dsn``, it is never
+the database the tests work in; ``JEDISOS_DB_URL`` and ``POSTGRES_*`` are not read here.)
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ from collections.abc import Iterator
 import pytest
 
 from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.urls import DatabaseURL
 
 ENV_TEST_DSN = "JEDISOS_TEST_DSN"
+OPTION = "--test-dsn"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("jedisos-db")
     group.addoption(
-        "--dsn",
+        OPTION,
         default=os.environ.get(ENV_TEST_DSN),
-        help=f"run against this server instead of the embedded one (env {ENV_TEST_DSN}); "
+        help=f"admin URL of a server to run on instead of the embedded one (env {ENV_TEST_DSN}); "
         "test databases are created on it and dropped afterwards",
     )
     group.addoption(
@@ -33,17 +38,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def given_server(config: pytest.Config) -> DatabaseURL | None:
+    """The admin server ``--test-dsn`` / ``$JEDISOS_TEST_DSN`` names, or None for the embedded one."""
+    dsn = config.getoption(OPTION)
+    return urls.parse(dsn, field=OPTION) if dsn else None
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    dsn = config.getoption("--dsn")
-    return f"jedisos-db server: {'--dsn ' + provision.urls.redact(dsn) if dsn else 'embedded (temporary)'}"
+    given = given_server(config)
+    return f"jedisos-db server: {f'{OPTION} {given}' if given else 'embedded (temporary)'}"
 
 
 @pytest.fixture(scope="session")
-def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseURL]:
     """Admin URL of the session's server (database ``postgres`` on the embedded one)."""
-    dsn = request.config.getoption("--dsn")
-    if dsn:
-        yield provision.resolve_url(dsn)
+    given = given_server(request.config)
+    if given is not None:
+        yield given
         return
     # The logging collector lets the conformance tests read which connection (role,
     # application_name) sent each statement: jsonlog carries both per line. ("log" is taken:
@@ -61,5 +72,5 @@ def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture(scope="session")
-def server_info(server_url: str) -> provision.ServerInfo:
+def server_info(server_url: DatabaseURL) -> provision.ServerInfo:
     return provision.server_info(server_url)

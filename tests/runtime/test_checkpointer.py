@@ -10,12 +10,13 @@ from langchain_core.messages import HumanMessage
 from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.runtime.graph import echo_graph
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 
 
-def _tables(url: str, schema: str) -> set[str]:
+def _tables(url: DatabaseURL, schema: str) -> set[str]:
     with connect(url) as conn:
         rows = conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -46,7 +47,7 @@ def test_connection_kwargs_are_the_verified_ones() -> None:
     assert kw["application_name"] == checkpointer.APPLICATION_NAME
 
 
-async def test_setup_lands_in_langgraph_only(empty_db: str) -> None:
+async def test_setup_lands_in_langgraph_only(empty_db: DatabaseURL) -> None:
     """design §1: LangGraph's tables live in schema ``langgraph``, none in ``public``."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         assert saver is not None
@@ -57,7 +58,7 @@ async def test_setup_lands_in_langgraph_only(empty_db: str) -> None:
     assert version >= 9, f"LangGraph migrations incomplete, version {version}"
 
 
-def test_sync_setup_is_idempotent(empty_db: str) -> None:
+def test_sync_setup_is_idempotent(empty_db: DatabaseURL) -> None:
     before, after = checkpointer.setup(empty_db)
     assert before is None
     assert after is not None
@@ -65,7 +66,7 @@ def test_sync_setup_is_idempotent(empty_db: str) -> None:
     assert again == (after, after), f"second setup changed the version: {again}"
 
 
-async def test_real_graph_checkpoints_and_reads_back(empty_db: str) -> None:
+async def test_real_graph_checkpoints_and_reads_back(empty_db: DatabaseURL) -> None:
     """design §3: a StateGraph over messages is checkpointed into ``langgraph`` and read back by aget_state."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
@@ -81,7 +82,7 @@ async def test_real_graph_checkpoints_and_reads_back(empty_db: str) -> None:
         assert len(history) == 6, f"expected 3 checkpoints per ainvoke, got {len(history)}"
 
 
-async def test_retention_goes_through_the_api(empty_db: str) -> None:
+async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
     """design §4 retention: threads are pruned and deleted through aprune / adelete_thread only."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
@@ -102,7 +103,7 @@ async def test_retention_goes_through_the_api(empty_db: str) -> None:
         assert [m.content for m in state.values["messages"]][-1] == "echo: b"
 
 
-async def test_one_saver_uses_one_connection_at_a_time(empty_db: str) -> None:
+async def test_one_saver_uses_one_connection_at_a_time(empty_db: DatabaseURL) -> None:
     """DESIGN.md: each saver serialises its queries behind one lock, so a 1..2 pool is enough."""
     sizing = checkpointer.PoolSizing(min_size=1, max_size=2)
     async with checkpointer.open_checkpointer(empty_db, sizing=sizing) as saver:
@@ -117,7 +118,7 @@ async def test_one_saver_uses_one_connection_at_a_time(empty_db: str) -> None:
         assert stats["pool_size"] <= 2, stats
 
 
-def test_missing_schema_never_falls_back_to_public(empty_db: str) -> None:
+def test_missing_schema_never_falls_back_to_public(empty_db: DatabaseURL) -> None:
     """DESIGN.md: with only ``langgraph`` on the path, setup() without the schema fails instead of using public."""
     pool = checkpointer.sync_pool(empty_db, sizing=checkpointer.PoolSizing(min_size=0, max_size=1))
     pool.open(wait=True)

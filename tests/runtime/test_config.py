@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from jedisos_db.runtime.config import ENV_NAMES, load_settings
+from jedisos_db.runtime.config import ENV_NAMES, env_database_url, load_settings
 from jedisos_db.runtime.errors import ConfigError
 
 POSTGRES = {"POSTGRES_USER": "jedisos", "POSTGRES_PASSWORD": "changeme", "POSTGRES_DB": "hindsight",
@@ -26,14 +26,15 @@ def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 def test_url_is_assembled_from_postgres_parts_as_section_8_composes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, POSTGRES)
     settings = load_settings()
-    assert settings.database_url == "postgresql://jedisos:changeme@postgres:5432/hindsight"
+    assert settings.database_url.libpq() == "postgresql://jedisos:changeme@postgres:5432/hindsight"
+    assert "changeme" not in str(settings.database_url)
     assert (settings.db_schema, settings.pool_size, settings.max_overflow) == ("jedisos", 5, 10)
     assert settings.application_name == "jedisos-app"
 
 
 def test_jedisos_db_url_wins_and_is_taken_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {**POSTGRES, "JEDISOS_DB_URL": "postgresql://app:pw@db.internal:6432/jedisos"})
-    assert load_settings().database_url == "postgresql://app:pw@db.internal:6432/jedisos"
+    assert load_settings().database_url.libpq() == "postgresql://app:pw@db.internal:6432/jedisos"
 
 
 def test_overrides_pool_schema_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,5 +84,34 @@ def test_secrets_stay_out_of_repr_and_errors(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_keyword_overrides_by_field_name() -> None:
     settings = load_settings(jedisos_db_url="postgresql://u@h/d", pool_size=3, application_name="worker")
-    assert (settings.database_url, settings.pool_size, settings.application_name) == ("postgresql://u@h/d", 3,
-                                                                                      "worker")
+    assert (settings.database_url.libpq(), settings.pool_size, settings.application_name) == (
+        "postgresql://u@h/d", 3, "worker")
+
+
+def test_env_database_url_is_none_when_nothing_names_a_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert env_database_url() is None
+    set_env(monkeypatch, {"POSTGRES_PASSWORD": "x", "POSTGRES_PORT": "5433", "JEDISOS_DB_URL": ""})
+    assert env_database_url() is None  # a password or port alone names no database; empty means unset
+
+
+def test_env_database_url_composes_postgres_parts_or_takes_jedisos_db_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, {**POSTGRES, "POSTGRES_PASSWORD": "p@ss/word"})
+    url = env_database_url()
+    assert url is not None
+    assert (url.username, url.host, url.port, url.database) == ("jedisos", "postgres", 5432, "hindsight")
+    assert "p%40ss%2Fword" in url.libpq()  # escaped, so any password survives the composition
+    set_env(monkeypatch, {"JEDISOS_DB_URL": "postgresql://app@db.internal/jedisos"})
+    assert env_database_url() == load_settings().database_url
+    assert str(env_database_url()) == "postgresql://app@db.internal/jedisos"
+
+
+def test_env_database_url_ignores_unrelated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command that only needs its target is not stopped by a bad pool size or key."""
+    set_env(monkeypatch, {**POSTGRES, "JEDISOS_DB_POOL_SIZE": "0", "JEDISOS_FERNET_KEYS": "not-a-key"})
+    url = env_database_url()
+    assert url is not None
+    assert url.database == "hindsight"
+    set_env(monkeypatch, {"POSTGRES_HOST": ""})
+    with pytest.raises(ConfigError) as info:
+        env_database_url()
+    assert info.value.field == "POSTGRES_HOST"

@@ -12,18 +12,22 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
-from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.repositories import validation
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.tables import count
+from tests.rich_tables import row_of
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -43,6 +47,17 @@ async def summary(engine: AsyncEngine) -> list[tuple[Any, ...]]:
             "SELECT date, user_id, source, model, call_count, total_input_tokens, total_output_tokens, "
             "total_cost_usd, round(avg_latency_ms, 6) FROM jedisos.daily_cost_summary ORDER BY 1, 2, 3, 4"))
         return [tuple(r) for r in rows]
+
+
+def test_policy_holds_the_design_windows_once() -> None:
+    """Design §7's windows as data (the capacity model projects from the same rules)."""
+    assert [(r.name, r.keep.days) for r in retention.POLICY] == [
+        ("audit_logs", 90), ("cost_tracking", 365), ("langgraph_threads", 30)]
+    assert set(retention.AUDIT_RULE.only_severities) < set(validation.SEVERITIES)
+    assert retention.AUDIT_RULE.description == "debug/info older than 90 days (warning and above kept)"
+    assert retention.COST_RULE.description == ("older than 365 days, moved into daily_cost_rollup by the same "
+                                               "statement")
+    assert "('debug', 'info')" in retention.audit_count_sql("jedisos")
 
 
 async def test_audit_boundary_89_days_stays_91_goes_warning_stays(clean: AsyncEngine) -> None:
@@ -93,7 +108,7 @@ async def test_design_cost_retention_loses_daily_summary_history(database_factor
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
     url = database_factory("cost_at_006")
     await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic's env.py runs its own event loop
-    engine = create_async_engine(urls.to_asyncpg(url))
+    engine = create_engine(url=url)
     try:
         old = dt.datetime.now(dt.UTC) - 400 * DAY
         async with engine.begin() as conn:
@@ -164,7 +179,7 @@ async def test_dry_run_counts_per_rule_and_changes_nothing(clean: AsyncEngine) -
     report = await retention.run(clean, now=NOW, dry_run=True)
     assert {r.rule: r.rows for r in report.results} == {"audit_logs": 3, "cost_tracking": 4,
                                                         "langgraph_threads": 1}
-    assert all("would delete" in line for line in report.lines())
+    assert all(r.dry_run and r.batches == 0 for r in report.results)
     assert (await count(clean, "audit_logs"), await count(clean, "cost_tracking"),
             await count(clean, "langgraph_threads")) == (3, 4, 1)
     assert await count(clean, "daily_cost_rollup") == 0
@@ -199,11 +214,13 @@ async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     now = dt.datetime.now(dt.UTC)
     plans = {
         "audit": await _explain(clean, retention.audit_delete_sql("jedisos"),
-                                {"cutoff": now - retention.AUDIT_KEEP, "after": retention.EARLIEST, "batch": 5000}),
+                                {"cutoff": now - retention.AUDIT_RULE.keep, "after": retention.EARLIEST,
+                                 "batch": 5000}),
         "cost": await _explain(clean, retention.cost_rollup_sql("jedisos"),
-                               {"cutoff": now - retention.COST_KEEP, "batch": 5000}),
-        "threads": await _explain(clean, str(ThreadRegistry.idle_statement(now - retention.THREAD_IDLE, 100).compile(
-            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})), {}),
+                               {"cutoff": now - retention.COST_RULE.keep, "batch": 5000}),
+        "threads": await _explain(clean, str(ThreadRegistry.idle_statement(
+            now - retention.THREAD_RULE.keep, 100).compile(dialect=postgresql.dialect(),
+                                                           compile_kwargs={"literal_binds": True})), {}),
     }
     assert "idx_audit_timestamp" in plans["audit"], plans["audit"]
     assert "idx_cost_timestamp" in plans["cost"], plans["cost"]
@@ -219,7 +236,7 @@ class _State(TypedDict):
 
 
 @pytest.fixture(scope="module")
-async def saver(migrated_db: str) -> AsyncIterator[Any]:
+async def saver(migrated_db: DatabaseURL) -> AsyncIterator[Any]:
     """An AsyncPostgresSaver confined to the langgraph schema (DESIGN.md, verified facts)."""
     pytest.importorskip("langgraph.checkpoint.postgres.aio", reason="needs the langgraph extra")
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -230,7 +247,7 @@ async def saver(migrated_db: str) -> AsyncIterator[Any]:
         conn.execute("CREATE SCHEMA IF NOT EXISTS langgraph")
     kwargs = {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row,
               "options": "-c search_path=langgraph"}
-    async with AsyncConnectionPool(urls.to_libpq(migrated_db), kwargs=kwargs, min_size=1, max_size=2,
+    async with AsyncConnectionPool(migrated_db.libpq(), kwargs=kwargs, min_size=1, max_size=2,
                                    open=False) as pool:
         checkpointer = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
         await checkpointer.setup()
@@ -264,7 +281,7 @@ async def test_idle_threads_are_deleted_through_the_checkpointer_api(clean: Asyn
     assert (await retention.purge_idle_threads(clean, saver, now=NOW)).rows == 1
 
 
-def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -> None:
+def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: DatabaseURL) -> None:
     """`jedisos-db retention run --dry-run --dsn URL` counts; without --dry-run it deletes."""
     with connect(migrated_db) as conn:
         conn.execute("TRUNCATE jedisos.audit_logs, jedisos.cost_tracking, jedisos.daily_cost_rollup, "
@@ -274,17 +291,18 @@ def test_cli_dry_run_prints_per_rule_counts_then_run_applies(migrated_db: str) -
         conn.execute("INSERT INTO jedisos.cost_tracking (timestamp, model, provider, source) "
                      "VALUES (now() - interval '400 days', 'm', 'p', 'agent')")
     runner = CliRunner()
-    dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db])
+    dry = runner.invoke(app, ["retention", "run", "--dry-run", "--dsn", migrated_db.libpq()])
     assert dry.exit_code == 0, dry.output
-    lines = {line.split()[0]: line for line in dry.output.splitlines()[1:] if line.strip()}
-    assert "would delete         5" in lines["audit_logs"]
-    assert "would delete         1" in lines["cost_tracking"]
-    assert "would delete         0" in lines["langgraph_threads"]
+    assert row_of(dry.output, "rule")[:3] == ["rule", "would delete", "batches"]
+    assert row_of(dry.output, "audit_logs")[1:3] == ["5", "-"]
+    assert row_of(dry.output, "cost_tracking")[1:3] == ["1", "-"]
+    assert row_of(dry.output, "langgraph_threads")[1:3] == ["0", "-"]
     with connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (5,)
-    real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db])
+    real = runner.invoke(app, ["retention", "run", "--dsn", migrated_db.libpq()])
     assert real.exit_code == 0, real.output
-    assert "deleted         5" in real.output
+    assert row_of(real.output, "rule")[1] == "deleted"
+    assert row_of(real.output, "audit_logs")[1:3] == ["5", "1"]
     with connect(migrated_db) as conn:
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs").fetchone() == (0,)
         assert conn.execute("SELECT sum(call_count) FROM jedisos.daily_cost_summary").fetchone() == (1,)

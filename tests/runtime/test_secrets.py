@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.repositories.validation import InvalidInputError
-from jedisos_db.runtime.secrets import ENV_KEYS, SecretCipher, SecretDecryptionError, SecretEnv
+from jedisos_db.runtime.errors import ConfigError, InvalidInputError, SecretDecryptionError
+from jedisos_db.runtime.secrets import ENV_KEYS, SecretCipher, SecretEnv
 
 
 def test_roundtrip_and_ciphertext_hides_the_value() -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, ParamSpec, TypeVar, cast, get_args
 
 import click
 import typer
@@ -14,11 +15,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from jedisos_db.cli import render
 from jedisos_db.ops import budget, provision, roles, startup
-from jedisos_db.runtime import retention, urls
+from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import JedisosDBError
+from jedisos_db.runtime.errors import ConfigError, JedisosDBError
+from jedisos_db.runtime.urls import DatabaseURL
 
 app = typer.Typer(help="JediSOS database: embedded PostgreSQL 18 + pgvector, migrations, checks.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -39,8 +42,8 @@ R = TypeVar("R")
 
 DsnOption = Annotated[
     str | None,
-    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else embedded",
-                 show_default=False),
+    typer.Option("--dsn", help="libpq URL of an existing server; default $JEDISOS_DB_URL, else the "
+                               "POSTGRES_* variables, else the embedded server", show_default=False),
 ]
 DataDirOption = Annotated[
     Path | None,
@@ -61,12 +64,28 @@ def _error(message: str) -> None:
     err.print(Text.assemble(("error:", "red"), " ", message), highlight=False)
 
 
-def _print_revision(url: str) -> None:
-    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {urls.redact(url)}", highlight=False)
+def _print_revision(url: DatabaseURL) -> None:
+    out.print(f"jedisos schema at {migrations.current(url) or 'base'} on {url}", highlight=False)
+
+
+# Global options of the running invocation, set by the app callback and cleared when it ends.
+# (Typer carries its own copy of click, whose context the commands cannot reach without ctx.)
+_invocation: dict[str, bool] = {"debug": False}
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="on an error, print the full traceback "
+                                                        "before the one-line message")] = False,
+) -> None:
+    _invocation["debug"] = debug
+    ctx.call_on_close(lambda: _invocation.update(debug=False))
 
 
 def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's typed errors (and driver errors) into one red line and exit code 1."""
+    """Turn the package's typed errors (and driver errors) into one red line and exit code 1;
+    with ``--debug`` the full traceback comes first."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -74,25 +93,32 @@ def one_line_errors(fn: Callable[P, R]) -> Callable[P, R]:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort):
             raise  # a command's own exit code (e.g. `budget` when the pools do not fit)
-        except JedisosDBError as exc:
-            _error(str(exc))
-        except ModuleNotFoundError as exc:
-            root = (exc.name or "").split(".")[0]
-            extra = EXTRA_OF_MODULE.get(root)
-            hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
-            _error(f"{root or exc} is not installed; this command needs it: {hint}")
-        except (OSError, ConnectionError) as exc:
-            _error(f"database unreachable: {exc}")
-        except Exception as exc:  # driver and Alembic errors: one line, not a traceback
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            _error(f"{type(exc).__name__}: {first}")
+        except Exception as exc:
+            if _invocation["debug"]:
+                err.print("".join(traceback.format_exception(exc)).rstrip(), highlight=False)
+            _error(_one_line(exc))
         raise typer.Exit(1)
 
     return wrapper
 
 
-def _url(dsn: str | None, data_dir: Path | None = None) -> str:
-    url = provision.resolve_url(dsn, data_dir=data_dir)
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, JedisosDBError):
+        return str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        root = (exc.name or "").split(".")[0]
+        extra = EXTRA_OF_MODULE.get(root)
+        hint = f"pip install 'jedisos-db[{extra}]'" if extra else "reinstall jedisos-db"
+        return f"{root or exc} is not installed; this command needs it: {hint}"
+    if isinstance(exc, OSError | ConnectionError):
+        return f"database unreachable: {exc}"
+    # Driver and Alembic errors: one line, not a traceback.
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"
+
+
+def _url(dsn: str | None, data_dir: Path | None = None) -> DatabaseURL:
+    url = provision.resolve_target(dsn, data_dir=data_dir)
     connect(url).close()  # fail here, in one line, rather than deep inside Alembic
     return url
 
@@ -127,7 +153,7 @@ def db_current(dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
     head = migrations.head()
     state = "head" if rev == head else f"head is {head}"
     out.print(f"{rev or 'base'} ({state})  PostgreSQL {info.server_version}  "
-              f"pgvector {info.pgvector_version or 'not installed'}  {urls.redact(url)}", highlight=False)
+              f"pgvector {info.pgvector_version or 'not installed'}  {url}", highlight=False)
 
 
 @db_app.command("history")
@@ -144,17 +170,16 @@ def db_history() -> None:
 @one_line_errors
 def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
        max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200) -> None:
-    """Start (or reuse) the embedded server unless --dsn is given; bootstrap; upgrade to head."""
+    """Start (or reuse) the embedded server unless a URL is given; bootstrap; upgrade to head."""
     report = startup.up(dsn, data_dir=data_dir,
                         settings=provision.ServerSettings(max_connections=max_connections))
-    out.print(f"url        {urls.redact(report.url)}", highlight=False)
+    out.print(f"url        {report.url}", highlight=False)
     out.print(f"server     PostgreSQL {report.server.server_version}"
               f"{' (embedded)' if report.embedded else ''}", highlight=False)
     out.print(f"pgvector   {report.server.pgvector_version}", highlight=False)
     out.print(f"revision   {report.revision}"
               f"{'' if report.changed else ' (already at head, nothing changed)'}", highlight=False)
-    for step in report.stages:
-        out.print(f"step       {step.render()}", highlight=False)
+    render.show(out, [render.startup_steps(report.stages)])
 
 
 @app.command("down")
@@ -194,7 +219,7 @@ def capacity(
         tasks: dict[str, TaskID] = {name: progress.add_task(name, total=total)
                                     for name, total in cap.progress_totals(config).items()}
         report, paths = cap.run(url, config, out_dir, lambda step, n: progress.advance(tasks[step], n))
-    out.print(cap.render_markdown(report), highlight=False)
+    render.show(out, render.capacity(report))
     for path in paths:
         out.print(f"wrote {path}", highlight=False)
 
@@ -211,10 +236,9 @@ def retention_run(
     """Apply the retention rules (or, with --dry-run, count what they would delete)."""
     url = _url(dsn, data_dir)
     report = asyncio.run(retention.run_from_url(url, dry_run=dry_run, batch_size=batch_size))
-    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {urls.redact(url)}",
+    out.print(f"retention {'dry run ' if dry_run else ''}at {report.now.isoformat()} on {url}",
               highlight=False)
-    for line in report.lines():
-        out.print(line, highlight=False)
+    render.show(out, [render.retention_report(report)])
 
 
 @app.command("roles")
@@ -266,7 +290,7 @@ def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
     url = _url(dsn, data_dir)
     pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
     verdict = budget.server_verdict(url, pools_)
-    out.print(verdict.render(), highlight=False)
+    render.show(out, render.budget_verdict(verdict))
     if not verdict.fits:
         raise typer.Exit(1)
 
@@ -278,11 +302,49 @@ def pools_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
               hindsight_url: Annotated[str | None, typer.Option(
                   help="base URL of a running Hindsight API on the same database, to saturate and probe it too")
               ] = None) -> None:
-    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1)."""
-    import asyncio
+    """Saturate each pool in turn; print the other pools' p50/p99 against idle (design section 1).
 
+    The database must be at the design's start-up state already (`jedisos-db up`): the probe
+    migrates nothing.
+    """
     from jedisos_db.harness import pools
 
-    report = startup.up(dsn, data_dir=data_dir)
-    result = asyncio.run(pools.measure(report.url, hindsight_url=hindsight_url, samples=samples))
-    out.print(result.render(), highlight=False)
+    url = _url(dsn, data_dir)
+    result = asyncio.run(pools.measure(url, hindsight_url=hindsight_url, samples=samples))
+    render.show(out, render.pools_report(result))
+
+
+@app.command("vectorbench")
+@one_line_errors
+def vectorbench_cmd(
+    rows: Annotated[list[int] | None, typer.Option(
+        "--rows", min=1, help="table sizes (repeatable; default 20000)", show_default=False)] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", help="generated embeddings: clustered, uniform (repeatable; default both)",
+        show_default=False)] = None,
+    dim: Annotated[int, typer.Option(min=1, help="embedding dimensions")] = 384,
+    queries: Annotated[int, typer.Option(min=1, help="held-out queries per table")] = 200,
+    connections: Annotated[int, typer.Option(min=1, help="connections of the N-connection QPS figure")] = 4,
+    m: Annotated[int, typer.Option("--m", min=2, help="HNSW m")] = 16,
+    ef_construction: Annotated[int, typer.Option("--ef-construction", min=4, help="HNSW ef_construction")] = 64,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results to this JSON file",
+                                                   show_default=False)] = None,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """pgvector recall@10 and QPS on a table shaped like Hindsight's memory_units (design §2, §7)."""
+    from jedisos_db.harness import vectorbench
+
+    known = get_args(vectorbench.Kind)
+    for k in kind or []:
+        if k not in known:
+            raise ConfigError("--kind", f"must be one of {', '.join(known)}, got {k!r}")
+    kinds = cast("list[vectorbench.Kind]", kind or list(known))
+    url = _url(dsn, data_dir)
+    info, results = vectorbench.run(
+        url, rows=rows or [20000], kinds=kinds, dim=dim, queries=queries, connections=connections,
+        params=vectorbench.HnswParams(m, ef_construction), progress=lambda message: err.print(message, highlight=False))
+    render.show(out, render.vectorbench_results(results, info))
+    if json_path is not None:
+        vectorbench.write_json(json_path, url, info, results)
+        out.print(f"wrote {json_path}", highlight=False)

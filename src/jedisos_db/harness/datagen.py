@@ -15,27 +15,32 @@ import datetime as dt
 import ipaddress
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+from jedisos_db.runtime.repositories import marketplace
+from jedisos_db.runtime.repositories import validation as v
 
 Row = dict[str, Any]
 
-SEVERITY_MIX: dict[str, float] = {"debug": 0.10, "info": 0.80, "warning": 0.07, "error": 0.025, "critical": 0.005}
+# The documented values (validation.py) are the only source of every enum column below; the
+# weights are this generator's own assumption about how often each value occurs.
+SEVERITY_MIX: dict[str, float] = dict(zip(v.SEVERITIES, (0.10, 0.80, 0.07, 0.025, 0.005), strict=True))
 """Share of each audit severity. The design's retention (§7) deletes debug/info after 90 days,
 so this mix decides how much of ``audit_logs`` the policy can reclaim."""
+AUDIT_RESULT_WEIGHTS: Final = dict(zip(v.AUDIT_RESULTS, (5, 1, 1), strict=True))
+COST_SOURCE_WEIGHTS: Final = dict(zip(v.COST_SOURCES, (3, 2, 1), strict=True))
+COST_STATUS_WEIGHTS: Final = dict(zip(v.COST_STATUSES, (97, 2, 1), strict=True))
+TOOL_TIER_WEIGHTS: Final = dict(zip(v.TOOL_TIERS, (7, 3), strict=True))
 
 EVENT_TYPES = ["tool.executed", "policy.decision", "auth.login", "skill.installed", "envelope.verified",
                "memory.recall", "memory.retain", "schedule.fired", "mcp.health_check", "channel.message"]
-CHANNELS = ["web", "cli", "telegram", "discord", "slack"]
+"""Sample event types: the design leaves ``event_type`` open (no documented values)."""
 TOOLS = ["web_search", "file_read", "shell_exec", "calendar_create", "gmail_send", "notion_query",
          "github_issue", "weather", "calculator", "browser_open"]
-RESULTS = ["success", "success", "success", "success", "success", "denied", "error"]
 MODELS = [("claude-sonnet-5-20260203", "anthropic"), ("claude-haiku-4-5", "anthropic"), ("gpt-5-mini", "openai"),
           ("gemini-3-flash", "google"), ("text-embedding-3-small", "openai")]
-COST_SOURCES = ["agent", "agent", "agent", "hindsight", "hindsight", "forge"]
-PACKAGE_TYPES = ["skill", "mcp_server", "prompt_pack", "identity"]
-ACTION_TYPES = ["agent_prompt", "skill_run", "report", "reminder"]
 
 
 def _rng(seed: int) -> random.Random:
@@ -60,8 +65,8 @@ def _uuid(rng: random.Random) -> uuid.UUID:
     return uuid.UUID(int=rng.getrandbits(128), version=4)
 
 
-def _severity(rng: random.Random) -> str:
-    return rng.choices(list(SEVERITY_MIX), weights=list(SEVERITY_MIX.values()))[0]
+def _weighted(rng: random.Random, weights: Mapping[Any, float]) -> Any:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
 def _default_start(span_days: float) -> dt.datetime:
@@ -79,13 +84,13 @@ def audit_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | N
         rows.append({
             "timestamp": _stamp(rng, start, span_days),
             "event_type": rng.choice(EVENT_TYPES),
-            "severity": _severity(rng),
+            "severity": _weighted(rng, SEVERITY_MIX),
             "user_id": f"user-{rng.randrange(users):05d}",
-            "channel": rng.choice(CHANNELS),
+            "channel": rng.choice(v.CHANNELS),
             "session_id": _session(rng),
             "tool_name": tool,
             "action": f"{tool}.invoke",
-            "result": rng.choice(RESULTS),
+            "result": _weighted(rng, AUDIT_RESULT_WEIGHTS),
             "details": {
                 "args": {"query": _words(rng, rng.randint(3, 12)), "limit": rng.randint(1, 50)},
                 "duration_ms": rng.randint(5, 4000),
@@ -115,11 +120,11 @@ def cost_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | No
             "output_tokens": out,
             "total_tokens": inp + out,
             "cost_usd": Decimal(inp * 3 + out * 15).scaleb(-6).quantize(Decimal("0.000001")),
-            "source": rng.choice(COST_SOURCES),
+            "source": _weighted(rng, COST_SOURCE_WEIGHTS),
             "session_id": _session(rng),
             "user_id": f"user-{rng.randrange(users):05d}",
             "latency_ms": rng.randint(150, 30000),
-            "status": "success" if rng.random() < 0.97 else "error",
+            "status": _weighted(rng, COST_STATUS_WEIGHTS),
         })
     return rows
 
@@ -128,7 +133,7 @@ def installed_tool_rows(n: int, *, seed: int = 0) -> list[Row]:
     rng = _rng(seed)
     rows = []
     for i in range(n):
-        tier = 1 if rng.random() < 0.7 else 2
+        tier = _weighted(rng, TOOL_TIER_WEIGHTS)
         name = f"{rng.choice(TOOLS)}-{i:05d}-{rng.getrandbits(24):06x}"
         rows.append({
             "id": _uuid(rng),
@@ -141,7 +146,7 @@ def installed_tool_rows(n: int, *, seed: int = 0) -> list[Row]:
             "tool_yaml_path": f"/var/lib/jedisos/tools/{name}/tool.yaml" if tier == 1 else None,
             "docker_image": f"ghcr.io/jedisos/{name}:latest" if tier == 2 else None,
             "mcp_endpoint": f"http://127.0.0.1:{9000 + i % 1000}/mcp" if tier == 2 else None,
-            "source": rng.choice(["manual", "marketplace", "forge"]),
+            "source": rng.choice(v.TOOL_SOURCES),
             "enabled": rng.random() < 0.9,
             "tags": [rng.choice(["productivity", "search", "dev", "finance", "home"]) for _ in range(3)],
             "env_required": ["API_KEY"] if rng.random() < 0.4 else [],
@@ -164,7 +169,7 @@ def mcp_server_rows(tool_ids: Sequence[uuid.UUID], *, seed: int = 0) -> list[Row
             "oauth_provider": rng.choice([None, "google", "github", "notion"]),
             "oauth_scopes": ["read", "write"] if rng.random() < 0.5 else [],
             "auth_proxy_url": "http://127.0.0.1:8090/oauth",
-            "status": rng.choice(["running", "stopped", "error"]),
+            "status": rng.choice(v.MCP_STATUSES),
             "last_health_check": dt.datetime.now(dt.UTC),
             "error_message": None,
             # Encrypted env (never plain text): random bytes stand in for the ciphertext.
@@ -186,7 +191,8 @@ def user_preferences_rows(n: int, *, seed: int = 0) -> list[Row]:
         "auto_approve_skills": rng.random() < 0.2,
         "allowed_tools": rng.sample(TOOLS, 4),
         "blocked_tools": ["shell_exec", "file_delete"],
-        "notification_channels": {"telegram": {"chat_id": rng.getrandbits(40)}, "email": {"enabled": True}},
+        "notification_channels": {name: rng.random() < 0.8
+                                  for name in rng.sample(v.NOTIFICATION_CHANNELS, rng.randint(1, 3))},
         "identity_file": f"/var/lib/jedisos/identity/user-{i:05d}.md",
         "bank_id": f"bank-user-{i:05d}",
     } for i in range(n)]
@@ -199,32 +205,37 @@ def schedule_rows(n: int, *, seed: int = 0, users: int = 10) -> list[Row]:
         "user_id": f"user-{rng.randrange(users):05d}",
         "name": f"{_words(rng, 3)} {i}",
         "cron_expr": f"{rng.randint(0, 59)} {rng.randint(0, 23)} * * {rng.choice(['*', '1-5', '0'])}",
-        "action_type": rng.choice(ACTION_TYPES),
-        "action_payload": {"prompt": _words(rng, rng.randint(10, 40)), "channel": rng.choice(CHANNELS)},
+        "action_type": rng.choice(v.ACTION_TYPES),
+        "action_payload": {"prompt": _words(rng, rng.randint(10, 40)), "channel": rng.choice(v.CHANNELS)},
         "enabled": rng.random() < 0.85,
         "last_run": now - dt.timedelta(hours=rng.randint(1, 200)),
         "next_run": now + dt.timedelta(hours=rng.randint(1, 200)),
-        "last_result": rng.choice(["success", "error", None]),
+        "last_result": rng.choice([*v.SCHEDULE_RESULTS, None]),
         "last_error": None,
     } for i in range(n)]
 
 
 def marketplace_rows(n: int, *, seed: int = 0) -> list[Row]:
+    """Rows as :meth:`MarketplaceRepository.upsert` writes a registry entry: its columns, and the
+    whole entry cached as ``registry_data``; not linked to an installed tool."""
     rng = _rng(seed)
     return [{
-        "package_name": f"@jedisos/{rng.choice(TOOLS)}-{i:05d}-{rng.getrandbits(16):04x}",
-        "package_type": rng.choice(PACKAGE_TYPES),
-        "latest_version": f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
-        "description": _words(rng, rng.randint(10, 40)),
-        "author": f"author-{rng.randint(1, 500)}",
-        "license": rng.choice(["MIT", "Apache-2.0", "BSD-3-Clause"]),
-        "tags": [rng.choice(["productivity", "search", "dev", "finance", "home"]) for _ in range(3)],
-        "download_count": rng.randint(0, 100000),
-        "rating": Decimal(rng.randint(100, 500)).scaleb(-2),
+        **marketplace.registry_values({
+            "package_name": f"@jedisos/{rng.choice(TOOLS)}-{i:05d}-{rng.getrandbits(16):04x}",
+            "package_type": rng.choice(v.PACKAGE_TYPES),
+            "latest_version": f"{rng.randint(0, 3)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}",
+            "description": _words(rng, rng.randint(10, 40)),
+            "author": f"author-{rng.randint(1, 500)}",
+            "license": rng.choice(["MIT", "Apache-2.0", "BSD-3-Clause"]),
+            "tags": [rng.choice(["productivity", "search", "dev", "finance", "home"]) for _ in range(3)],
+            "download_count": rng.randint(0, 100000),
+            "rating": rng.randint(100, 500) / 100,  # a registry sends JSON numbers
+            "homepage": f"https://example.invalid/{i}",
+            "checksum": f"{rng.getrandbits(256):064x}",
+            "requires": [rng.choice(TOOLS)],
+        }),
         "installed_version": None,
         "installed_tool_id": None,
-        "registry_data": {"homepage": f"https://example.invalid/{i}", "checksum": f"{rng.getrandbits(256):064x}",
-                          "requires": [rng.choice(TOOLS)]},
     } for i in range(n)]
 
 
@@ -238,14 +249,10 @@ ROW_GENERATORS: dict[str, Callable[..., list[Row]]] = {
 }
 """Generators taking ``(n, seed=...)``. ``mcp_servers`` is apart: it needs ``installed_tools`` ids."""
 
-AUDIT_COLUMNS = ("timestamp", "event_type", "severity", "user_id", "channel", "session_id", "tool_name",
-                 "action", "result", "details", "ip_address", "envelope_id")
-COST_COLUMNS = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "total_tokens", "cost_usd",
-                "source", "session_id", "user_id", "latency_ms", "status")
-
-
 def as_tuples(rows: Sequence[Row], columns: Sequence[str],
               convert: dict[str, Callable[[Any], Any]] | None = None) -> list[tuple[Any, ...]]:
-    """Positional rows for ``COPY`` (``convert`` adapts a column, e.g. JSONB to text for asyncpg)."""
+    """Positional rows for ``COPY`` in ``columns`` order (take it from
+    ``jedisos_db.runtime.repositories.base.copy_columns``); ``convert`` adapts a column, e.g. JSONB to
+    text for asyncpg."""
     convert = convert or {}
     return [tuple(convert[c](r[c]) if c in convert else r[c] for c in columns) for r in rows]

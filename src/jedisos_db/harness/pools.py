@@ -12,6 +12,11 @@ loop), and meanwhile times the other owners' operations against their idle figur
 The figures are printed, never asserted: they depend on the machine. What is checked are the
 structural facts: the saturated pool really reached its maximum and made callers wait, the
 other pools' operations all completed, no pool timed out.
+
+The probe changes no schema: the database must already be at the design's start-up state
+(``jedisos-db up``); :func:`require_ready` says what is missing otherwise. The load processes get
+their target through the environment (:data:`ENV_TARGET`), never on their command line, where
+any user of the machine could read a password.
 """
 
 from __future__ import annotations
@@ -30,19 +35,23 @@ from typing import Any
 import httpx
 from langchain_core.runnables import RunnableConfig
 from sqlalchemy import func, insert, select, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.ops import provision
 from jedisos_db.runtime import checkpointer, urls
-from jedisos_db.runtime.db import models
+from jedisos_db.runtime.db import migrations, models
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import ConfigError, LocalServerError, MigrationError, NotFoundError
+from jedisos_db.runtime.urls import DatabaseURL
 
 KINDS = ("langgraph", "jedisos", "hindsight")
 LOAD_APPLICATION = {"langgraph": "jedisos-langgraph-load", "jedisos": "jedisos-app-load",
                     "hindsight": "hindsight-api"}
 PROBE_APPLICATION = {"langgraph": "jedisos-langgraph-probe", "jedisos": "jedisos-app-probe"}
 BANK = "jedisos-pool-probe"
+ENV_TARGET = "JEDISOS_POOLS_TARGET"
+"""Where a load process finds its target: a database URL (with its password) or Hindsight's base URL."""
 
 
 @dataclass(frozen=True)
@@ -109,33 +118,26 @@ class IndependenceReport:
         for lat in self.latencies:
             if lat.probe == probe and lat.condition == condition:
                 return lat
-        raise KeyError((probe, condition))
-
-    def render(self) -> str:
-        lines = [f"{'probe':<10} {'condition':<22} {'n':>4} {'p50 ms':>8} {'p99 ms':>8}  x idle p50/p99"]
-        for lat in self.latencies:
-            idle = self.get(lat.probe, "idle")
-            ratio = "" if lat.condition == "idle" else (
-                f"  {lat.p50_ms / idle.p50_ms:.2f} / {lat.p99_ms / idle.p99_ms:.2f}")
-            lines.append(f"{lat.probe:<10} {lat.condition:<22} {len(lat.samples):>4} "
-                         f"{lat.p50_ms:>8.2f} {lat.p99_ms:>8.2f}{ratio}"
-                         + (f"  errors: {lat.errors[:2]}" if lat.errors else ""))
-        for kind, sat in self.saturations.items():
-            lines.append(f"saturated {kind}: max {sat.max_size}, peak in use {sat.peak_in_use}, "
-                         f"server saw {self.server_peaks.get(kind, 0)} connections, {sat.waited} waits, "
-                         f"{sat.timeouts} timeouts, {sat.operations} operations"
-                         + (f", errors {sat.errors[:2]}" if sat.errors else ""))
-        lines.append(f"load: {self.load.load_tasks} tasks, jedisos pool {self.load.jedisos_pool_size}"
-                     f"+{self.load.jedisos_max_overflow}, langgraph pool {self.load.langgraph.min_size}.."
-                     f"{self.load.langgraph.max_size} shared by {self.load.langgraph_savers} savers")
-        lines.append("server: " + ", ".join(f"{k}={v}" for k, v in sorted(self.settings.items())))
-        return "\n".join(lines)
+        raise NotFoundError(f"no latency measured for probe {probe!r} under {condition!r}")
 
 
-def jedisos_engine(url: str, settings: LoadSettings, application_name: str) -> AsyncEngine:
-    return create_async_engine(
-        urls.to_asyncpg(url), pool_size=settings.jedisos_pool_size, max_overflow=settings.jedisos_max_overflow,
-        pool_timeout=30, connect_args={"server_settings": {"application_name": application_name}})
+def jedisos_engine(url: DatabaseURL, settings: LoadSettings, application_name: str) -> AsyncEngine:
+    return create_engine(url=url, pool_size=settings.jedisos_pool_size, max_overflow=settings.jedisos_max_overflow,
+                         application_name=application_name, pool_timeout=30)
+
+
+def require_ready(url: DatabaseURL) -> None:
+    """Raise :class:`MigrationError` naming what is missing unless ``url`` is at the design's start-up
+    state: jedisos at head (the probe writes and reads its tables) and LangGraph set up in its schema."""
+    missing = []
+    revision, head = migrations.current(url), migrations.head()
+    if revision != head:
+        missing.append(f"the jedisos schema is at {revision or 'base (no schema_migrations)'}, not head {head}")
+    if checkpointer.migration_version(url) is None:
+        missing.append(f"LangGraph is not set up (no {checkpointer.SCHEMA}.checkpoint_migrations)")
+    if missing:
+        raise MigrationError(f"the pool probe changes no schema, and {url} is not ready: {'; '.join(missing)}; "
+                             f"run `jedisos-db up --dsn URL` on it first")
 
 
 # ------------------------------------------------------------------------------------------
@@ -172,7 +174,7 @@ async def _run_until(stop: asyncio.Event, max_seconds: float, tasks: int, op: Ca
     return done, timeouts, errors
 
 
-async def _saturate_langgraph(url: str, stop: asyncio.Event, s: LoadSettings) -> Saturation:
+async def _saturate_langgraph(url: DatabaseURL, stop: asyncio.Event, s: LoadSettings) -> Saturation:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     pool = checkpointer.async_pool(url, sizing=s.langgraph, application_name=LOAD_APPLICATION["langgraph"])
@@ -211,7 +213,7 @@ async def _put_checkpoint(saver: Any, config: RunnableConfig, step: int) -> None
     await saver.aput(config, checkpoint, {"source": "loop", "step": step}, {})
 
 
-async def _saturate_jedisos(url: str, stop: asyncio.Event, s: LoadSettings) -> Saturation:
+async def _saturate_jedisos(url: DatabaseURL, stop: asyncio.Event, s: LoadSettings) -> Saturation:
     engine = jedisos_engine(url, s, LOAD_APPLICATION["jedisos"])
     peak = 0
 
@@ -254,15 +256,21 @@ async def _saturate_hindsight(base_url: str, stop: asyncio.Event, s: LoadSetting
     return Saturation("hindsight", 0, peak, 0, timeouts, done, errors)
 
 
-def saturate(kind: str, target: str, settings: LoadSettings | None = None) -> Saturation:
-    """Saturate one pool until stdin closes; ``target`` is a database URL (a server URL for hindsight).
+def saturate(kind: str, target: DatabaseURL | str, settings: LoadSettings | None = None) -> Saturation:
+    """Saturate one pool until stdin closes; ``target`` is a database URL (Hindsight's base URL for hindsight).
 
     The parent process signals "stop" by closing our stdin, so no polling of files or sockets.
     """
     s = settings or LoadSettings()
-    runners = {"langgraph": _saturate_langgraph, "jedisos": _saturate_jedisos, "hindsight": _saturate_hindsight}
-    if kind not in runners:
+    if kind not in KINDS:
         raise ConfigError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+
+    async def load(stop: asyncio.Event) -> Saturation:
+        if kind == "hindsight":
+            return await _saturate_hindsight(str(target), stop, s)
+        if not isinstance(target, DatabaseURL):
+            raise ConfigError(ENV_TARGET, f"the {kind} load needs a database URL")
+        return await (_saturate_langgraph if kind == "langgraph" else _saturate_jedisos)(target, stop, s)
 
     async def run() -> Saturation:
         stop = asyncio.Event()
@@ -273,7 +281,7 @@ def saturate(kind: str, target: str, settings: LoadSettings | None = None) -> Sa
 
         watcher = asyncio.create_task(wait_for_eof())
         try:
-            return await runners[kind](target, stop, s)
+            return await load(stop)
         finally:
             watcher.cancel()
 
@@ -290,9 +298,19 @@ def _settings_from_json(raw: str) -> LoadSettings:
     return LoadSettings(**data)
 
 
+def load_command(kind: str, target: DatabaseURL | str, settings: LoadSettings) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of the load process for ``kind``: the target travels in the environment."""
+    value = target.libpq() if isinstance(target, DatabaseURL) else target
+    argv = [sys.executable, "-m", "jedisos_db.harness.pools", kind, _settings_json(settings)]
+    return argv, {**os.environ, ENV_TARGET: value}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m jedisos_db.harness.pools KIND TARGET SETTINGS_JSON``: saturate until stdin closes, print JSON."""
-    kind, target, raw = (argv or sys.argv[1:])[:3]
+    """``python -m jedisos_db.harness.pools KIND SETTINGS_JSON`` with the target in ``$JEDISOS_POOLS_TARGET``:
+    saturate until stdin closes, print JSON."""
+    kind, raw = (argv or sys.argv[1:])[:2]
+    value = os.environ.get(ENV_TARGET, "")
+    target = value if kind == "hindsight" else urls.parse(value, field=ENV_TARGET)
     result = saturate(kind, target, _settings_from_json(raw))
     print(json.dumps(asdict(result)), flush=True)
     os._exit(0)  # the stdin reader thread may still block; nothing else is left to clean up
@@ -303,11 +321,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 @asynccontextmanager
-async def _probes(url: str, hindsight_url: str | None,
+async def _probes(url: DatabaseURL, hindsight_url: str | None,
                   s: LoadSettings) -> AsyncIterator[dict[str, Callable[[], Awaitable[None]]]]:
     async with AsyncExitStack() as stack:
         saver = await stack.enter_async_context(checkpointer.open_checkpointer(
-            url, application_name=PROBE_APPLICATION["langgraph"]))
+            url, application_name=PROBE_APPLICATION["langgraph"], setup=False))
         config: RunnableConfig = {"configurable": {"thread_id": checkpointer.thread_id_for("pool-probe"),
                                                    "checkpoint_ns": ""}}
         await _put_checkpoint(saver, config, 0)
@@ -316,7 +334,7 @@ async def _probes(url: str, hindsight_url: str | None,
 
         async def langgraph_probe() -> None:
             if await saver.aget_tuple(config) is None:
-                raise RuntimeError("the probe thread's checkpoint is missing")
+                raise NotFoundError("the probe thread's checkpoint is missing")
 
         async def jedisos_probe() -> None:
             async with engine.connect() as conn:
@@ -350,14 +368,14 @@ async def _time(probe: Callable[[], Awaitable[None]], samples: int) -> tuple[lis
     return out, errors
 
 
-def _server_connections(url: str, application_name: str) -> int:
+def _server_connections(url: DatabaseURL, application_name: str) -> int:
     with connect(url) as conn:
         row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                            [application_name]).fetchone()
     return int(row[0]) if row else 0
 
 
-async def _wait_saturated(url: str, kind: str, expected: int, proc: asyncio.subprocess.Process,
+async def _wait_saturated(url: DatabaseURL, kind: str, expected: int, proc: asyncio.subprocess.Process,
                           limit: float = 60.0, ramp: float = 3.0) -> int:
     """Wait until the server shows the load process's pool at ``expected`` connections (or, with
     ``expected`` 0, for ``ramp`` seconds); return the most connections seen."""
@@ -372,13 +390,15 @@ async def _wait_saturated(url: str, kind: str, expected: int, proc: asyncio.subp
     return seen
 
 
-async def measure(url: str, *, hindsight_url: str | None = None, hindsight_pool_max: int = 0,
+async def measure(url: DatabaseURL, *, hindsight_url: str | None = None, hindsight_pool_max: int = 0,
                   samples: int = 50, settings: LoadSettings | None = None) -> IndependenceReport:
     """Idle figures for every probe, then each pool saturated in turn with the others probed.
 
-    ``url`` is a database at the design's start-up state (LangGraph set up, jedisos at head).
-    ``hindsight_pool_max``: the Hindsight server's pool + read pool maximum, for the report.
+    ``url`` is a database at the design's start-up state (LangGraph set up, jedisos at head;
+    :func:`require_ready` raises otherwise). ``hindsight_pool_max``: the Hindsight server's pool +
+    read pool maximum, for the report.
     """
+    await asyncio.to_thread(require_ready, url)
     s = settings or LoadSettings()
     report = IndependenceReport(settings=provision.server_info(url).settings, load=s)
     kinds = [k for k in KINDS if k != "hindsight" or hindsight_url]
@@ -388,12 +408,12 @@ async def measure(url: str, *, hindsight_url: str | None = None, hindsight_pool_
             timings, errors = await _time(probe, samples)
             report.latencies.append(Latency(kind, "idle", timings, errors))
         for kind in kinds:
-            target = hindsight_url if kind == "hindsight" else url
-            assert target is not None
+            target: DatabaseURL | str = hindsight_url if kind == "hindsight" and hindsight_url else url
             expected = {"langgraph": s.langgraph.max_size,
                         "jedisos": s.jedisos_pool_size + s.jedisos_max_overflow, "hindsight": 0}[kind]
+            argv, env = load_command(kind, target, s)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "jedisos_db.harness.pools", kind, target, _settings_json(s),
+                *argv, env=env,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             try:
                 peak = await _wait_saturated(url, kind, expected, proc)
@@ -408,7 +428,7 @@ async def measure(url: str, *, hindsight_url: str | None = None, hindsight_pool_
                 # communicate(b"") writes nothing and closes the child's stdin: its signal to stop.
                 out, err = await asyncio.wait_for(proc.communicate(b""), s.max_seconds + 30)
             if proc.returncode != 0:
-                raise RuntimeError(f"load process for {kind} failed (exit {proc.returncode}): "
+                raise LocalServerError(f"load process for {kind} failed (exit {proc.returncode}): "
                                    f"{err.decode(errors='replace')[-2000:]}")
             data = json.loads(out.decode().strip().splitlines()[-1])
             if kind == "hindsight":  # the load process only sees HTTP; the pools are the server's

@@ -17,7 +17,6 @@ HNSW scan returns fewer than k rows and ``hnsw.iterative_scan`` (pgvector ≥ 0.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import statistics
@@ -27,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -37,12 +37,15 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect as db_connect
+from jedisos_db.runtime.errors import InvalidInputError
+from jedisos_db.runtime.urls import DatabaseURL
 
 BENCH_SCHEMA = "jedisos_bench"
 """The harness's own schema; never ``hindsight``."""
 APPLICATION_NAME = "jedisos-vectorbench"
+MAINTENANCE_WORK_MEM = "512MB"
+"""What an HNSW build gets; too little slows it several-fold (pgvector prints a notice)."""
 
 Kind = Literal["clustered", "uniform"]
 IterativeScan = Literal["off", "strict_order", "relaxed_order"]
@@ -93,8 +96,10 @@ def make_dataset(rows: int, *, kind: Kind = "clustered", dim: int = 384, queries
     members of a cluster have cosine similarity ~0.5 and members of different clusters ~0,
     roughly what sentence embeddings of one user's topics look like.
     """
-    if rows < 1 or queries < 1:
-        raise ValueError(f"rows and queries must be >= 1, got rows={rows} queries={queries}")
+    if rows < 1:
+        raise InvalidInputError("rows", f"must be >= 1, got {rows}")
+    if queries < 1:
+        raise InvalidInputError("queries", f"must be >= 1, got {queries}")
     rng = np.random.default_rng(seed)
     if kind == "clustered":
         centres = rng.standard_normal((clusters, dim))
@@ -106,7 +111,7 @@ def make_dataset(rows: int, *, kind: Kind = "clustered", dim: int = 384, queries
         def draw(n: int) -> Vectors:
             return _normalise(rng.standard_normal((n, dim)))
     else:
-        raise ValueError(f"kind must be 'clustered' or 'uniform', got {kind!r}")
+        raise InvalidInputError("kind", f"must be 'clustered' or 'uniform', got {kind!r}")
     vectors = draw(rows)
     qs = draw(queries)
     return Dataset(kind=kind, vectors=vectors, queries=qs,
@@ -142,7 +147,7 @@ def row_index(value: uuid.UUID) -> int:
 def recall_at_k(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]], k: int) -> float:
     """Mean over queries of |found ∩ truth| / min(k, |truth|); a query with no truth counts 1."""
     if len(found) != len(truth):
-        raise ValueError(f"found has {len(found)} queries, truth has {len(truth)}")
+        raise InvalidInputError("found", f"has {len(found)} queries, truth has {len(truth)}")
     scores = []
     for f, t in zip(found, truth, strict=True):
         want = set(t[:k])
@@ -164,7 +169,7 @@ def _qualified(table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(BENCH_SCHEMA), sql.Identifier(table))
 
 
-def connect(url: str) -> psycopg.Connection[Any]:
+def connect(url: DatabaseURL) -> psycopg.Connection[Any]:
     conn = db_connect(url, application_name=APPLICATION_NAME)
     register_vector(conn)
     return conn
@@ -249,7 +254,7 @@ class BuildResult:
 
 
 def build_index(conn: psycopg.Connection[Any], table: str, params: HnswParams, *,
-                maintenance_work_mem: str = "512MB") -> tuple[float, int]:
+                maintenance_work_mem: str = MAINTENANCE_WORK_MEM) -> tuple[float, int]:
     """``CREATE INDEX … USING hnsw``; returns (seconds, index bytes).
 
     ``maintenance_work_mem`` must hold the graph or the build slows down several-fold (pgvector
@@ -268,7 +273,7 @@ def build_index(conn: psycopg.Connection[Any], table: str, params: HnswParams, *
     return seconds, int(row[0])
 
 
-def prepare(url: str, data: Dataset, params: HnswParams = HnswParams(), *, table: str | None = None,
+def prepare(url: DatabaseURL, data: Dataset, params: HnswParams = HnswParams(), *, table: str | None = None,
             progress: Callable[[int], None] | None = None) -> BuildResult:
     """Create, fill, VACUUM ANALYZE and index a bench table for ``data``."""
     table = table or table_name(data.kind, data.rows, data.dim, params)
@@ -287,7 +292,7 @@ def prepare(url: str, data: Dataset, params: HnswParams = HnswParams(), *, table
     return BuildResult(table, data.rows, data.dim, params, seconds, index_bytes, int(row[0]))
 
 
-def table_ready(url: str, table: str, rows: int) -> bool:
+def table_ready(url: DatabaseURL, table: str, rows: int) -> bool:
     """True when ``table`` exists, has ``rows`` rows and its HNSW index."""
     with connect(url) as conn:
         reg = conn.execute("SELECT to_regclass(%s)", [f"{BENCH_SCHEMA}.{table}"]).fetchone()
@@ -307,7 +312,8 @@ def knn_statement(table: str, *, filtered: bool = False) -> sql.Composed:
 
 
 @contextmanager
-def query_session(url: str, ef_search: int, iterative_scan: IterativeScan = "off") -> Iterator[psycopg.Connection[Any]]:
+def query_session(url: DatabaseURL, ef_search: int,
+                  iterative_scan: IterativeScan = "off") -> Iterator[psycopg.Connection[Any]]:
     conn = connect(url)
     try:
         conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef_search)))
@@ -344,7 +350,7 @@ class QueryRun:
         return float(np.percentile(np.asarray(self.latencies_ms), p)) if self.latencies_ms else 0.0
 
 
-def run_queries(url: str, table: str, queries: Vectors, *, k: int = 10, ef_search: int = 40,
+def run_queries(url: DatabaseURL, table: str, queries: Vectors, *, k: int = 10, ef_search: int = 40,
                 connections: int = 1, banks: Sequence[int] | None = None,
                 iterative_scan: IterativeScan = "off") -> QueryRun:
     """Run every query once, spread round-robin over ``connections`` threads, each its own session."""
@@ -383,7 +389,7 @@ def run_queries(url: str, table: str, queries: Vectors, *, k: int = 10, ef_searc
     return QueryRun(found, latencies, wall)
 
 
-def plan_of(url: str, table: str, query: Vectors, *, bank: int | None, ef_search: int,
+def plan_of(url: DatabaseURL, table: str, query: Vectors, *, bank: int | None, ef_search: int,
             iterative_scan: IterativeScan) -> str:
     """The scan node the planner picks (e.g. ``Index Scan`` on the HNSW index, or ``Seq Scan``)."""
     with query_session(url, ef_search, iterative_scan) as conn:
@@ -442,7 +448,7 @@ class SuiteResult:
         return asdict(self)
 
 
-def run_suite(url: str, data: Dataset, *, params: HnswParams = HnswParams(), k: int = 10,
+def run_suite(url: DatabaseURL, data: Dataset, *, params: HnswParams = HnswParams(), k: int = 10,
               ef_values: Sequence[int] = DEFAULT_EF_SEARCH, connections: int = 4, banks: int = 50,
               filtered_ef: int = 40, progress: Callable[[str], None] | None = None,
               build: BuildResult | None = None) -> SuiteResult:
@@ -483,72 +489,30 @@ def run_suite(url: str, data: Dataset, *, params: HnswParams = HnswParams(), k: 
     return result
 
 
-def drop_tables(url: str) -> None:
+def drop_tables(url: DatabaseURL) -> None:
     with connect(url) as conn:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(BENCH_SCHEMA)))
 
 
-def format_settings(info: provision.ServerInfo) -> str:
-    s = info.settings
-    keys = ["shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size", "synchronous_commit",
-            "fsync", "max_connections", "jit"]
-    return (f"PostgreSQL {info.server_version}, pgvector {info.pgvector_version}; "
-            + ", ".join(f"{key}={s[key]}" for key in keys if key in s))
+REPORTED_SETTINGS: tuple[str, ...] = ("shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size",
+                                      "synchronous_commit", "fsync", "max_connections", "jit")
+"""The server settings the figures depend on, shown with them."""
 
 
-def format_table(results: Sequence[SuiteResult], info: provision.ServerInfo | None = None) -> str:
-    """The recall/QPS table as Markdown, headed by the server settings that produced it."""
-    lines: list[str] = []
-    if info is not None:
-        lines += [f"Server: {format_settings(info)}; HNSW built with maintenance_work_mem=512MB", ""]
-    lines += ["| data | rows | m/ef_c | build s | index MB | ef_search | recall@k | QPS 1 conn | QPS N conn "
-              "| p50 ms | p99 ms | plan |",
-              "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in results:
-        b = r.build
-        for s in r.sweep:
-            lines.append(f"| {r.kind} | {r.rows} | {b['m']}/{b['ef_construction']} | {b['seconds']:.1f} | "
-                         f"{b['index_bytes'] / 2**20:.1f} | {s.ef_search} | {s.recall:.3f} | {s.qps_1:.0f} | "
-                         f"{s.qps_n:.0f} (N={r.connections}) | {s.p50_ms:.2f} | {s.p99_ms:.2f} | {s.plan} |")
-    lines += ["", "Per-bank filtered kNN (`WHERE bank_id = …`, one bank of "
-              f"{results[0].banks if results else 0}):", "",
-              "| data | rows | iterative_scan | ef_search | recall@k | rows returned | QPS 1 conn | p50 ms | p99 ms "
-              "| plan |", "|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in results:
-        for f in r.filtered:
-            lines.append(f"| {r.kind} | {r.rows} | {f.iterative_scan} | {f.ef_search} | {f.recall:.3f} | "
-                         f"{f.mean_returned:.1f} | {f.qps_1:.0f} | {f.p50_ms:.2f} | {f.p99_ms:.2f} | {f.plan} |")
-    return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m jedisos_db.harness.vectorbench --rows 20000 --rows 100000``: print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--dsn", default=None, help="libpq URL; default $JEDISOS_DB_URL, else the embedded server")
-    parser.add_argument("--rows", type=int, action="append", help="table sizes (repeatable; default 20000)")
-    parser.add_argument("--kind", action="append", choices=["clustered", "uniform"])
-    parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--m", type=int, default=16)
-    parser.add_argument("--ef-construction", type=int, default=64)
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    args = parser.parse_args(argv)
-    url = provision.resolve_url(args.dsn)
+def run(url: DatabaseURL, *, rows: Sequence[int] = (20000,), kinds: Sequence[Kind] = ("clustered", "uniform"),
+        dim: int = 384, queries: int = 200, connections: int = 4, params: HnswParams = HnswParams(),
+        progress: Callable[[str], None] | None = None) -> tuple[provision.ServerInfo, list[SuiteResult]]:
+    """The suite for every table size and kind (what ``jedisos-db vectorbench`` runs), with the
+    settings of the server that produced the figures."""
     provision.bootstrap(url)
     info = provision.server_info(url)
-    results = []
-    for rows in args.rows or [20000]:
-        for kind in args.kind or ["clustered", "uniform"]:
-            data = make_dataset(rows, kind=kind, dim=args.dim, queries=args.queries)
-            results.append(run_suite(url, data, params=HnswParams(args.m, args.ef_construction),
-                                     connections=args.connections, progress=lambda m: print(m, flush=True)))
-    print(format_table(results, info))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump({"server": asdict(info), "url": urls.redact(url),
-                       "results": [r.as_dict() for r in results]}, fh, indent=2)
+    results = [run_suite(url, make_dataset(n, kind=kind, dim=dim, queries=queries), params=params,
+                         connections=connections, progress=progress)
+               for n in rows for kind in kinds]
+    return info, results
 
 
-if __name__ == "__main__":
-    main()
+def write_json(path: Path, url: DatabaseURL, info: provision.ServerInfo, results: Sequence[SuiteResult]) -> None:
+    """The results, the server's settings and its (redacted) URL, as one JSON document."""
+    path.write_text(json.dumps({"server": asdict(info), "url": url.redacted(),
+                                "results": [r.as_dict() for r in results]}, indent=2), encoding="utf-8")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.urls import DatabaseURL
 
 # Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100, and a
 # read pool of the same size (HINDSIGHT_API_DB_POOL_MAX_SIZE, HINDSIGHT_API_READ_DB_POOL_MAX_SIZE).
@@ -73,14 +74,6 @@ class BudgetVerdict:
         """Free slots at full load; negative means that many connections are refused."""
         return self.available - self.demand
 
-    def render(self) -> str:
-        lines = [f"{'pool':<28} {'max/proc':>8} {'procs':>5} {'total':>6}  source"]
-        lines += [f"{p.name:<28} {p.max_per_process:>8} {p.processes:>5} {p.total:>6}  {p.source}" for p in self.pools]
-        verdict = "fits" if self.fits else f"DOES NOT FIT: {-self.headroom} connection(s) short"
-        lines.append(f"demand {self.demand} vs available {self.available} "
-                     f"(max_connections {self.max_connections} - reserved {self.reserved}): {verdict}")
-        return "\n".join(lines)
-
 
 def connection_budget(pools: Sequence[PoolDemand], *, max_connections: int,
                       superuser_reserved: int = POSTGRES_SUPERUSER_RESERVED,
@@ -129,7 +122,7 @@ def max_processes(pools_per_process: Sequence[PoolDemand], fixed: Sequence[PoolD
     return max(base.headroom // per, 0)
 
 
-def server_verdict(url: str, pools: Sequence[PoolDemand]) -> BudgetVerdict:
+def server_verdict(url: DatabaseURL, pools: Sequence[PoolDemand]) -> BudgetVerdict:
     """``pools`` against the real server's ``max_connections`` and reserved slots."""
     with connect(url) as conn:
         rows = dict(conn.execute(

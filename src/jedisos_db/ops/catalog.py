@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 
 # Each query yields (key, {attribute: value}). Definitions go through pg_get_* so both sides
 # are normalised by the same server, whatever spelling the source SQL used.
@@ -134,7 +135,7 @@ class CatalogDiff:
 Snapshot = dict[tuple[str, str], dict[str, Any]]
 
 
-def snapshot(url: str, schema: str, *, ignore: Iterable[str] = ()) -> Snapshot:
+def snapshot(url: DatabaseURL, schema: str, *, ignore: Iterable[str] = ()) -> Snapshot:
     """Every object of ``schema`` on the database at ``url``.
 
     ``ignore`` names relations to leave out together with everything that hangs off them

@@ -17,9 +17,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from jedisos_db.runtime import urls
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 SCHEMA = HINDSIGHT_SCHEMA
 APPLICATION_NAME = "hindsight-api"
@@ -46,10 +46,10 @@ def is_installed(python: str | None = None) -> bool:
     return probe.returncode == 0
 
 
-def tagged_url(url: str, application_name: str) -> str:
-    """The libpq URL Hindsight gets: ours, with ``application_name`` set (Hindsight re-asserts it per acquire)."""
-    parsed = urls.parse(url, field="database_url")
-    return urls.to_libpq(parsed.update_query_dict({"application_name": application_name}))
+def tagged_url(url: DatabaseURL, application_name: str) -> str:
+    """The libpq URL Hindsight gets (in its environment): ours, with ``application_name`` set
+    (Hindsight re-asserts it per acquire)."""
+    return url.with_query(application_name=application_name).libpq()
 
 
 def _clean_environ() -> dict[str, str]:
@@ -70,7 +70,7 @@ class MigrationRun:
     output: str
 
 
-def run_migrations(url: str, schema: str = SCHEMA, *, python: str | None = None,
+def run_migrations(url: DatabaseURL, schema: str = SCHEMA, *, python: str | None = None,
                    timeout: float = 300.0) -> MigrationRun:
     """Run Hindsight's own migrations into ``schema`` of the database at ``url``.
 
@@ -94,7 +94,7 @@ def run_migrations(url: str, schema: str = SCHEMA, *, python: str | None = None,
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or "") if isinstance(exc.stdout, str) else ""
         raise HindsightServerError(
-            f"Hindsight migrations into schema {schema!r} of {urls.redact(url)} did not finish in "
+            f"Hindsight migrations into schema {schema!r} of {url} did not finish in "
             f"{timeout:.0f} s; last output:\n{_tail(out)}"
         ) from None
     except FileNotFoundError:
@@ -108,7 +108,7 @@ def run_migrations(url: str, schema: str = SCHEMA, *, python: str | None = None,
                 f"hindsight-api-slim is not installed for {python}: pip install 'jedisos-db[hindsight]'"
             )
         raise HindsightServerError(
-            f"Hindsight migrations into schema {schema!r} of {urls.redact(url)} failed "
+            f"Hindsight migrations into schema {schema!r} of {url} failed "
             f"(exit {done.returncode}); last output:\n{_tail(output)}"
         )
     return MigrationRun(schema=schema, seconds=time.monotonic() - started, output=_tail(output))

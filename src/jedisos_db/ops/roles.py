@@ -24,10 +24,10 @@ import psycopg
 from psycopg import sql
 
 from jedisos_db.ops import provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import ConfigError, NotFoundError
 from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 OWNERS: tuple[str, ...] = ("jedisos", "langgraph", "hindsight")
 """The three owners, each named after (and owning) the schema of the same name."""
@@ -60,10 +60,9 @@ class RoleGrant:
     created: bool
     password: str | None = field(default=None, repr=False)
 
-    def url(self, admin_url: str) -> str:
+    def url(self, admin_url: DatabaseURL) -> DatabaseURL:
         """``admin_url`` with this role as the user (and its password when known)."""
-        parsed = urls.parse(admin_url).set(username=self.role, password=self.password)
-        return urls.to_libpq(parsed)
+        return admin_url.with_user(self.role, self.password)
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ class RolesReport:
         for grant in self.grants:
             if grant.owner == owner:
                 return grant
-        raise KeyError(owner)
+        raise NotFoundError(f"roles report: no grant for owner {owner!r}")
 
 
 def _role_names(names: Mapping[str, str] | None) -> dict[str, str]:
@@ -98,7 +97,7 @@ def _verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
     return conn.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
 
 
-def create_roles(url: str, *, names: Mapping[str, str] | None = None,
+def create_roles(url: DatabaseURL, *, names: Mapping[str, str] | None = None,
                  passwords: Mapping[str, str] | None = None,
                  schema_creators: Collection[str] = SCHEMA_CREATORS) -> RolesReport:
     """Create (or re-align) the three owner roles on the database of ``url`` (a superuser URL).
@@ -196,7 +195,7 @@ def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: 
     return RoleGrant(owner=owner, role=role, schema=owner, created=not exists, password=password)
 
 
-def privilege_leaks(url: str, report: RolesReport) -> list[str]:
+def privilege_leaks(url: DatabaseURL, report: RolesReport) -> list[str]:
     """What each role may do outside its own schema; empty when isolation holds."""
     leaks: list[str] = []
     with connect(url) as conn:

@@ -13,18 +13,17 @@ every step reports ``unchanged``.
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from jedisos_db.ops import catalog, provision
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, LANGGRAPH_SCHEMA, OWNERS
+from jedisos_db.runtime.urls import DatabaseURL
 
 DESIGN_ORDER: tuple[str, ...] = OWNERS
 
@@ -37,13 +36,10 @@ class StartupStep:
     status: Status
     detail: str
 
-    def render(self) -> str:
-        return f"{self.name:<10} {self.status:<9} {self.detail}"
-
 
 @dataclass(frozen=True)
 class StartupReport:
-    url: str
+    url: DatabaseURL
     embedded: bool
     server: provision.ServerInfo
     revision_before: str | None
@@ -62,14 +58,14 @@ def _module_available(name: str) -> bool:
         return False
 
 
-def step_extension(url: str) -> StartupStep:
+def step_extension(url: DatabaseURL) -> StartupStep:
     with connect(url) as conn:
         had = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
     provision.bootstrap(url)
     return StartupStep("extension", "unchanged" if had else "applied", "vector in public, schema jedisos")
 
 
-def step_hindsight(url: str) -> StartupStep:
+def step_hindsight(url: DatabaseURL) -> StartupStep:
     """Hindsight's own Alembic migrations, through its entry point (``jedisos_db.harness.hindsight.server``)."""
     from jedisos_db.ops import hindsight as server
 
@@ -86,7 +82,7 @@ def step_hindsight(url: str) -> StartupStep:
     return StartupStep("hindsight", status, f"schema {HINDSIGHT_SCHEMA}: {tables} relations ({run.seconds:.1f} s)")
 
 
-def step_langgraph(url: str) -> StartupStep:
+def step_langgraph(url: DatabaseURL) -> StartupStep:
     if not _module_available("langgraph.checkpoint.postgres"):
         return StartupStep("langgraph", "skipped",
                            "langgraph-checkpoint-postgres is not installed (pip install 'jedisos-db[langgraph]')")
@@ -99,7 +95,7 @@ def step_langgraph(url: str) -> StartupStep:
                        f" -> {after}")
 
 
-def step_jedisos(url: str) -> StartupStep:
+def step_jedisos(url: DatabaseURL) -> StartupStep:
     before = migrations.current(url)
     migrations.upgrade(url, "head")
     after = migrations.current(url)
@@ -107,15 +103,15 @@ def step_jedisos(url: str) -> StartupStep:
     return StartupStep("jedisos", status, f"schema jedisos: revision {before or 'base'} -> {after}")
 
 
-OWNER_STEPS: dict[str, Callable[[str], StartupStep]] = {
+OWNER_STEPS: dict[str, Callable[[DatabaseURL], StartupStep]] = {
     "hindsight": step_hindsight,
     "langgraph": step_langgraph,
     "jedisos": step_jedisos,
 }
 
 
-def run_steps(url: str, order: Sequence[str] = DESIGN_ORDER, *,
-              owner_urls: Mapping[str, str] | None = None) -> list[StartupStep]:
+def run_steps(url: DatabaseURL, order: Sequence[str] = DESIGN_ORDER, *,
+              owner_urls: Mapping[str, DatabaseURL] | None = None) -> list[StartupStep]:
     """The extension first, then the owners' own migrations in ``order`` (any order works).
 
     ``owner_urls`` runs each owner's step under its own role (``jedisos-db roles``); owners
@@ -131,16 +127,18 @@ def run_steps(url: str, order: Sequence[str] = DESIGN_ORDER, *,
             *(OWNER_STEPS[owner](per_owner.get(owner, url)) for owner in order)]
 
 
-def up(dsn: str | None = None, *, data_dir: Path | None = None,
+def up(dsn: DatabaseURL | str | None = None, *, data_dir: Path | None = None,
        settings: provision.ServerSettings | None = None) -> StartupReport:
-    """Start (or reuse) the server unless ``dsn`` is given, then run the design's start-up order."""
-    url = provision.resolve_url(dsn, data_dir=data_dir, settings=settings)
-    embedded = not dsn and not os.environ.get(provision.ENV_URL)
+    """Run the design's start-up order on :func:`~jedisos_db.ops.provision.resolve_target`'s database
+    (``dsn``, ``$JEDISOS_DB_URL``, ``POSTGRES_*``, else the embedded server, started or reused)."""
+    given = provision.given_target(dsn)
+    url = given or provision.embedded_target(data_dir, settings)
+    embedded = given is None
     before = migrations.current(url)
     stages = run_steps(url)
     after = migrations.current(url)
     return StartupReport(
-        url=urls.to_libpq(url),
+        url=url,
         embedded=embedded,
         server=provision.server_info(url),
         revision_before=before,

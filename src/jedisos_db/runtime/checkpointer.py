@@ -34,10 +34,10 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import LANGGRAPH_SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 SCHEMA = LANGGRAPH_SCHEMA
 APPLICATION_NAME = "jedisos-langgraph"
@@ -90,7 +90,7 @@ def thread_id_for(session_id: str) -> str:
     return f"{THREAD_PREFIX}{session_id}"
 
 
-def ensure_schema(url: str, schema: str = SCHEMA) -> bool:
+def ensure_schema(url: DatabaseURL, schema: str = SCHEMA) -> bool:
     """Create ``schema`` unless it exists; return True when it was created.
 
     Existence is checked first so a role that owns the schema but may not CREATE in the
@@ -104,7 +104,7 @@ def ensure_schema(url: str, schema: str = SCHEMA) -> bool:
         return True
 
 
-def migration_version(url: str, schema: str = SCHEMA) -> int | None:
+def migration_version(url: DatabaseURL, schema: str = SCHEMA) -> int | None:
     """Highest applied LangGraph migration (``checkpoint_migrations.v``), None before ``setup()``."""
     _check_schema(schema)
     with connect(url, application_name=APPLICATION_NAME) as conn:
@@ -117,10 +117,10 @@ def migration_version(url: str, schema: str = SCHEMA) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _pool_args(url: str, schema: str, sizing: PoolSizing | None, application_name: str) -> dict[str, Any]:
+def _pool_args(url: DatabaseURL, schema: str, sizing: PoolSizing | None, application_name: str) -> dict[str, Any]:
     sizing = sizing or PoolSizing()
     return {
-        "conninfo": urls.to_libpq(url),
+        "conninfo": url.libpq(),
         "min_size": sizing.min_size,
         "max_size": sizing.max_size,
         "timeout": sizing.timeout,
@@ -130,20 +130,20 @@ def _pool_args(url: str, schema: str, sizing: PoolSizing | None, application_nam
     }
 
 
-def async_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+def async_pool(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
                application_name: str = APPLICATION_NAME) -> AsyncConnectionPool[Any]:
     """An unopened ``AsyncConnectionPool`` confined to ``schema``; ``await pool.open()`` it."""
     return AsyncConnectionPool(**_pool_args(url, schema, sizing, application_name))
 
 
-def sync_pool(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+def sync_pool(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
               application_name: str = APPLICATION_NAME) -> ConnectionPool[Any]:
     """The synchronous twin of :func:`async_pool` (unopened)."""
     return ConnectionPool(**_pool_args(url, schema, sizing, application_name))
 
 
 @asynccontextmanager
-async def open_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+async def open_checkpointer(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
                             application_name: str = APPLICATION_NAME,
                             setup: bool = True) -> AsyncIterator[AsyncPostgresSaver]:
     """``AsyncPostgresSaver`` on its own pool in ``schema``; the schema is created and
@@ -161,7 +161,7 @@ async def open_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizin
 
 
 @contextmanager
-def open_sync_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
+def open_sync_checkpointer(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
                            application_name: str = APPLICATION_NAME, setup: bool = True) -> Iterator[PostgresSaver]:
     """The synchronous twin of :func:`open_checkpointer` (``PostgresSaver`` on a ``ConnectionPool``)."""
     ensure_schema(url, schema)
@@ -176,7 +176,7 @@ def open_sync_checkpointer(url: str, *, schema: str = SCHEMA, sizing: PoolSizing
         pool.close()
 
 
-def setup(url: str, *, schema: str = SCHEMA) -> tuple[int | None, int | None]:
+def setup(url: DatabaseURL, *, schema: str = SCHEMA) -> tuple[int | None, int | None]:
     """Create ``schema`` and run LangGraph's migrations in it; return (version before, after)."""
     ensure_schema(url, schema)
     before = migration_version(url, schema)

@@ -2,8 +2,10 @@
 
 One :class:`Settings` object. The database URL is ``JEDISOS_DB_URL`` when set, otherwise it is
 assembled from ``POSTGRES_USER``/``POSTGRES_PASSWORD``/``POSTGRES_HOST``/``POSTGRES_PORT``/
-``POSTGRES_DB`` exactly as section 8 composes it. Every missing or malformed value becomes one
-:class:`~jedisos_db.runtime.errors.ConfigError` naming the variable.
+``POSTGRES_DB`` exactly as section 8 composes it (:class:`DatabaseSettings`, the one place that
+composition lives; :func:`env_database_url` is what the CLI, Alembic and the load runner read).
+Every missing or malformed value becomes one :class:`~jedisos_db.runtime.errors.ConfigError`
+naming the variable.
 
 Variables beyond section 8 (pool sizes, timeouts, keys) use the ``JEDISOS_DB_`` prefix; the
 Fernet keys live in ``JEDISOS_FERNET_KEYS`` (comma-separated, newest first).
@@ -12,7 +14,8 @@ Fernet keys live in ``JEDISOS_FERNET_KEYS`` (comma-separated, newest first).
 from __future__ import annotations
 
 import re
-from typing import Any
+from functools import cached_property
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +24,7 @@ from sqlalchemy.engine import URL
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -41,11 +45,16 @@ ENV_NAMES = {
 }
 
 
-class Settings(BaseSettings):
-    """The jedisos data layer's settings; build it with :func:`load_settings`."""
+# Any of these set means the environment names a database by parts (the others are then required).
+_COMPOSED_REQUIRED = ("postgres_user", "postgres_host", "postgres_db")
 
+
+class DatabaseSettings(BaseSettings):
+    """Only the variables that name the database: what a command needs to find its target."""
+
+    # env_ignore_empty: `JEDISOS_DB_URL=` (set but empty) means unset, as it does for libpq's PG* variables.
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_file=None,
-                                      hide_input_in_errors=True)
+                                      hide_input_in_errors=True, env_ignore_empty=True)
 
     postgres_user: str | None = Field(default=None, validation_alias="POSTGRES_USER")
     postgres_password: SecretStr | None = Field(default=None, validation_alias="POSTGRES_PASSWORD")
@@ -53,6 +62,35 @@ class Settings(BaseSettings):
     postgres_host: str | None = Field(default=None, validation_alias="POSTGRES_HOST")
     postgres_port: int = Field(default=5432, ge=1, le=65535, validation_alias="POSTGRES_PORT")
     jedisos_db_url: SecretStr | None = Field(default=None, validation_alias="JEDISOS_DB_URL")
+
+    @property
+    def names_database(self) -> bool:
+        """True when ``JEDISOS_DB_URL`` or any of ``POSTGRES_USER``/``_HOST``/``_DB`` is set."""
+        return self.jedisos_db_url is not None or any(getattr(self, name) for name in _COMPOSED_REQUIRED)
+
+    @cached_property
+    def database_url(self) -> DatabaseURL:
+        """The URL of the jedisos database, validated once (it prints redacted; ``.libpq()`` has the password)."""
+        if self.jedisos_db_url is not None:
+            return urls.parse(self.jedisos_db_url.get_secret_value(), field="JEDISOS_DB_URL")
+        for name in _COMPOSED_REQUIRED:
+            if not getattr(self, name):
+                raise ConfigError(ENV_NAMES[name], "is not set (and JEDISOS_DB_URL is not set either); "
+                                                   "set JEDISOS_DB_URL or all POSTGRES_* variables")
+        url = URL.create(
+            "postgresql",
+            username=self.postgres_user,
+            password=self.postgres_password.get_secret_value() if self.postgres_password else None,
+            host=self.postgres_host,
+            port=self.postgres_port,
+            database=self.postgres_db,
+        )
+        return urls.parse(url, field="POSTGRES_HOST")
+
+
+class Settings(DatabaseSettings):
+    """The jedisos data layer's settings; build it with :func:`load_settings`."""
+
     jedisos_db_schema: str = Field(default=SCHEMA, validation_alias="JEDISOS_DB_SCHEMA")
     # Section 1: create_async_engine(db_url, pool_size=5, max_overflow=10).
     pool_size: int = Field(default=5, ge=1, le=1000, validation_alias="JEDISOS_DB_POOL_SIZE")
@@ -66,39 +104,38 @@ class Settings(BaseSettings):
     def db_schema(self) -> str:
         return self.jedisos_db_schema
 
-    @property
-    def database_url(self) -> str:
-        """The libpq URL of the jedisos database (validated; the password is inside, do not log it)."""
-        if self.jedisos_db_url is not None:
-            return urls.to_libpq(urls.parse(self.jedisos_db_url.get_secret_value(), field="JEDISOS_DB_URL"))
-        for name in ("postgres_user", "postgres_host", "postgres_db"):
-            if not getattr(self, name):
-                raise ConfigError(ENV_NAMES[name], "is not set (and JEDISOS_DB_URL is not set either); "
-                                                   "set JEDISOS_DB_URL or all POSTGRES_* variables")
-        url = URL.create(
-            "postgresql",
-            username=self.postgres_user,
-            password=self.postgres_password.get_secret_value() if self.postgres_password else None,
-            host=self.postgres_host,
-            port=self.postgres_port,
-            database=self.postgres_db,
-        )
-        return urls.to_libpq(url)
-
     def __repr__(self) -> str:
         # pydantic masks SecretStr already; the URL property is never part of the repr.
         return f"Settings(schema={self.db_schema!r}, pool_size={self.pool_size}, max_overflow={self.max_overflow})"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the environment (plus ``overrides`` by field name); one :class:`ConfigError` on bad input."""
+S = TypeVar("S", bound=DatabaseSettings)
+
+
+def _build(cls: type[S], overrides: dict[str, Any]) -> S:
+    """``cls`` from the environment plus ``overrides``; pydantic's errors become one :class:`ConfigError`."""
     try:
-        settings = Settings(**{ENV_NAMES.get(k, k): v for k, v in overrides.items()})
+        return cls(**{ENV_NAMES.get(k, k): v for k, v in overrides.items()})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = str(first["loc"][0]) if first["loc"] else "settings"
         name = ENV_NAMES.get(loc.lower(), loc.upper())
         raise ConfigError(name, first["msg"].lower()) from None
+
+
+def env_database_url() -> DatabaseURL | None:
+    """The database the environment names (``JEDISOS_DB_URL``, else section 8's ``POSTGRES_*``), or None.
+
+    Only the URL's variables are read, so an unrelated bad setting does not stop a command that
+    just needs its target.
+    """
+    names = _build(DatabaseSettings, {})
+    return names.database_url if names.names_database else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (plus ``overrides`` by field name); one :class:`ConfigError` on bad input."""
+    settings = _build(Settings, overrides)
     if not _IDENTIFIER.match(settings.db_schema):
         raise ConfigError("JEDISOS_DB_SCHEMA", f"{settings.db_schema!r} is not a lower-case SQL identifier")
     if settings.fernet_keys is not None:

@@ -28,16 +28,47 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.db.engine import create_engine, schema_of
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation
-from jedisos_db.runtime.repositories.audit import timestamp
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
+from jedisos_db.runtime.urls import DatabaseURL
 
-AUDIT_KEEP: Final = dt.timedelta(days=90)
-AUDIT_PURGED_SEVERITIES: Final = ("debug", "info")
-COST_KEEP: Final = dt.timedelta(days=365)
-THREAD_IDLE: Final = dt.timedelta(days=30)
 DEFAULT_BATCH: Final = 5000
 EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    """One rule of the policy: which rows go, and after how long. The runner applies these, and
+    the capacity model (``jedisos_db.harness.capacity``) projects disk use from the same values."""
+
+    name: str
+    """The rule's name: the table it deletes from (``langgraph_threads``: the thread registry)."""
+    keep: dt.timedelta
+    """Rows older than this go (for threads: idle for this long)."""
+    summary: str
+    """What the rule does; ``{days}``, ``{severities}`` and ``{rollup}`` are filled in."""
+    only_severities: tuple[str, ...] = ()
+    """When set, only rows of these severities go; every other severity is kept."""
+    rollup: str | None = None
+    """The table rows are rolled up into before they go."""
+
+    @property
+    def description(self) -> str:
+        return self.summary.format(days=self.keep.days, severities="/".join(self.only_severities),
+                                   rollup=self.rollup)
+
+
+AUDIT_RULE: Final = RetentionRule("audit_logs", dt.timedelta(days=90),
+                                  "{severities} older than {days} days (warning and above kept)",
+                                  only_severities=("debug", "info"))
+COST_RULE: Final = RetentionRule("cost_tracking", dt.timedelta(days=365),
+                                 "older than {days} days, moved into {rollup} by the same statement",
+                                 rollup="daily_cost_rollup")
+THREAD_RULE: Final = RetentionRule("langgraph_threads", dt.timedelta(days=30),
+                                   "idle for {days} days, deleted with AsyncPostgresSaver.adelete_thread")
+POLICY: Final = (AUDIT_RULE, COST_RULE, THREAD_RULE)
+"""Design §7's retention, fixed (see the module docstring), in the order :func:`run` applies it."""
 
 
 class Checkpointer(Protocol):
@@ -63,17 +94,15 @@ class RetentionReport:
     dry_run: bool
     results: list[RuleResult] = field(default_factory=list)
 
-    def lines(self) -> list[str]:
-        verb = "would delete" if self.dry_run else "deleted"
-        out = []
-        for r in self.results:
-            note = f"  ({r.note})" if r.note else ""
-            out.append(f"{r.rule:<18} {verb} {r.rows:>9}  {r.description}{note}")
-        return out
-
 
 BatchHook = Callable[[str, int], Awaitable[None] | None]
 """Called after each committed batch with (rule, rows); tests use it to simulate a crash."""
+
+
+def _purged_severities() -> str:
+    # Literals, not a parameter: the planner sees the same predicate on every batch. The values
+    # are the policy's constants (documented severities, tested), never caller input.
+    return ", ".join(f"'{severity}'" for severity in AUDIT_RULE.only_severities)
 
 
 def audit_delete_sql(schema: str) -> str:
@@ -88,7 +117,7 @@ def audit_delete_sql(schema: str) -> str:
         WITH gone AS (
             DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
                 SELECT id FROM {schema}.audit_logs
-                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ('debug', 'info')
+                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ({_purged_severities()})
                 ORDER BY "timestamp" LIMIT :batch))
             RETURNING "timestamp"
         )
@@ -98,7 +127,7 @@ def audit_delete_sql(schema: str) -> str:
 
 def audit_count_sql(schema: str) -> str:
     return f"""SELECT count(*) FROM {schema}.audit_logs
-               WHERE "timestamp" < :cutoff AND severity IN ('debug', 'info')"""
+               WHERE "timestamp" < :cutoff AND severity IN ({_purged_severities()})"""
 
 
 def cost_rollup_sql(schema: str) -> str:
@@ -161,11 +190,11 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
                            batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Delete ``debug``/``info`` audit rows older than 90 days, ``batch_size`` per transaction."""
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - AUDIT_KEEP
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - AUDIT_RULE.keep
     schema = schema_of(engine)
-    description = "debug/info older than 90 days (warning and above kept)"
+    description = AUDIT_RULE.description
     if dry_run:
-        return RuleResult("audit_logs", description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
+        return RuleResult(AUDIT_RULE.name, description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     total = batches = 0
     after = EARLIEST
     while True:
@@ -177,19 +206,19 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
         total += deleted
         batches += 1
         after = newest
-        await _hook(on_batch, "audit_logs", deleted)
-    return RuleResult("audit_logs", description, total, batches, False)
+        await _hook(on_batch, AUDIT_RULE.name, deleted)
+    return RuleResult(AUDIT_RULE.name, description, total, batches, False)
 
 
 async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
                                 batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Move ``cost_tracking`` rows older than 365 days into ``daily_cost_rollup`` (batches)."""
     validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - COST_KEEP
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - COST_RULE.keep
     schema = schema_of(engine)
-    description = "older than 365 days, moved into daily_cost_rollup by the same statement"
+    description = COST_RULE.description
     if dry_run:
-        return RuleResult("cost_tracking", description, await _count(engine, cost_count_sql(schema), cutoff), 0,
+        return RuleResult(COST_RULE.name, description, await _count(engine, cost_count_sql(schema), cutoff), 0,
                           True)
     total = batches = 0
     while True:
@@ -200,8 +229,8 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
             break
         total += deleted
         batches += 1
-        await _hook(on_batch, "cost_tracking", deleted)
-    return RuleResult("cost_tracking", description, total, batches, False)
+        await _hook(on_batch, COST_RULE.name, deleted)
+    return RuleResult(COST_RULE.name, description, total, batches, False)
 
 
 async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | None, *,
@@ -213,31 +242,31 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     row, and the rerun calls ``adelete_thread`` again (deleting a deleted thread is a no-op).
     """
     validation.integer("batch_size", batch_size, low=1, high=100_000)
-    cutoff = (timestamp("now", now) or await server_now(engine)) - THREAD_IDLE
+    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - THREAD_RULE.keep
     registry = ThreadRegistry(engine)
-    description = "idle for 30 days, deleted with AsyncPostgresSaver.adelete_thread"
+    description = THREAD_RULE.description
     if dry_run:
-        return RuleResult("langgraph_threads", description, await registry.count_idle(cutoff), 0, True)
+        return RuleResult(THREAD_RULE.name, description, await registry.count_idle(cutoff), 0, True)
     if checkpointer is None:
         idle = await registry.count_idle(cutoff)
         if idle:
-            raise validation.InvalidInputError(
+            raise InvalidInputError(
                 "checkpointer", f"{idle} idle threads need a LangGraph checkpointer to delete them")
-        return RuleResult("langgraph_threads", description, 0, 0, False, "no checkpointer; nothing idle")
+        return RuleResult(THREAD_RULE.name, description, 0, 0, False, "no checkpointer; nothing idle")
     total = batches = 0
     while ids := await registry.idle(cutoff, limit=batch_size):
         for thread_id in ids:
             await checkpointer.adelete_thread(thread_id)
         total += await registry.forget(ids, idle_before=cutoff)
         batches += 1
-        await _hook(on_batch, "langgraph_threads", len(ids))
-    return RuleResult("langgraph_threads", description, total, batches, False)
+        await _hook(on_batch, THREAD_RULE.name, len(ids))
+    return RuleResult(THREAD_RULE.name, description, total, batches, False)
 
 
 async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, dry_run: bool = False,
               now: dt.datetime | None = None, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
     """Apply (or, with ``dry_run``, count) every rule against one ``now``."""
-    at = timestamp("now", now) or await server_now(engine)
+    at = validation.timestamp("now", now) or await server_now(engine)
     report = RetentionReport(now=at, dry_run=dry_run)
     report.results.append(await purge_audit_logs(engine, now=at, dry_run=dry_run, batch_size=batch_size))
     report.results.append(await roll_up_cost_tracking(engine, now=at, dry_run=dry_run, batch_size=batch_size))
@@ -246,7 +275,7 @@ async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, 
 
 
 @asynccontextmanager
-async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]:
+async def langgraph_checkpointer(url: DatabaseURL) -> AsyncIterator[Checkpointer | None]:
     """An ``AsyncPostgresSaver`` from the checkpointer factory, or None when LangGraph is not
     installed or has never been set up here (then there is nothing of it to clean up)."""
     try:
@@ -261,7 +290,7 @@ async def langgraph_checkpointer(url: str) -> AsyncIterator[Checkpointer | None]
         yield saver
 
 
-async def run_from_url(url: str, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
+async def run_from_url(url: DatabaseURL, *, dry_run: bool = False, batch_size: int = DEFAULT_BATCH) -> RetentionReport:
     """What ``jedisos-db retention run`` does: a short-lived engine (and saver) on ``url``."""
     engine = create_engine(url=url, pool_size=1, max_overflow=0, application_name="jedisos-db-retention",
                            statement_timeout_ms=0)

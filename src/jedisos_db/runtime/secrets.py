@@ -17,13 +17,9 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from jedisos_db.runtime.errors import ConfigError, JedisosDBError
+from jedisos_db.runtime.errors import ConfigError, InvalidInputError, SecretDecryptionError
 
 ENV_KEYS = "JEDISOS_FERNET_KEYS"
-
-
-class SecretDecryptionError(JedisosDBError):
-    """A token none of the configured keys can decrypt (wrong key, or corrupted data)."""
 
 
 class SecretEnv(Mapping[str, str]):
@@ -87,8 +83,6 @@ class SecretCipher:
 
     def encrypt_env(self, env: Mapping[str, str]) -> bytes:
         """Encrypt a mapping of environment variables (names and values must be strings)."""
-        from jedisos_db.runtime.repositories.validation import InvalidInputError
-
         for name, value in env.items():
             if type(name) is not str or not name:
                 raise InvalidInputError("env", "variable names must be non-empty strings")

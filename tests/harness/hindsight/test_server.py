@@ -9,10 +9,11 @@ import httpx
 import pytest
 
 from jedisos_db.harness.hindsight import server as hs
-from jedisos_db.ops import catalog, provision
+from jedisos_db.ops import catalog
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import RunningHindsight
 
@@ -49,7 +50,7 @@ def test_second_migration_run_changes_nothing(hindsight_server: RunningHindsight
 
 def test_server_connections_are_its_own_and_tagged(hindsight_server: RunningHindsight) -> None:
     """Design §1 (each owner its own pool): the API's connections carry application_name hindsight-api."""
-    database = provision.urls.parse(hindsight_server.database_url).database
+    database = hindsight_server.database_url.database
     with connect(hindsight_server.database_url) as conn:
         tags = conn.execute(
             "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = %s "
@@ -74,17 +75,17 @@ def test_server_runs_the_installed_release_offline(hindsight_server: RunningHind
 
 
 @pytest.mark.usefixtures("hindsight_installed")
-def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: str) -> None:
-    missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))
+def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: DatabaseURL) -> None:
+    missing = server_url.with_database("jedisos_test_no_such_db")
     with pytest.raises(HindsightServerError, match="jedisos_test_no_such_db") as failure:
         hm.run_migrations(missing)
     assert "failed" in str(failure.value)
 
 
 @pytest.mark.usefixtures("hindsight_installed")
-def test_a_server_that_cannot_start_reports_its_log_tail(server_url: str) -> None:
+def test_a_server_that_cannot_start_reports_its_log_tail(server_url: DatabaseURL) -> None:
     """The real server exits on a database it cannot open; the error carries the reason from its log."""
-    missing = provision.urls.to_libpq(provision.urls.with_database(server_url, "jedisos_test_no_such_db"))
+    missing = server_url.with_database("jedisos_test_no_such_db")
     server = hs.HindsightServer(missing, settings=hs.HindsightSettings(startup_timeout=90))
     try:
         with pytest.raises(HindsightServerError, match="exited with code") as failure:

@@ -12,11 +12,12 @@ from pytest_alembic.tests import (
     test_up_down_consistency,
     test_upgrade,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.urls import DatabaseURL
 
 __all__ = [
     "test_model_definitions_match_ddl",
@@ -32,9 +33,9 @@ def alembic_config() -> Config:
 
 
 @pytest.fixture
-def alembic_engine(empty_db: str) -> Iterator[AsyncEngine]:
+def alembic_engine(empty_db: DatabaseURL) -> Iterator[AsyncEngine]:
     # NullPool: pytest-alembic runs each step in its own asyncio.run(), and a pooled asyncpg
     # connection must not outlive the event loop it was opened on.
-    engine = create_async_engine(urls.to_asyncpg(empty_db), poolclass=NullPool)
+    engine = create_engine(url=empty_db, poolclass=NullPool)
     yield engine
     engine.sync_engine.dispose()

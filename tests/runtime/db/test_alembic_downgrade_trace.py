@@ -13,12 +13,13 @@ from collections.abc import Iterator
 import pytest
 from alembic.config import Config
 from pytest_alembic.tests.experimental import test_downgrade_leaves_no_trace
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 __all__ = ["test_downgrade_leaves_no_trace"]
 
@@ -29,15 +30,11 @@ def alembic_config() -> Config:
 
 
 @pytest.fixture
-def alembic_engine(empty_db: str) -> Iterator[AsyncEngine]:
+def alembic_engine(empty_db: DatabaseURL) -> Iterator[AsyncEngine]:
     # The version table stays after `downgrade base` by design; create it up front so the
     # pre-001 state and the post-001-downgrade state are comparable.
     migrations.upgrade(empty_db, "base")
     assert migrations.current(empty_db) is None
-    engine = create_async_engine(
-        urls.to_asyncpg(empty_db),
-        poolclass=NullPool,
-        connect_args={"server_settings": {"search_path": SCHEMA}},
-    )
+    engine = create_engine(url=empty_db, poolclass=NullPool, server_settings={"search_path": SCHEMA})
     yield engine
     engine.sync_engine.dispose()

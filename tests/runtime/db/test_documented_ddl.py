@@ -11,6 +11,7 @@ from jedisos_db.ops import catalog
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 
 DOCUMENTED_DDL = Path(__file__).resolve().parents[3] / "fixtures" / "ddl" / "documented_section4.sql"
@@ -18,7 +19,7 @@ DOCUMENTED_REVISION = "006"
 """Revisions after 006 are this project's fixes to the design; the documented DDL ends at 006."""
 
 
-def _apply(url: str, ddl: str) -> None:
+def _apply(url: DatabaseURL, ddl: str) -> None:
     with connect(url) as conn:
         conn.execute(ddl)  # type: ignore[arg-type]  # a fixture file, not user input
 

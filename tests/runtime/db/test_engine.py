@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from jedisos_db.runtime.config import load_settings
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine, schema_of
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.urls import DatabaseURL
 
 
-async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: str) -> None:
+async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: DatabaseURL) -> None:
     engine = create_engine(url=migrated_db)
     try:
         pool = engine.pool
@@ -27,7 +28,7 @@ async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: str) 
         await engine.dispose()
 
 
-async def test_overrides_and_statement_timeout_is_enforced(migrated_db: str) -> None:
+async def test_overrides_and_statement_timeout_is_enforced(migrated_db: DatabaseURL) -> None:
     engine = create_engine(url=migrated_db, pool_size=2, max_overflow=1, application_name="worker-7",
                            statement_timeout_ms=100)
     try:
@@ -40,13 +41,28 @@ async def test_overrides_and_statement_timeout_is_enforced(migrated_db: str) -> 
         await engine.dispose()
 
 
-async def test_engine_from_settings_and_another_schema(migrated_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_null_pool_for_one_shot_work_and_extra_session_settings(migrated_db: DatabaseURL) -> None:
+    """Alembic's engine: NullPool takes no pool sizes; extra session settings join the factory's own."""
+    engine = create_engine(url=migrated_db, poolclass=NullPool, statement_timeout_ms=0,
+                           server_settings={"search_path": "jedisos"})
+    try:
+        assert isinstance(engine.pool, NullPool)
+        async with engine.connect() as conn:
+            shown = [(await conn.execute(text(f"SHOW {name}"))).scalar_one()
+                     for name in ("search_path", "statement_timeout", "application_name")]
+        assert shown == ["jedisos", "0", "jedisos-app"]
+    finally:
+        await engine.dispose()
+
+
+async def test_engine_from_settings_and_another_schema(migrated_db: DatabaseURL,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """JEDISOS_DB_SCHEMA redirects every repository, including the COPY path."""
 
     with connect(migrated_db) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS jedisos_alt")
         conn.execute("CREATE TABLE IF NOT EXISTS jedisos_alt.audit_logs (LIKE jedisos.audit_logs INCLUDING ALL)")
-    monkeypatch.setenv("JEDISOS_DB_URL", migrated_db)
+    monkeypatch.setenv("JEDISOS_DB_URL", migrated_db.libpq())
     monkeypatch.setenv("JEDISOS_DB_SCHEMA", "jedisos_alt")
     engine = create_engine(load_settings())
     try:

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.urls import DatabaseURL
 
 
-def test_models_cover_exactly_the_migrated_tables(migrated_db: str) -> None:
+def test_models_cover_exactly_the_migrated_tables(migrated_db: DatabaseURL) -> None:
     with connect(migrated_db) as conn:
         rows = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = 'jedisos' AND tablename <> 'schema_migrations'"

@@ -13,6 +13,7 @@ from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
 
 # Design §6, "Alembic 설정": which file creates which tables.
@@ -26,7 +27,7 @@ SECTION_6 = {
 }
 
 
-def _tables(url: str, schema: str = SCHEMA) -> set[str]:
+def _tables(url: DatabaseURL, schema: str = SCHEMA) -> set[str]:
     with connect(url) as conn:
         rows = conn.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema]
@@ -42,7 +43,7 @@ def test_revision_chain_is_001_to_006() -> None:
     assert migrations.head() == revs[-1].revision
 
 
-def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: str) -> None:
+def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: DatabaseURL) -> None:
     """design §6: 001 installed_tools+audit_logs, 002 cost_tracking (+view), 003 ... 006 mcp_servers."""
     seen: set[str] = {VERSION_TABLE}
     for rev, expected in SECTION_6.items():
@@ -52,7 +53,7 @@ def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: str) ->
         seen = now
 
 
-def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(migrated_db: str) -> None:
+def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(migrated_db: DatabaseURL) -> None:
     """design §1: the version table is jedisos.schema_migrations; nothing of ours lands in public."""
     with connect(migrated_db) as conn:
         version_tables = conn.execute(
@@ -69,7 +70,7 @@ def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(m
     assert migrations.current(migrated_db) == migrations.head()
 
 
-def test_downgrade_base_leaves_only_the_version_table(empty_db: str) -> None:
+def test_downgrade_base_leaves_only_the_version_table(empty_db: DatabaseURL) -> None:
     migrations.upgrade(empty_db)
     migrations.downgrade(empty_db, "base")
     assert _tables(empty_db) == {VERSION_TABLE}
@@ -85,15 +86,17 @@ def test_downgrade_base_leaves_only_the_version_table(empty_db: str) -> None:
 def test_concurrent_cli_upgrades_both_succeed_and_apply_each_revision_once(
     database_factory: DatabaseFactory, server_info: provision.ServerInfo
 ) -> None:
-    """Three `jedisos-db db upgrade --dsn URL` at once on a fresh database: all exit 0, each DDL ran once."""
+    """Three `jedisos-db db upgrade` at once on a fresh database: all exit 0, each DDL ran once.
+
+    The URL reaches the children in $JEDISOS_DB_URL: a command line is readable by every user (`ps`)."""
     if "pg_stat_statements" not in server_info.shared_preload_libraries:
         pytest.skip("the server does not preload pg_stat_statements, so statement counts cannot be read")
     url = database_factory("concurrent", bootstrap=False)
     with connect(url) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         conn.execute("SELECT pg_stat_statements_reset()")
-    cli = [sys.executable, "-m", "jedisos_db", "db", "upgrade", "--dsn", url]
-    env = {**os.environ, "JEDISOS_DB_URL": ""}
+    cli = [sys.executable, "-m", "jedisos_db", "db", "upgrade"]
+    env = {**os.environ, "JEDISOS_DB_URL": url.libpq()}
     procs = [subprocess.Popen(cli, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env) for _ in range(3)]
     outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], "\n---\n".join(outputs)

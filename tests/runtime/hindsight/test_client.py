@@ -9,14 +9,14 @@ import pytest
 import respx
 
 from jedisos_db.harness.hindsight.server import free_port
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.hindsight import client as hc
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
+    ConfigError,
     HindsightContractError,
     HindsightRequestError,
     HindsightUnavailableError,
 )
+from jedisos_db.runtime.hindsight import client as hc
 
 from .fakes import BANK, BANK_URL, BASE, RECALL_URL, RECALLED, RETAIN_URL, Sleeps, make
 

@@ -11,13 +11,13 @@ import httpx
 import pytest
 import respx
 
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.hindsight import client as hc
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
+    ConfigError,
     DocumentNotFoundError,
     OperationTimeoutError,
 )
+from jedisos_db.runtime.hindsight import client as hc
 from jedisos_db.runtime.hindsight.models import EntityRef, RetainItem
 
 from .fakes import BANK, BANK_URL, BASE, Sleeps

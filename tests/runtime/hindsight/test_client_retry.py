@@ -17,13 +17,13 @@ import httpx
 import pytest
 import respx
 
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.hindsight import client as hc
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
+    ConfigError,
     HindsightBusyError,
     HindsightRequestError,
     HindsightUnavailableError,
 )
+from jedisos_db.runtime.hindsight import client as hc
 from jedisos_db.runtime.hindsight.retry import HindsightClientSettings, parse_retry_after
 
 from .fakes import BANK, BANK_URL, BASE, RECALL_URL, RECALLED, RETAIN_URL, RETAINED, Sleeps, make

@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from jedisos_db.harness.hindsight import contract
+from jedisos_db.runtime.errors import BankNotFoundError, HindsightRequestError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
-from jedisos_db.runtime.hindsight.errors import BankNotFoundError, HindsightRequestError
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightFactory, RunningHindsight
 

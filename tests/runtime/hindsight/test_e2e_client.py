@@ -12,13 +12,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
     DocumentNotFoundError,
     HindsightBusyError,
     HindsightRequestError,
 )
+from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.hindsight.models import UNSET, EntityRef, Memory, RetainItem
 from tests.plugins.hindsight import RunningHindsight
 

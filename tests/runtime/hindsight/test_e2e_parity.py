@@ -18,9 +18,8 @@ from typing import Any
 
 import pytest
 
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import BankNotFoundError, ConfigError, DocumentNotFoundError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
-from jedisos_db.runtime.hindsight.errors import BankNotFoundError, DocumentNotFoundError
 from jedisos_db.runtime.hindsight.models import EntityRef, RetainItem
 from tests.plugins.hindsight import RunningHindsight
 

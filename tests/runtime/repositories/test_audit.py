@@ -9,8 +9,8 @@ from ipaddress import ip_address
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
-from jedisos_db.runtime.repositories.validation import InvalidInputError
 from tests.plugins.tables import count
 
 NOW = dt.datetime.now(dt.UTC)

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.db.models import AuditLog, Base, CostRecord, InstalledTool
+from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
@@ -28,14 +29,7 @@ from jedisos_db.runtime.repositories.mcp_servers import McpServerRepository, Mcp
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
 from jedisos_db.runtime.repositories.schedules import ScheduleRepository
 from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
-from jedisos_db.runtime.repositories.validation import (
-    INT4_MAX,
-    MAX_JSON_BYTES,
-    DuplicateError,
-    InvalidInputError,
-    MissingReferenceError,
-    varchar_limit,
-)
+from jedisos_db.runtime.repositories.validation import INT4_MAX, MAX_JSON_BYTES, varchar_limit
 from jedisos_db.runtime.secrets import SecretCipher
 
 Action = Callable[[AsyncEngine, SecretCipher], Awaitable[Any]]

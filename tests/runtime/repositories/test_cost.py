@@ -9,9 +9,9 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository, cost_event_from_litellm
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
-from jedisos_db.runtime.repositories.validation import InvalidInputError
 from tests.plugins.tables import count
 
 NOON = dt.datetime(2026, 3, 15, 12, 0, tzinfo=dt.UTC)

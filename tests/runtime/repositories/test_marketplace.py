@@ -8,14 +8,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jedisos_db.runtime.repositories.marketplace import MarketplaceRepository
-from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
-from jedisos_db.runtime.repositories.validation import (
+from jedisos_db.runtime.errors import (
     DuplicateError,
     InvalidInputError,
     MissingReferenceError,
     NotFoundError,
 )
+from jedisos_db.runtime.repositories.marketplace import MarketplaceRepository
+from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
 from tests.plugins.tables import count
 
 WEATHER = {"package_name": "@jedisos/weather", "package_type": "skill", "latest_version": "1.0.0",

@@ -9,10 +9,15 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.errors import (
+    InvalidInputError,
+    InvalidTransitionError,
+    MissingReferenceError,
+    SecretDecryptionError,
+)
 from jedisos_db.runtime.repositories.mcp_servers import McpServerRepository, McpServerSpec
 from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
-from jedisos_db.runtime.repositories.validation import InvalidInputError, InvalidTransitionError, MissingReferenceError
-from jedisos_db.runtime.secrets import SecretCipher, SecretDecryptionError
+from jedisos_db.runtime.secrets import SecretCipher
 
 SECRET = "sk-very-secret-value-123"
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.errors import InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
-from jedisos_db.runtime.repositories.validation import InvalidInputError, NotFoundError
 
 
 async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine) -> None:

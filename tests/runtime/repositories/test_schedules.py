@@ -9,8 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.errors import InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.schedules import ScheduleRepository
-from jedisos_db.runtime.repositories.validation import InvalidInputError, NotFoundError
 
 T0 = dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.UTC)
 BRIEFING = {"user_id": "u1", "name": "아침 브리핑", "cron_expr": "0 8 * * *", "action_type": "chat",

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.db.models import McpServer
+from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.marketplace import MarketplaceRepository
 from jedisos_db.runtime.repositories.mcp_servers import McpServerSpec
 from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
-from jedisos_db.runtime.repositories.validation import DuplicateError, InvalidInputError, NotFoundError
 from jedisos_db.runtime.secrets import SecretCipher
 from tests.plugins.tables import count
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
 
 
@@ -29,7 +30,7 @@ def test_documents_round_trip_like_the_standard_library(value: object) -> None:
 
 @pytest.mark.parametrize("bad", [{"n": math.nan}, {"n": -math.inf}, {"s": {1, 2}}, {"b": b"x"}])
 def test_documents_jsonb_cannot_hold_are_refused_naming_the_field(bad: object) -> None:
-    with pytest.raises(v.InvalidInputError) as info:
+    with pytest.raises(InvalidInputError) as info:
         v.json_document("details", bad)
     assert info.value.field == "details"
     assert "JSON" in info.value.rule
@@ -43,5 +44,5 @@ def test_uuids_are_written_as_strings() -> None:
 def test_size_limit_counts_utf8_bytes() -> None:
     doc = {"k": "한" * 30}  # 90 bytes of UTF-8 in 30 characters
     assert v.json_document("details", doc, max_bytes=200) is not None
-    with pytest.raises(v.InvalidInputError, match="bytes of JSON"):
+    with pytest.raises(InvalidInputError, match="bytes of JSON"):
         v.json_document("details", doc, max_bytes=60)

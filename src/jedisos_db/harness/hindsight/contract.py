@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jedisos_db.ops.hindsight import ENV_PREFIX, hindsight_python
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
 
 DEFAULT_DIR = Path(__file__).resolve().parents[4] / "fixtures" / "hindsight"
 """``fixtures/hindsight`` of a source checkout (the fixture is not shipped in the wheel)."""

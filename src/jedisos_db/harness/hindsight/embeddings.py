@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
+from jedisos_db.runtime.errors import LocalServerError
+
 DIMENSION = 384
 """Hindsight's default ``memory_units.embedding vector(384)``; a different size would make it resize the column."""
 
@@ -168,7 +170,7 @@ class EmbeddingServer:
     @property
     def url(self) -> str:
         if self._httpd is None:
-            raise RuntimeError("EmbeddingServer is not running; call start() first")
+            raise LocalServerError("EmbeddingServer is not running; call start() first")
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
@@ -181,7 +183,7 @@ class EmbeddingServer:
     def hold(self, timeout: float = 60.0) -> Iterator[EmbeddingHold]:
         """Keep ``/embed`` answers back until the block ends or :meth:`EmbeddingHold.release` (tests only)."""
         if self._httpd is None:
-            raise RuntimeError("EmbeddingServer is not running; call start() first")
+            raise LocalServerError("EmbeddingServer is not running; call start() first")
         hold = EmbeddingHold(timeout)
         self._httpd.hold = hold
         try:

@@ -40,8 +40,8 @@ from jedisos_db.ops.hindsight import (
     hindsight_python,
     tagged_url,
 )
-from jedisos_db.runtime import urls
-from jedisos_db.runtime.hindsight.errors import HindsightServerError
+from jedisos_db.runtime.errors import HindsightServerError
+from jedisos_db.runtime.urls import DatabaseURL
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -89,10 +89,10 @@ class HindsightServer:
     server does not migrate on its own unless ``settings.run_migrations_on_startup``.
     """
 
-    def __init__(self, database_url: str, *, schema: str = SCHEMA, settings: HindsightSettings | None = None,
+    def __init__(self, database_url: DatabaseURL, *, schema: str = SCHEMA, settings: HindsightSettings | None = None,
                  embeddings_url: str | None = None, log_path: Path | None = None, python: str | None = None,
                  host: str = "127.0.0.1", port: int | None = None, env: Mapping[str, str] | None = None) -> None:
-        self.database_url = urls.to_libpq(urls.parse(database_url, field="database_url"))
+        self.database_url = database_url
         self.schema = schema
         self.settings = settings or HindsightSettings()
         self.python = python or hindsight_python()
@@ -108,7 +108,7 @@ class HindsightServer:
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"HindsightServer({urls.redact(self.database_url)!r}, schema={self.schema!r}, {state})"
+        return f"HindsightServer({self.database_url.redacted()!r}, schema={self.schema!r}, {state})"
 
     @property
     def base_url(self) -> str:

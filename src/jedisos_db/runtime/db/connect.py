@@ -6,19 +6,18 @@ from typing import Any
 
 import psycopg
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.errors import DatabaseUnavailableError
+from jedisos_db.runtime.urls import DatabaseURL
 
 ADMIN_APPLICATION_NAME = "jedisos-db-admin"
 
 
-def connect(url: str, *, autocommit: bool = True, application_name: str = ADMIN_APPLICATION_NAME,
+def connect(url: DatabaseURL, *, autocommit: bool = True, application_name: str = ADMIN_APPLICATION_NAME,
             **kwargs: Any) -> psycopg.Connection[Any]:
     """A psycopg connection, with connection failures turned into one readable error."""
-    conninfo = urls.to_libpq(url)
     try:
-        return psycopg.connect(conninfo, autocommit=autocommit, application_name=application_name,
+        return psycopg.connect(url.libpq(), autocommit=autocommit, application_name=application_name,
                                connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
         reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
-        raise DatabaseUnavailableError(f"cannot connect to {urls.redact(url)}: {reason}") from None
+        raise DatabaseUnavailableError(f"cannot connect to {url}: {reason}") from None

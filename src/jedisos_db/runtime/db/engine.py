@@ -7,52 +7,66 @@ and a ``statement_timeout`` so one runaway query cannot hold a pool slot forever
 
 When ``JEDISOS_DB_SCHEMA`` names another schema than ``jedisos``, the models (which say
 ``jedisos``) are redirected with SQLAlchemy's ``schema_translate_map``.
+
+This is the one place a jedisos ``AsyncEngine`` is built: the application, the retention run,
+the pool probe, Alembic's ``env.py`` (with ``poolclass=NullPool``), the tests and the benches
+all come through :func:`create_engine`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.config import Settings
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
 
 
 def create_engine(
     settings: Settings | None = None,
     *,
-    url: str | None = None,
+    url: DatabaseURL | None = None,
     schema: str | None = None,
     pool_size: int | None = None,
     max_overflow: int | None = None,
     application_name: str | None = None,
     statement_timeout_ms: int | None = None,
+    server_settings: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
-    """An AsyncEngine for the jedisos schema; explicit arguments override ``settings``."""
-    if settings is None and url is None:
+    """An AsyncEngine for the jedisos schema; explicit arguments override ``settings``.
+
+    ``server_settings`` adds session parameters (e.g. ``search_path``) to the two set here. With
+    ``poolclass=NullPool`` (one connection per checkout, e.g. Alembic) the pool sizes are left
+    out: SQLAlchemy rejects them for a pool that keeps nothing.
+    """
+    if url is None:
         from jedisos_db.runtime.config import load_settings
 
-        settings = load_settings()
-    target = url if url is not None else settings.database_url  # type: ignore[union-attr]
+        settings = settings or load_settings()
+        url = settings.database_url
     defaults = settings or Settings.model_construct()
     schema = schema or defaults.db_schema
     timeout = defaults.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
-    server_settings = {
+    session = {
         "application_name": application_name or defaults.application_name,
         "statement_timeout": str(timeout),
+        **(server_settings or {}),
     }
     options: dict[str, Any] = {}
     if schema != SCHEMA:
         options["schema_translate_map"] = {SCHEMA: schema}
+    if engine_kwargs.get("poolclass") is not NullPool:
+        engine_kwargs["pool_size"] = defaults.pool_size if pool_size is None else pool_size
+        engine_kwargs["max_overflow"] = defaults.max_overflow if max_overflow is None else max_overflow
     return create_async_engine(
-        urls.to_asyncpg(target),
-        pool_size=defaults.pool_size if pool_size is None else pool_size,
-        max_overflow=defaults.max_overflow if max_overflow is None else max_overflow,
+        url.asyncpg(),
         pool_pre_ping=True,
-        connect_args={"server_settings": server_settings},
+        connect_args={"server_settings": session},
         execution_options=options,
         **engine_kwargs,
     )

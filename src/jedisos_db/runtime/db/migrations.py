@@ -15,9 +15,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from jedisos_db.runtime import urls
 from jedisos_db.runtime.errors import MigrationError
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
+from jedisos_db.runtime.urls import DatabaseURL
 
 
 def script_location() -> Path:
@@ -29,28 +29,31 @@ def script_location() -> Path:
     raise MigrationError(f"no Alembic scripts found next to {here}; reinstall jedisos-db")
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """An Alembic config for ``url``; env.py reads the URL from ``config.attributes``."""
+def alembic_config(url: DatabaseURL | None = None) -> Config:
+    """An Alembic config for ``url``; env.py reads the URL from ``config.attributes``.
+
+    Without ``url``, env.py takes the environment's (``JEDISOS_DB_URL`` or ``POSTGRES_*``).
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location()))
     cfg.set_main_option("version_table", VERSION_TABLE)
     cfg.set_main_option("version_table_schema", SCHEMA)
     if url is not None:
-        cfg.attributes["url"] = urls.to_libpq(url)
+        cfg.attributes["url"] = url
     return cfg
 
 
-def upgrade(url: str, revision: str = "head") -> None:
+def upgrade(url: DatabaseURL, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
-def downgrade(url: str, revision: str) -> None:
+def downgrade(url: DatabaseURL, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def current(url: str) -> str | None:
+def current(url: DatabaseURL) -> str | None:
     """The revision the database is at, or None when nothing is applied (or no version table)."""
-    engine = create_engine(urls.to_psycopg(url), pool_pre_ping=False)
+    engine = create_engine(url.psycopg(), pool_pre_ping=False)
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(VERSION_TABLE, schema=SCHEMA):

@@ -3,8 +3,7 @@ server process (server), an offline embedding endpoint (embeddings), and its rec
 contract (contract). Nothing here issues SQL against schema ``hindsight``.
 """
 
-from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
     DocumentNotFoundError,
     HindsightBusyError,
@@ -15,6 +14,7 @@ from jedisos_db.runtime.hindsight.errors import (
     HindsightUnavailableError,
     OperationTimeoutError,
 )
+from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.hindsight.models import (
     UNSET,
     Bank,

@@ -42,9 +42,9 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.hindsight.errors import (
+from jedisos_db.runtime.errors import (
     BankNotFoundError,
+    ConfigError,
     DocumentNotFoundError,
     HindsightBusyError,
     HindsightContractError,
@@ -83,8 +83,8 @@ from jedisos_db.runtime.hindsight.models import (
 )
 from jedisos_db.runtime.hindsight.retry import (
     HindsightClientSettings,
-    StatusAnswer,
     WaitRetryAfter,
+    _StatusAnswer,
     should_retry,
 )
 
@@ -396,8 +396,8 @@ class HindsightClient:
 
     def _log_retry(self, state: RetryCallState, method: str, path: str) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        reason = f"HTTP {exc.response.status_code}" if isinstance(exc, StatusAnswer) else type(exc).__name__
-        if isinstance(exc, StatusAnswer) and exc.retry_after is not None:
+        reason = f"HTTP {exc.response.status_code}" if isinstance(exc, _StatusAnswer) else type(exc).__name__
+        if isinstance(exc, _StatusAnswer) and exc.retry_after is not None:
             reason += f" (Retry-After {exc.retry_after:g} s)"
         wait = state.next_action.sleep if state.next_action else 0.0
         logger.warning("Hindsight %s %s: %s; retry %d/%d in %.2f s", method, path, reason,
@@ -407,7 +407,7 @@ class HindsightClient:
                     json: Any) -> httpx.Response:
         response = await self._http.request(method, path, params=params, json=json, headers=self._headers())
         if response.status_code >= 500 or response.status_code == 429:
-            raise StatusAnswer(response)
+            raise _StatusAnswer(response)
         return response
 
     async def _call(self, method: str, path: str, model: type[_R], *, params: Mapping[str, Any] | None = None,
@@ -428,7 +428,7 @@ class HindsightClient:
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
                     response = await self._send(method, path, params, json)
-        except StatusAnswer as exc:
+        except _StatusAnswer as exc:
             status, body = exc.response.status_code, exc.response.text
             if exc.busy:
                 raise HindsightBusyError(method, path, attempts=attempts, status=status, body=body,

@@ -15,7 +15,7 @@ The rule (what is safe to repeat):
 
 Waits: ``Retry-After`` (delta-seconds or HTTP-date) when the answer carries one, otherwise
 exponential backoff. A server asking for more than ``retry_after_max`` seconds is not retried:
-the caller gets :class:`~jedisos_db.runtime.hindsight.errors.HindsightBusyError` with the wait
+the caller gets :class:`~jedisos_db.runtime.errors.HindsightBusyError` with the wait
 the server asked for, rather than a client that retries sooner than asked or blocks longer than
 it allows.
 """
@@ -93,8 +93,9 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-class StatusAnswer(Exception):
-    """A 5xx or 429 answer, raised inside the retry loop so tenacity can decide on it."""
+class _StatusAnswer(Exception):
+    """A 5xx or 429 answer, raised inside the retry loop so tenacity can decide on it; it never leaves
+    the client, which turns it into a typed error of :mod:`jedisos_db.runtime.errors`."""
 
     def __init__(self, response: httpx.Response) -> None:
         super().__init__(f"HTTP {response.status_code}")
@@ -116,7 +117,7 @@ def should_retry(exc: BaseException, *, idempotent: bool, retry_after_max: float
         return True
     if not idempotent:
         return False
-    if isinstance(exc, StatusAnswer):
+    if isinstance(exc, _StatusAnswer):
         return exc.retry_after is None or exc.retry_after <= retry_after_max
     return isinstance(exc, httpx.TransportError)
 
@@ -130,6 +131,6 @@ class WaitRetryAfter(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
         exc = outcome.exception() if outcome is not None else None
-        if isinstance(exc, StatusAnswer) and exc.retry_after is not None:
+        if isinstance(exc, _StatusAnswer) and exc.retry_after is not None:
             return exc.retry_after
         return self.fallback(retry_state)

@@ -1,8 +1,10 @@
-"""One repository per jedisos table (design §4). Each takes the jedisos AsyncEngine.
+"""One repository per jedisos table (design §4), all on one base (``base.Repository``). Each takes
+the jedisos AsyncEngine.
 
 Every write validates its input in Python first (``jedisos_db.runtime.repositories.validation``) and runs in one
-transaction, so a rejected write leaves nothing behind. Updates stamp ``updated_at`` themselves:
-the design's DDL has no trigger for it.
+transaction, so a rejected write leaves nothing behind: its own, or the caller's when a method is given
+``session=`` (then it never commits; ``async with repo.begin() as s:`` spans several repositories).
+Updates stamp ``updated_at`` themselves: the design's DDL has no trigger for it.
 """
 
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository

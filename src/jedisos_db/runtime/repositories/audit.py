@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import AuditLog
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
-from jedisos_db.runtime.repositories.base import Repository
+from jedisos_db.runtime.repositories.base import EventRepository, copy_columns, row_maker
 
 _EVENT_TYPE = v.varchar_limit(AuditLog, "event_type")
 _USER_ID = v.varchar_limit(AuditLog, "user_id")
@@ -28,20 +29,9 @@ _SESSION_ID = v.varchar_limit(AuditLog, "session_id")
 _TOOL_NAME = v.varchar_limit(AuditLog, "tool_name")
 _ACTION = v.varchar_limit(AuditLog, "action")
 
-COPY_COLUMNS: Final = ("timestamp", "event_type", "severity", "user_id", "channel", "session_id", "tool_name",
-                       "action", "result", "details", "ip_address", "envelope_id")
-"""Column order of :attr:`AuditEvent.row` and of the ``COPY`` that writes it."""
-
-
-def timestamp(name: str, value: Any) -> dt.datetime | None:
-    """A timezone-aware datetime (a naive one would be read in the server's TimeZone, silently)."""
-    if value is None:
-        return None
-    if not isinstance(value, dt.datetime):
-        raise v.InvalidInputError(name, f"must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise v.InvalidInputError(name, "must be timezone-aware (e.g. datetime.now(UTC))")
-    return value
+COPY_COLUMNS: Final = copy_columns(AuditLog)
+"""Column order of :attr:`AuditEvent.row` and of the ``COPY`` that writes it (derived from the model)."""
+_ROW: Final = row_maker(AuditLog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,21 +53,20 @@ class AuditEvent:
     row: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        row = (
-            timestamp("timestamp", self.timestamp),
-            v.text("event_type", self.event_type, _EVENT_TYPE, required=True),
-            v.choice("severity", self.severity, v.SEVERITIES, required=True),
-            v.text("user_id", self.user_id, _USER_ID),
-            v.choice("channel", self.channel, v.CHANNELS),
-            v.text("session_id", self.session_id, _SESSION_ID),
-            v.text("tool_name", self.tool_name, _TOOL_NAME),
-            v.text("action", self.action, _ACTION),
-            v.choice("result", self.result, v.AUDIT_RESULTS),
-            v.json_document("details", self.details, kind=dict, required=True),
-            v.ip_address("ip_address", self.ip_address),
-            v.uuid_value("envelope_id", self.envelope_id),
-        )
-        object.__setattr__(self, "row", row)
+        object.__setattr__(self, "row", _ROW({
+            "timestamp": v.timestamp("timestamp", self.timestamp),
+            "event_type": v.text("event_type", self.event_type, _EVENT_TYPE, required=True),
+            "severity": v.choice("severity", self.severity, v.SEVERITIES, required=True),
+            "user_id": v.text("user_id", self.user_id, _USER_ID),
+            "channel": v.choice("channel", self.channel, v.CHANNELS),
+            "session_id": v.text("session_id", self.session_id, _SESSION_ID),
+            "tool_name": v.text("tool_name", self.tool_name, _TOOL_NAME),
+            "action": v.text("action", self.action, _ACTION),
+            "result": v.choice("result", self.result, v.AUDIT_RESULTS),
+            "details": v.json_document("details", self.details, kind=dict, required=True),
+            "ip_address": v.ip_address("ip_address", self.ip_address),
+            "envelope_id": v.uuid_value("envelope_id", self.envelope_id),
+        }))
 
     @classmethod
     def coerce(cls, item: AuditEvent | Mapping[str, Any], index: int | None = None) -> AuditEvent:
@@ -128,36 +117,24 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         # per-row path re-runs to name the row.
         details_json = [v.json_document("details", x, kind=dict, required=True) for x in details]
         addresses = [v.ip_address("ip_address", x) for x in ip]
-    except v.InvalidInputError:
+    except InvalidInputError:
         return None
-    return list(zip(ts, event_type, severity, user_id, channel, session_id, tool_name, action, result,
-                    details_json, addresses, envelope, strict=True))
+    columns = {"timestamp": ts, "event_type": event_type, "severity": severity, "user_id": user_id,
+               "channel": channel, "session_id": session_id, "tool_name": tool_name, "action": action,
+               "result": result, "details": details_json, "ip_address": addresses, "envelope_id": envelope}
+    return list(zip(*_ROW(columns), strict=True))
 
 
 _EMPTY: Final[dict[str, Any]] = {}
 
 
-class AuditLogRepository(Repository):
-    """Writes and queries ``jedisos.audit_logs``."""
+class AuditLogRepository(EventRepository[AuditLog, AuditEvent]):
+    """Writes (:meth:`record`, :meth:`record_many`) and queries ``jedisos.audit_logs``."""
 
-    async def record(self, event: AuditEvent | Mapping[str, Any]) -> int:
-        """Insert one event; returns its id."""
-        event = AuditEvent.coerce(event)
-        values = dict(zip(COPY_COLUMNS, event.row, strict=True))
-        values["details"] = event.details
-        if values["timestamp"] is None:
-            del values["timestamp"]  # the column default: the transaction's now()
-        async with self._transaction() as session:
-            new_id = (await session.execute(insert(AuditLog).values(**values).returning(AuditLog.id))).scalar_one()
-        return int(new_id)
-
-    async def record_many(self, events: Iterable[AuditEvent | Mapping[str, Any]]) -> int:
-        """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
-
-        Every event is validated before anything is sent; an invalid one raises with its row index.
-        A list of plain dicts takes a column-wise fast path (same rules, checked per column).
-        """
-        return await copy_events(self, events, AuditEvent, fast_rows, "audit_logs", COPY_COLUMNS)
+    model = AuditLog
+    noun = "event"
+    event = AuditEvent
+    fast_rows = staticmethod(fast_rows)
 
     async def query(
         self,
@@ -168,6 +145,7 @@ class AuditLogRepository(Repository):
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         limit: int = 1000,
+        session: AsyncSession | None = None,
     ) -> list[AuditLog]:
         """Events matching every given filter, newest first; ``since`` inclusive, ``until`` exclusive."""
         stmt = select(AuditLog)
@@ -177,48 +155,14 @@ class AuditLogRepository(Repository):
             stmt = stmt.where(AuditLog.event_type == v.text("event_type", event_type, _EVENT_TYPE))
         if severity is not None:
             wanted = [severity] if isinstance(severity, str) else list(severity)
-            for s in wanted:
-                v.choice("severity", s, v.SEVERITIES, required=True)
+            for level in wanted:
+                v.choice("severity", level, v.SEVERITIES, required=True)
             stmt = stmt.where(AuditLog.severity.in_(wanted))
         if since is not None:
-            stmt = stmt.where(AuditLog.timestamp >= timestamp("since", since))
+            stmt = stmt.where(AuditLog.timestamp >= v.timestamp("since", since))
         if until is not None:
-            stmt = stmt.where(AuditLog.timestamp < timestamp("until", until))
+            stmt = stmt.where(AuditLog.timestamp < v.timestamp("until", until))
         v.integer("limit", limit, low=1, high=100_000)
         stmt = stmt.order_by(AuditLog.timestamp.desc(), AuditLog.id.desc()).limit(limit)
-        async with self._sessions() as session:
-            return list((await session.execute(stmt)).scalars())
-
-    async def count(self) -> int:
-        async with self._sessions() as session:
-            return int((await session.execute(select(func.count()).select_from(AuditLog))).scalar_one())
-
-
-async def copy_events(repo: Repository, events: Iterable[Any], event_type: type[Any],
-                      fast: Callable[[list[Any]], list[tuple[Any, ...]] | None], table: str,
-                      columns: Sequence[str]) -> int:
-    """Validate ``events`` (plain dicts column-wise through ``fast``, anything else row by row
-    through ``event_type.coerce``, which names the row), then ``COPY`` them in one transaction."""
-    items = events if isinstance(events, list) else list(events)
-    rows = fast(items)
-    if rows is None:
-        rows = [e.row if type(e) is event_type else event_type.coerce(e, i).row for i, e in enumerate(items)]
-    if not rows:
-        return 0
-    return await copy_rows(repo, table, columns, rows)
-
-
-async def copy_rows(repo: Repository, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> int:
-    """``COPY`` ``rows`` (first column: timestamp or None) into ``table`` in one transaction.
-
-    Rows without a timestamp get the transaction's ``now()``, what the column default would give.
-    """
-    async with repo._engine.begin() as conn:
-        if any(r[0] is None for r in rows):  # one round trip less when every row carries its time
-            now = (await conn.execute(text("SELECT now()"))).scalar_one()
-            rows = [r if r[0] is not None else (now, *r[1:]) for r in rows]
-        raw = await conn.get_raw_connection()
-        driver: Any = raw.driver_connection  # the asyncpg connection, already inside our transaction
-        await driver.copy_records_to_table(table, schema_name=schema_of(repo._engine), columns=columns,
-                                           records=rows)
-    return len(rows)
+        async with self._transaction(session) as s:
+            return list((await s.execute(stmt)).scalars())

@@ -9,17 +9,17 @@ of ``user_preferences`` (design §4-5), measured in UTC days and months.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
 
-from sqlalchemy import Numeric, func, insert, select
+from sqlalchemy import Numeric, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jedisos_db.runtime.db.models import CostRecord, DailyCostSummary, UserPreferences
 from jedisos_db.runtime.repositories import validation as v
-from jedisos_db.runtime.repositories.audit import copy_events, timestamp
-from jedisos_db.runtime.repositories.base import Repository
+from jedisos_db.runtime.repositories.base import EventRepository, copy_columns, row_maker
 
 _MODEL = v.varchar_limit(CostRecord, "model")
 _PROVIDER = v.varchar_limit(CostRecord, "provider")
@@ -30,8 +30,9 @@ COST_PRECISION: Final = int(_COST.precision or 10)
 COST_SCALE: Final = int(_COST.scale or 6)
 """``DECIMAL(10,6)`` as the model declares it."""
 
-COPY_COLUMNS: Final = ("timestamp", "model", "provider", "input_tokens", "output_tokens", "total_tokens",
-                       "cost_usd", "source", "session_id", "user_id", "latency_ms", "status")
+COPY_COLUMNS: Final = copy_columns(CostRecord)
+"""Column order of :attr:`CostEvent.row` and of the ``COPY`` that writes it (derived from the model)."""
+_ROW: Final = row_maker(CostRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +66,20 @@ class CostEvent:
             object.__setattr__(self, "total_tokens", total)
         cost = v.decimal("cost_usd", self.cost_usd, precision=COST_PRECISION, scale=COST_SCALE)
         object.__setattr__(self, "cost_usd", cost)
-        row = (
-            timestamp("timestamp", self.timestamp),
-            v.text("model", self.model, _MODEL, required=True),
-            v.text("provider", self.provider, _PROVIDER, required=True),
-            input_tokens,
-            output_tokens,
-            v.integer("total_tokens", total),
-            cost,
-            v.choice("source", self.source, v.COST_SOURCES, required=True),
-            v.text("session_id", self.session_id, _SESSION_ID),
-            v.text("user_id", self.user_id, _USER_ID),
-            v.integer("latency_ms", self.latency_ms, required=False),
-            v.choice("status", self.status, v.COST_STATUSES, required=True),
-        )
-        object.__setattr__(self, "row", row)
+        object.__setattr__(self, "row", _ROW({
+            "timestamp": v.timestamp("timestamp", self.timestamp),
+            "model": v.text("model", self.model, _MODEL, required=True),
+            "provider": v.text("provider", self.provider, _PROVIDER, required=True),
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": v.integer("total_tokens", total),
+            "cost_usd": cost,
+            "source": v.choice("source", self.source, v.COST_SOURCES, required=True),
+            "session_id": v.text("session_id", self.session_id, _SESSION_ID),
+            "user_id": v.text("user_id", self.user_id, _USER_ID),
+            "latency_ms": v.integer("latency_ms", self.latency_ms, required=False),
+            "status": v.choice("status", self.status, v.COST_STATUSES, required=True),
+        }))
 
     @classmethod
     def coerce(cls, item: CostEvent | Mapping[str, Any], index: int | None = None) -> CostEvent:
@@ -135,8 +135,10 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
     cost = [c.quantize(_QUANTUM) for c in cost]
     if max(cost) >= _MAX_COST:
         return None
-    return list(zip(ts, model, provider, input_tokens, output_tokens, total, cost, source, session_id, user_id,
-                    latency, status, strict=True))
+    columns = {"timestamp": ts, "model": model, "provider": provider, "input_tokens": input_tokens,
+               "output_tokens": output_tokens, "total_tokens": total, "cost_usd": cost, "source": source,
+               "session_id": session_id, "user_id": user_id, "latency_ms": latency, "status": status}
+    return list(zip(*_ROW(columns), strict=True))
 
 
 @dataclass(frozen=True)
@@ -210,29 +212,24 @@ def cost_event_from_litellm(kwargs: Mapping[str, Any], completion_response: Any,
     )
 
 
-class CostRepository(Repository):
-    """Writes ``jedisos.cost_tracking``; reads ``daily_cost_summary`` and budgets."""
+class CostRepository(EventRepository[CostRecord, CostEvent]):
+    """Writes ``jedisos.cost_tracking`` (:meth:`record`, :meth:`record_many`, the LiteLLM callback);
+    reads ``daily_cost_summary`` and budgets."""
 
-    async def record(self, event: CostEvent | Mapping[str, Any]) -> int:
-        event = CostEvent.coerce(event)
-        values = dict(zip(COPY_COLUMNS, event.row, strict=True))
-        if values["timestamp"] is None:
-            del values["timestamp"]
-        async with self._transaction() as session:
-            new_id = (await session.execute(insert(CostRecord).values(**values).returning(CostRecord.id))).scalar_one()
-        return int(new_id)
-
-    async def record_many(self, events: Iterable[CostEvent | Mapping[str, Any]]) -> int:
-        """One ``COPY`` of all ``events`` (validated first; an invalid one raises with its row index)."""
-        return await copy_events(self, events, CostEvent, fast_rows, "cost_tracking", COPY_COLUMNS)
+    model = CostRecord
+    noun = "call"
+    event = CostEvent
+    fast_rows = staticmethod(fast_rows)
 
     async def litellm_callback(self, kwargs: Mapping[str, Any], completion_response: Any, start_time: Any,
-                               end_time: Any) -> int:
+                               end_time: Any, *, session: AsyncSession | None = None) -> int:
         """A LiteLLM ``success_callback``: ``litellm.success_callback = [repo.litellm_callback]``."""
-        return await self.record(cost_event_from_litellm(kwargs, completion_response, start_time, end_time))
+        return await self.record(cost_event_from_litellm(kwargs, completion_response, start_time, end_time),
+                                 session=session)
 
     async def daily_summary(self, *, user_id: str | None = None, since: dt.date | None = None,
-                            until: dt.date | None = None) -> list[DailyCostSummary]:
+                            until: dt.date | None = None, session: AsyncSession | None = None,
+                            ) -> list[DailyCostSummary]:
         """Rows of ``daily_cost_summary`` (UTC days ``since``..``until`` inclusive), oldest first."""
         stmt = select(DailyCostSummary)
         if user_id is not None:
@@ -242,18 +239,19 @@ class CostRepository(Repository):
         if until is not None:
             stmt = stmt.where(DailyCostSummary.date <= until)
         stmt = stmt.order_by(DailyCostSummary.date, DailyCostSummary.source, DailyCostSummary.model)
-        async with self._sessions() as session:
-            return list((await session.execute(stmt)).scalars())
+        async with self._transaction(session) as s:
+            return list((await s.execute(stmt)).scalars())
 
-    async def check_budget(self, user_id: str, *, at: dt.datetime | None = None) -> BudgetStatus:
+    async def check_budget(self, user_id: str, *, at: dt.datetime | None = None,
+                           session: AsyncSession | None = None) -> BudgetStatus:
         """Today's and this month's spend (UTC) against the user's budgets."""
         v.text("user_id", user_id, _USER_ID, required=True)
-        timestamp("at", at)
+        v.timestamp("at", at)
         budgets = select(UserPreferences.daily_budget_usd, UserPreferences.monthly_budget_usd).where(
             UserPreferences.user_id == user_id
         )
-        async with self._sessions() as session:
-            upto = at or (await session.execute(select(func.now()))).scalar_one()
+        async with self._transaction(session) as s:
+            upto = at or (await s.execute(select(func.now()))).scalar_one()
             utc = upto.astimezone(dt.UTC)
             day_start = utc.replace(hour=0, minute=0, second=0, microsecond=0)
             month_start = day_start.replace(day=1)
@@ -263,8 +261,8 @@ class CostRepository(Repository):
                 func.coalesce(func.sum(CostRecord.cost_usd), 0),
             ).where(CostRecord.user_id == user_id, CostRecord.timestamp >= month_start,
                     CostRecord.timestamp <= upto)
-            day, month = (await session.execute(spend)).one()
-            limits = (await session.execute(budgets)).one_or_none()
+            day, month = (await s.execute(spend)).one()
+            limits = (await s.execute(budgets)).one_or_none()
         return BudgetStatus(
             user_id=user_id,
             daily_spent_usd=Decimal(day),
@@ -272,7 +270,3 @@ class CostRepository(Repository):
             daily_budget_usd=limits[0] if limits else None,
             monthly_budget_usd=limits[1] if limits else None,
         )
-
-    async def count(self) -> int:
-        async with self._sessions() as session:
-            return int((await session.execute(select(func.count()).select_from(CostRecord))).scalar_one())

@@ -10,10 +10,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jedisos_db.runtime.db.models import MarketplacePackage
+from jedisos_db.runtime.errors import DuplicateError, InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
 from jedisos_db.runtime.repositories.base import Repository
 
@@ -44,63 +46,64 @@ CONSTRAINTS: Final = {
 def _rating(value: Any) -> Any:
     number = v.decimal("rating", value, precision=3, scale=2, required=False)
     if number is not None and number > 5:
-        raise v.InvalidInputError("rating", f"must be between 0 and 5; got {number}")
+        raise InvalidInputError("rating", f"must be between 0 and 5; got {number}")
     return number
 
 
 def registry_values(data: Mapping[str, Any]) -> dict[str, Any]:
     """The columns of one registry entry; the whole entry is kept as ``registry_data``."""
     if not isinstance(data, Mapping):
-        raise v.InvalidInputError("registry", f"must be a mapping, got {type(data).__name__}")
+        raise InvalidInputError("registry", f"must be a mapping, got {type(data).__name__}")
     values = {name: check(data.get(name)) for name, check in REGISTRY_FIELDS.items()}
     v.json_document("registry_data", dict(data), kind=dict, required=True)
     values["registry_data"] = dict(data)
     return values
 
 
-class MarketplaceRepository(Repository):
+class MarketplaceRepository(Repository[MarketplacePackage]):
     """``jedisos.marketplace_packages``."""
 
-    async def upsert(self, data: Mapping[str, Any]) -> MarketplacePackage:
-        """Insert or refresh one registry entry (keyed by ``package_name``)."""
-        return (await self._upsert([registry_values(data)]))[0]
+    model = MarketplacePackage
+    noun = "package"
+    constraints = CONSTRAINTS
 
-    async def upsert_many(self, entries: Iterable[Mapping[str, Any]]) -> list[MarketplacePackage]:
+    async def upsert(self, data: Mapping[str, Any], *, session: AsyncSession | None = None) -> MarketplacePackage:
+        """Insert or refresh one registry entry (keyed by ``package_name``)."""
+        return (await self._upsert([registry_values(data)], session))[0]
+
+    async def upsert_many(self, entries: Iterable[Mapping[str, Any]], *,
+                          session: AsyncSession | None = None) -> list[MarketplacePackage]:
         """Upsert all entries in one transaction; any invalid entry (named by index) writes nothing."""
         rows = []
         for i, data in enumerate(entries):
             try:
                 rows.append(registry_values(data))
-            except v.InvalidInputError as exc:
+            except InvalidInputError as exc:
                 raise exc.at(i) from None
         names = [r["package_name"] for r in rows]
         # ON CONFLICT cannot update one row twice in a statement; say which name instead.
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
-            raise v.DuplicateError("package_name", f"{dup!r} appears twice in one sync")
-        return await self._upsert(rows)
+            raise DuplicateError("package_name", f"{dup!r} appears twice in one sync")
+        return await self._upsert(rows, session)
 
-    async def _upsert(self, rows: list[dict[str, Any]]) -> list[MarketplacePackage]:
+    async def _upsert(self, rows: list[dict[str, Any]], session: AsyncSession | None) -> list[MarketplacePackage]:
         if not rows:
             return []
         new = insert(MarketplacePackage).values(rows)
         refreshed = {name: new.excluded[name] for name in (*REGISTRY_FIELDS, "registry_data")
                      if name != "package_name"}
-        stmt = new.on_conflict_do_update(index_elements=[MarketplacePackage.package_name],
-                                          set_={**refreshed, "last_synced": func.now()}).returning(MarketplacePackage)
-        async with self._transaction(CONSTRAINTS) as session:
-            return list((await session.execute(stmt)).scalars())
+        stmt = (new.on_conflict_do_update(index_elements=[MarketplacePackage.package_name],
+                                          set_={**refreshed, "last_synced": func.now()})
+                .returning(MarketplacePackage).execution_options(populate_existing=True))
+        async with self._transaction(session) as s:
+            return list((await s.execute(stmt)).scalars())
 
-    async def get(self, package_name: str) -> MarketplacePackage:
-        async with self._sessions() as session:
-            row = (await session.execute(select(MarketplacePackage)
-                                         .where(MarketplacePackage.package_name == package_name))).scalar_one_or_none()
-        if row is None:
-            raise v.NotFoundError(f"marketplace_packages: no package named {package_name!r}")
-        return row
+    async def get(self, package_name: str, *, session: AsyncSession | None = None) -> MarketplacePackage:
+        return await self._get(package_name, by="package_name", session=session)
 
-    async def search(self, *, package_type: str | None = None,
-                     installed: bool | None = None) -> list[MarketplacePackage]:
+    async def search(self, *, package_type: str | None = None, installed: bool | None = None,
+                     session: AsyncSession | None = None) -> list[MarketplacePackage]:
         stmt = select(MarketplacePackage).order_by(MarketplacePackage.package_name)
         if package_type is not None:
             stmt = stmt.where(MarketplacePackage.package_type == v.choice("package_type", package_type,
@@ -108,23 +111,17 @@ class MarketplaceRepository(Repository):
         if installed is not None:
             column = MarketplacePackage.installed_version
             stmt = stmt.where(column.is_not(None) if v.flag("installed", installed) else column.is_(None))
-        async with self._sessions() as session:
-            return list((await session.execute(stmt)).scalars())
+        async with self._transaction(session) as s:
+            return list((await s.execute(stmt)).scalars())
 
-    async def _change(self, package_name: str, values: dict[str, Any]) -> MarketplacePackage:
-        stmt = (update(MarketplacePackage).where(MarketplacePackage.package_name == package_name)
-                .values(**values).returning(MarketplacePackage))
-        async with self._transaction(CONSTRAINTS) as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
-        if row is None:
-            raise v.NotFoundError(f"marketplace_packages: no package named {package_name!r}")
-        return row
-
-    async def link(self, package_name: str, tool_id: uuid.UUID, installed_version: str) -> MarketplacePackage:
+    async def link(self, package_name: str, tool_id: uuid.UUID, installed_version: str, *,
+                   session: AsyncSession | None = None) -> MarketplacePackage:
         """Record that ``package_name`` is installed as tool ``tool_id`` at ``installed_version``."""
         tool = v.uuid_value("installed_tool_id", tool_id, required=True)
         version = v.text("installed_version", installed_version, _limit("installed_version"), required=True)
-        return await self._change(package_name, {"installed_tool_id": tool, "installed_version": version})
+        return await self._update(package_name, {"installed_tool_id": tool, "installed_version": version},
+                                  by="package_name", session=session)
 
-    async def unlink(self, package_name: str) -> MarketplacePackage:
-        return await self._change(package_name, {"installed_tool_id": None, "installed_version": None})
+    async def unlink(self, package_name: str, *, session: AsyncSession | None = None) -> MarketplacePackage:
+        return await self._update(package_name, {"installed_tool_id": None, "installed_version": None},
+                                  by="package_name", session=session)

@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from jedisos_db.runtime.db.models import McpServer
+from jedisos_db.runtime.errors import InvalidInputError, InvalidTransitionError
 from jedisos_db.runtime.repositories import validation as v
 from jedisos_db.runtime.repositories.base import Repository
 from jedisos_db.runtime.secrets import SecretCipher, SecretEnv
@@ -60,12 +61,12 @@ class McpServerSpec:
         v.string_list("oauth_scopes", self.oauth_scopes)
         v.text("auth_proxy_url", self.auth_proxy_url, _PROXY)
         if self.env is not None and not isinstance(self.env, Mapping):
-            raise v.InvalidInputError("env", f"must be a mapping of strings, got {type(self.env).__name__}")
+            raise InvalidInputError("env", f"must be a mapping of strings, got {type(self.env).__name__}")
 
 
 def _require_cipher(cipher: SecretCipher | None) -> SecretCipher:
     if cipher is None:
-        raise v.InvalidInputError("env", "cannot be stored without a SecretCipher (JEDISOS_FERNET_KEYS)")
+        raise InvalidInputError("env", "cannot be stored without a SecretCipher (JEDISOS_FERNET_KEYS)")
     return cipher
 
 
@@ -81,98 +82,76 @@ async def insert_server(session: AsyncSession, tool_id: uuid.UUID, spec: McpServ
     return (await session.execute(stmt)).scalar_one()
 
 
-class McpServerRepository(Repository):
+class McpServerRepository(Repository[McpServer]):
     """Reads and changes ``jedisos.mcp_servers``."""
+
+    model = McpServer
+    noun = "server"
+    constraints = CONSTRAINTS
 
     def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
         super().__init__(engine)
         self._cipher = cipher
 
-    async def add(self, tool_id: uuid.UUID, spec: McpServerSpec) -> McpServer:
+    async def add(self, tool_id: uuid.UUID, spec: McpServerSpec, *, session: AsyncSession | None = None) -> McpServer:
         tool_id = v.uuid_value("tool_id", tool_id, required=True)  # type: ignore[assignment]
-        async with self._transaction(CONSTRAINTS) as session:
-            return await insert_server(session, tool_id, spec, self._cipher)
+        async with self._transaction(session) as s:
+            return await insert_server(s, tool_id, spec, self._cipher)
 
-    async def get(self, server_id: uuid.UUID) -> McpServer:
-        return await self._get(McpServer, server_id, "server")
+    async def get(self, server_id: uuid.UUID, *, session: AsyncSession | None = None) -> McpServer:
+        return await self._get(server_id, session=session)
 
-    async def get_by_name(self, server_name: str) -> McpServer:
-        async with self._sessions() as session:
-            server = (await session.execute(select(McpServer).where(McpServer.server_name == server_name))
-                      ).scalar_one_or_none()
-        if server is None:
-            raise v.NotFoundError(f"mcp_servers: no server named {server_name!r}")
-        return server
+    async def get_by_name(self, server_name: str, *, session: AsyncSession | None = None) -> McpServer:
+        return await self._get(server_name, by="server_name", session=session)
 
-    async def _change(self, server_id: uuid.UUID, values: dict[str, Any],
-                      session: AsyncSession | None = None) -> McpServer:
-        stmt = (update(McpServer).where(McpServer.id == server_id)
-                .values(**values, updated_at=func.now()).returning(McpServer))
-        if session is not None:
-            row = (await session.execute(stmt)).scalar_one_or_none()
-        else:
-            async with self._transaction(CONSTRAINTS) as own:
-                row = (await own.execute(stmt)).scalar_one_or_none()
-        if row is None:
-            raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
-        return row
-
-    async def transition(self, server_id: uuid.UUID, status: str, *, error_message: str | None = None) -> McpServer:
+    async def transition(self, server_id: uuid.UUID, status: str, *, error_message: str | None = None,
+                         session: AsyncSession | None = None) -> McpServer:
         """Move to ``status`` if :data:`TRANSITIONS` allows it from the current one."""
         v.choice("status", status, v.MCP_STATUSES, required=True)
         v.text("error_message", error_message, None)
-        async with self._transaction(CONSTRAINTS) as session:
-            current = await _locked_status(session, server_id)
+        async with self._transaction(session) as s:
+            current = (await self._get(server_id, lock=True, session=s)).status
             if status not in TRANSITIONS.get(current, frozenset()):
-                raise v.InvalidTransitionError(
+                raise InvalidTransitionError(
                     "status", f"cannot go from {current} to {status}; allowed: "
                               f"{', '.join(sorted(TRANSITIONS.get(current, ()))) or 'none'}")
-            return await self._change(server_id, {
+            return await self._update(server_id, {
                 "status": status,
                 "error_message": error_message if status == "error" else None,
-            }, session)
+            }, session=s)
 
     async def record_health_check(self, server_id: uuid.UUID, *, healthy: bool, error_message: str | None = None,
-                                  at: dt.datetime | None = None) -> McpServer:
+                                  at: dt.datetime | None = None, session: AsyncSession | None = None) -> McpServer:
         """Stamp ``last_health_check``; a failed check of a running server moves it to ``error``."""
         v.flag("healthy", healthy)
         v.text("error_message", error_message, None)
-        async with self._transaction(CONSTRAINTS) as session:
-            current = await _locked_status(session, server_id)
+        async with self._transaction(session) as s:
+            current = (await self._get(server_id, lock=True, session=s)).status
             values: dict[str, Any] = {"last_health_check": at if at is not None else func.now()}
             if not healthy and current == "running":
                 values.update(status="error", error_message=error_message or "health check failed")
-            return await self._change(server_id, values, session)
+            return await self._update(server_id, values, session=s)
 
-    async def set_env(self, server_id: uuid.UUID, env: Mapping[str, str]) -> McpServer:
+    async def set_env(self, server_id: uuid.UUID, env: Mapping[str, str], *,
+                      session: AsyncSession | None = None) -> McpServer:
         """Encrypt and store ``env`` (replacing the previous one)."""
         token = _require_cipher(self._cipher).encrypt_env(env)
-        return await self._change(server_id, {"env_encrypted": token})
+        return await self._update(server_id, {"env_encrypted": token}, session=session)
 
-    async def get_env(self, server_id: uuid.UUID) -> SecretEnv:
-        server = await self.get(server_id)
+    async def get_env(self, server_id: uuid.UUID, *, session: AsyncSession | None = None) -> SecretEnv:
+        server = await self.get(server_id, session=session)
         if server.env_encrypted is None:
             return SecretEnv({})
         return _require_cipher(self._cipher).decrypt_env(server.env_encrypted)
 
-    async def rotate_env_keys(self) -> int:
+    async def rotate_env_keys(self, *, session: AsyncSession | None = None) -> int:
         """Re-encrypt every stored environment under the newest key, in one transaction; returns rows."""
         cipher = _require_cipher(self._cipher)
-        async with self._transaction(CONSTRAINTS) as session:
-            rows = (await session.execute(
+        async with self._transaction(session) as s:
+            rows = (await s.execute(
                 select(McpServer.id, McpServer.env_encrypted)
                 .where(McpServer.env_encrypted.is_not(None)).with_for_update()
             )).all()
             for server_id, token in rows:
-                await self._change(server_id, {"env_encrypted": cipher.rotate(token)}, session)
+                await self._update(server_id, {"env_encrypted": cipher.rotate(token)}, session=s)
         return len(rows)
-
-
-async def _locked_status(session: AsyncSession, server_id: uuid.UUID) -> str:
-    """The server's status, its row locked for the rest of the transaction."""
-    current = (await session.execute(
-        select(McpServer.status).where(McpServer.id == server_id).with_for_update()
-    )).scalar_one_or_none()
-    if current is None:
-        raise v.NotFoundError(f"mcp_servers: no server with id {server_id}")
-    return current

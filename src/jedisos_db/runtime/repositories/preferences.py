@@ -11,10 +11,11 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jedisos_db.runtime.db.models import UserPreferences
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
 from jedisos_db.runtime.repositories.base import Repository
 
@@ -26,7 +27,7 @@ def _limit(column: str) -> int:
 def _channels(value: Any) -> dict[str, bool]:
     v.json_document("notification_channels", value, kind=dict, required=True)
     for name, on in value.items():
-        v.choice("notification_channels", name, (*v.CHANNELS, "email"), required=True)
+        v.choice("notification_channels", name, v.NOTIFICATION_CHANNELS, required=True)
         v.flag(f"notification_channels[{name}]", on)
     return dict(value)
 
@@ -56,7 +57,7 @@ def _temperature(value: Any) -> Decimal | None:
     # DECIMAL(3,2) would take up to 9.99; LLM APIs accept 0..2.
     number = v.decimal("temperature", value, precision=3, scale=2)
     if number is not None and number > 2:
-        raise v.InvalidInputError("temperature", f"must be between 0 and 2; got {number}")
+        raise InvalidInputError("temperature", f"must be between 0 and 2; got {number}")
     return number
 
 
@@ -68,72 +69,72 @@ def _checked(changes: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-class PreferencesRepository(Repository):
+class PreferencesRepository(Repository[UserPreferences]):
     """``jedisos.user_preferences``, one row per user."""
 
-    async def get(self, user_id: str) -> UserPreferences | None:
-        async with self._sessions() as session:
-            return (await session.execute(select(UserPreferences).where(UserPreferences.user_id == user_id))
-                    ).scalar_one_or_none()
+    model = UserPreferences
+    noun = "preferences"
+    constraints = {"user_preferences_user_id_key": "user_id"}
 
-    async def get_or_create(self, user_id: str, **initial: Any) -> UserPreferences:
+    async def get(self, user_id: str, *, session: AsyncSession | None = None) -> UserPreferences | None:
+        return await self._find(user_id, by="user_id", session=session)
+
+    async def get_or_create(self, user_id: str, *, session: AsyncSession | None = None,
+                            **initial: Any) -> UserPreferences:
         """The user's row, created with the documented defaults (plus ``initial``) if missing."""
+        return await self._get_or_create(user_id, initial, lock=False, session=session)
+
+    async def _get_or_create(self, user_id: str, initial: Mapping[str, Any], *, lock: bool,
+                             session: AsyncSession | None) -> UserPreferences:
         v.text("user_id", user_id, _limit("user_id"), required=True)
         values = _checked(initial)
         if "bank_id" not in values:
             values["bank_id"] = v.text("bank_id", f"jedisos-{user_id}", _limit("bank_id"))
         stmt = (insert(UserPreferences).values(user_id=user_id, **values)
                 .on_conflict_do_nothing(index_elements=[UserPreferences.user_id]))
-        async with self._transaction({"user_preferences_user_id_key": "user_id"}) as session:
-            await session.execute(stmt)
-            return (await session.execute(select(UserPreferences).where(UserPreferences.user_id == user_id))
-                    ).scalar_one()
+        async with self._transaction(session) as s:
+            await s.execute(stmt)
+            return await self._get(user_id, by="user_id", lock=lock, session=s)
 
-    async def update(self, user_id: str, **changes: Any) -> UserPreferences:
+    async def update(self, user_id: str, *, session: AsyncSession | None = None, **changes: Any) -> UserPreferences:
         """Change any of :data:`FIELDS`; stamps ``updated_at``."""
         if not changes:
-            raise v.InvalidInputError("changes", "nothing to update")
-        values = _checked(changes)
-        stmt = (update(UserPreferences).where(UserPreferences.user_id == user_id)
-                .values(**values, updated_at=func.now()).returning(UserPreferences))
-        async with self._transaction() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
-        if row is None:
-            raise v.NotFoundError(f"user_preferences: no row for user {user_id!r}")
-        return row
+            raise InvalidInputError("changes", "nothing to update")
+        return await self._update(user_id, _checked(changes), by="user_id", session=session)
 
-    async def set_budgets(self, user_id: str, *, daily_usd: Any = None, monthly_usd: Any = None) -> UserPreferences:
+    async def set_budgets(self, user_id: str, *, daily_usd: Any = None, monthly_usd: Any = None,
+                          session: AsyncSession | None = None) -> UserPreferences:
         """Set both budgets (``None`` = unlimited)."""
-        return await self.update(user_id, daily_budget_usd=daily_usd, monthly_budget_usd=monthly_usd)
+        return await self.update(user_id, daily_budget_usd=daily_usd, monthly_budget_usd=monthly_usd,
+                                 session=session)
 
-    async def block_tool(self, user_id: str, tool: str) -> UserPreferences:
+    async def block_tool(self, user_id: str, tool: str, *, session: AsyncSession | None = None) -> UserPreferences:
         """Add ``tool`` to ``blocked_tools`` and drop it from ``allowed_tools``."""
-        prefs = await self.get_or_create(user_id)
-        blocked = [*(prefs.blocked_tools or [])]
-        if tool not in blocked:
-            blocked.append(tool)
-        allowed = [t for t in (prefs.allowed_tools or []) if t != tool]
-        return await self.update(user_id, blocked_tools=blocked, allowed_tools=allowed)
+        return await self._move_tool(user_id, tool, to="blocked_tools", away="allowed_tools", session=session)
 
-    async def allow_tool(self, user_id: str, tool: str) -> UserPreferences:
+    async def allow_tool(self, user_id: str, tool: str, *, session: AsyncSession | None = None) -> UserPreferences:
         """Add ``tool`` to ``allowed_tools`` and drop it from ``blocked_tools``."""
-        prefs = await self.get_or_create(user_id)
-        allowed = [*(prefs.allowed_tools or [])]
-        if tool not in allowed:
-            allowed.append(tool)
-        blocked = [t for t in (prefs.blocked_tools or []) if t != tool]
-        return await self.update(user_id, blocked_tools=blocked, allowed_tools=allowed)
+        return await self._move_tool(user_id, tool, to="allowed_tools", away="blocked_tools", session=session)
 
-    async def is_tool_allowed(self, user_id: str, tool: str) -> bool:
+    async def _move_tool(self, user_id: str, tool: str, *, to: str, away: str,
+                         session: AsyncSession | None) -> UserPreferences:
+        # One transaction with the row locked from read to write: two concurrent calls on the same
+        # user would otherwise both read the old lists and the later write would drop the earlier one.
+        async with self._transaction(session) as s:
+            prefs = await self._get_or_create(user_id, {}, lock=True, session=s)
+            added = [*(getattr(prefs, to) or [])]
+            if tool not in added:
+                added.append(tool)
+            dropped = [t for t in (getattr(prefs, away) or []) if t != tool]
+            return await self.update(user_id, session=s, **{to: added, away: dropped})
+
+    async def is_tool_allowed(self, user_id: str, tool: str, *, session: AsyncSession | None = None) -> bool:
         """Blocked wins; an empty ``allowed_tools`` allows everything else (design §4-5)."""
-        prefs = await self.get_or_create(user_id)
+        prefs = await self.get_or_create(user_id, session=session)
         if tool in (prefs.blocked_tools or []):
             return False
         allowed = prefs.allowed_tools or []
         return not allowed or tool in allowed
 
-    async def delete(self, user_id: str) -> bool:
-        async with self._transaction() as session:
-            gone = (await session.execute(delete(UserPreferences).where(UserPreferences.user_id == user_id)
-                                          .returning(UserPreferences.id))).scalar_one_or_none()
-        return gone is not None
+    async def delete(self, user_id: str, *, session: AsyncSession | None = None) -> bool:
+        return await self._delete(user_id, by="user_id", session=session)

@@ -12,11 +12,12 @@ import uuid
 from typing import Any
 
 from croniter import croniter
-from sqlalchemy import delete, func, insert, select, true, update
+from sqlalchemy import func, insert, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from jedisos_db.runtime.db.models import Schedule
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
-from jedisos_db.runtime.repositories.audit import timestamp
 from jedisos_db.runtime.repositories.base import Repository
 
 _USER_ID = v.varchar_limit(Schedule, "user_id")
@@ -30,10 +31,10 @@ def check_cron(value: Any) -> str:
     assert expr is not None
     fields = expr.split()
     if len(fields) != 5:
-        raise v.InvalidInputError("cron_expr", f"must have 5 fields (minute hour day month weekday); "
+        raise InvalidInputError("cron_expr", f"must have 5 fields (minute hour day month weekday); "
                                                f"got {len(fields)} in {expr!r}")
     if not croniter.is_valid(expr):
-        raise v.InvalidInputError("cron_expr", f"{expr!r} is not a valid cron expression")
+        raise InvalidInputError("cron_expr", f"{expr!r} is not a valid cron expression")
     return expr
 
 
@@ -42,37 +43,40 @@ def next_run(expr: str, after: dt.datetime) -> dt.datetime:
     return croniter(expr, after.astimezone(dt.UTC)).get_next(dt.datetime)
 
 
-class ScheduleRepository(Repository):
+class ScheduleRepository(Repository[Schedule]):
     """``jedisos.schedules``."""
 
-    async def _now(self) -> dt.datetime:
-        async with self._sessions() as session:
-            now: dt.datetime = (await session.execute(select(func.now()))).scalar_one()
+    model = Schedule
+    noun = "schedule"
+
+    @staticmethod
+    async def _now(session: AsyncSession) -> dt.datetime:
+        now: dt.datetime = (await session.execute(select(func.now()))).scalar_one()
         return now
 
     async def create(self, *, user_id: str, name: str, cron_expr: str, action_type: str,
                      action_payload: dict[str, Any], enabled: bool = True,
-                     now: dt.datetime | None = None) -> Schedule:
+                     now: dt.datetime | None = None, session: AsyncSession | None = None) -> Schedule:
         v.text("user_id", user_id, _USER_ID, required=True)
         v.text("name", name, _NAME, required=True)
         expr = check_cron(cron_expr)
         v.choice("action_type", action_type, v.ACTION_TYPES, required=True)
         v.json_document("action_payload", action_payload, kind=dict, required=True)
         v.flag("enabled", enabled)
-        start = timestamp("now", now) or await self._now()
-        stmt = insert(Schedule).values(
-            user_id=user_id, name=name, cron_expr=expr, action_type=action_type, action_payload=action_payload,
-            enabled=enabled, next_run=next_run(expr, start),
-        ).returning(Schedule)
-        async with self._transaction() as session:
-            return (await session.execute(stmt)).scalar_one()
+        start = v.timestamp("now", now)
+        async with self._transaction(session) as s:
+            stmt = insert(Schedule).values(
+                user_id=user_id, name=name, cron_expr=expr, action_type=action_type, action_payload=action_payload,
+                enabled=enabled, next_run=next_run(expr, start or await self._now(s)),
+            ).returning(Schedule)
+            return (await s.execute(stmt)).scalar_one()
 
-    async def get(self, schedule_id: uuid.UUID) -> Schedule:
-        return await self._get(Schedule, schedule_id, "schedule")
+    async def get(self, schedule_id: uuid.UUID, *, session: AsyncSession | None = None) -> Schedule:
+        return await self._get(schedule_id, session=session)
 
-    async def for_user(self, user_id: str) -> list[Schedule]:
-        async with self._sessions() as session:
-            return list((await session.execute(
+    async def for_user(self, user_id: str, *, session: AsyncSession | None = None) -> list[Schedule]:
+        async with self._transaction(session) as s:
+            return list((await s.execute(
                 select(Schedule).where(Schedule.user_id == user_id).order_by(Schedule.name))).scalars())
 
     def due_statement(self, now: dt.datetime, limit: int = 100) -> Any:
@@ -82,55 +86,53 @@ class ScheduleRepository(Repository):
         return (select(Schedule).where(Schedule.enabled == true(), Schedule.next_run <= now)
                 .order_by(Schedule.next_run).limit(limit))
 
-    async def due(self, now: dt.datetime | None = None, *, limit: int = 100) -> list[Schedule]:
+    async def due(self, now: dt.datetime | None = None, *, limit: int = 100,
+                  session: AsyncSession | None = None) -> list[Schedule]:
         """Enabled schedules whose ``next_run`` has come, earliest first."""
         v.integer("limit", limit, low=1, high=10_000)
-        at = timestamp("now", now) or await self._now()
-        async with self._sessions() as session:
-            return list((await session.execute(self.due_statement(at, limit))).scalars())
-
-    async def _change(self, schedule_id: uuid.UUID, values: dict[str, Any]) -> Schedule:
-        stmt = (update(Schedule).where(Schedule.id == schedule_id)
-                .values(**values, updated_at=func.now()).returning(Schedule))
-        async with self._transaction() as session:
-            row = (await session.execute(stmt)).scalar_one_or_none()
-        if row is None:
-            raise v.NotFoundError(f"schedules: no schedule with id {schedule_id}")
-        return row
+        at = v.timestamp("now", now)
+        async with self._transaction(session) as s:
+            return list((await s.execute(self.due_statement(at or await self._now(s), limit))).scalars())
 
     async def record_run(self, schedule_id: uuid.UUID, *, success: bool, error: str | None = None,
-                         ran_at: dt.datetime | None = None) -> Schedule:
+                         ran_at: dt.datetime | None = None, session: AsyncSession | None = None) -> Schedule:
         """Store a run's outcome and advance ``next_run`` past ``ran_at``."""
         v.flag("success", success)
         v.text("error", error, None)
         if success and error:
-            raise v.InvalidInputError("error", "a successful run has no error message")
-        at = timestamp("ran_at", ran_at) or await self._now()
-        current = await self.get(schedule_id)
-        return await self._change(schedule_id, {
-            "last_run": at,
-            "last_result": "success" if success else "error",
-            "last_error": None if success else (error or "failed"),
-            "next_run": next_run(current.cron_expr, at),
-        })
+            raise InvalidInputError("error", "a successful run has no error message")
+        at = v.timestamp("ran_at", ran_at)
+        # Read cron_expr and write next_run under one row lock: a concurrent set_cron cannot slip between.
+        async with self._transaction(session) as s:
+            current = await self._get(schedule_id, lock=True, session=s)
+            at = at or await self._now(s)
+            return await self._update(schedule_id, {
+                "last_run": at,
+                "last_result": "success" if success else "error",
+                "last_error": None if success else (error or "failed"),
+                "next_run": next_run(current.cron_expr, at),
+            }, session=s)
 
-    async def set_cron(self, schedule_id: uuid.UUID, expr: str, *, now: dt.datetime | None = None) -> Schedule:
+    async def set_cron(self, schedule_id: uuid.UUID, expr: str, *, now: dt.datetime | None = None,
+                       session: AsyncSession | None = None) -> Schedule:
         checked = check_cron(expr)
-        at = timestamp("now", now) or await self._now()
-        return await self._change(schedule_id, {"cron_expr": checked, "next_run": next_run(checked, at)})
+        at = v.timestamp("now", now)
+        async with self._transaction(session) as s:
+            return await self._update(schedule_id, {"cron_expr": checked,
+                                                    "next_run": next_run(checked, at or await self._now(s))},
+                                      session=s)
 
-    async def set_enabled(self, schedule_id: uuid.UUID, enabled: bool, *,
-                          now: dt.datetime | None = None) -> Schedule:
+    async def set_enabled(self, schedule_id: uuid.UUID, enabled: bool, *, now: dt.datetime | None = None,
+                          session: AsyncSession | None = None) -> Schedule:
         """Enable (recomputing ``next_run`` from now, so no backlog fires) or disable."""
         v.flag("enabled", enabled)
+        at = v.timestamp("now", now)
         values: dict[str, Any] = {"enabled": enabled}
-        if enabled:
-            current = await self.get(schedule_id)
-            values["next_run"] = next_run(current.cron_expr, timestamp("now", now) or await self._now())
-        return await self._change(schedule_id, values)
+        async with self._transaction(session) as s:
+            if enabled:
+                current = await self._get(schedule_id, lock=True, session=s)
+                values["next_run"] = next_run(current.cron_expr, at or await self._now(s))
+            return await self._update(schedule_id, values, session=s)
 
-    async def delete(self, schedule_id: uuid.UUID) -> bool:
-        async with self._transaction() as session:
-            gone = (await session.execute(delete(Schedule).where(Schedule.id == schedule_id)
-                                          .returning(Schedule.id))).scalar_one_or_none()
-        return gone is not None
+    async def delete(self, schedule_id: uuid.UUID, *, session: AsyncSession | None = None) -> bool:
+        return await self._delete(schedule_id, session=session)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
-from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from jedisos_db.runtime.db.models import InstalledTool, MarketplacePackage, McpServer
+from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation as v
 from jedisos_db.runtime.repositories.base import Repository
 from jedisos_db.runtime.repositories.mcp_servers import CONSTRAINTS as MCP_CONSTRAINTS
@@ -69,48 +70,48 @@ class ToolSpec:
         for name, check in FIELDS.items():
             check(getattr(self, name))
         if self.tier == 1 and not self.tool_path:
-            raise v.InvalidInputError("tool_path", "is required for a Tier 1 skill")
+            raise InvalidInputError("tool_path", "is required for a Tier 1 skill")
 
     def values(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in (
-            "name", "version", "tier", "description", "author", "tool_path", "tool_yaml_path", "docker_image",
-            "mcp_endpoint", "source", "enabled", "tags", "env_required")}
+        """The ``installed_tools`` columns this spec sets: one per field."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-class ToolRepository(Repository):
+class ToolRepository(Repository[InstalledTool]):
     """Install, update, enable/disable and uninstall ``jedisos.installed_tools`` rows."""
+
+    model = InstalledTool
+    noun = "tool"
+    constraints = CONSTRAINTS
 
     def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
         super().__init__(engine)
         self._cipher = cipher
 
-    async def install(self, spec: ToolSpec, mcp: McpServerSpec | None = None) -> InstalledTool:
+    async def install(self, spec: ToolSpec, mcp: McpServerSpec | None = None, *,
+                      session: AsyncSession | None = None) -> InstalledTool:
         """Insert the tool (and, for Tier 2, its MCP server) in one transaction."""
         if not isinstance(spec, ToolSpec):
-            raise v.InvalidInputError("spec", f"must be a ToolSpec, got {type(spec).__name__}")
+            raise InvalidInputError("spec", f"must be a ToolSpec, got {type(spec).__name__}")
         if spec.tier == 2 and mcp is None:
-            raise v.InvalidInputError("mcp", "a Tier 2 tool is installed with its McpServerSpec")
+            raise InvalidInputError("mcp", "a Tier 2 tool is installed with its McpServerSpec")
         if spec.tier == 1 and mcp is not None:
-            raise v.InvalidInputError("mcp", "a Tier 1 skill has no MCP server")
-        async with self._transaction(CONSTRAINTS) as session:
-            tool = (await session.execute(insert(InstalledTool).values(**spec.values()).returning(InstalledTool))
+            raise InvalidInputError("mcp", "a Tier 1 skill has no MCP server")
+        async with self._transaction(session) as s:
+            tool = (await s.execute(insert(InstalledTool).values(**spec.values()).returning(InstalledTool))
                     ).scalar_one()
             if mcp is not None:
-                await insert_server(session, tool.id, mcp, self._cipher)
+                await insert_server(s, tool.id, mcp, self._cipher)
         return tool
 
-    async def get(self, tool_id: uuid.UUID) -> InstalledTool:
-        return await self._get(InstalledTool, tool_id, "tool")
+    async def get(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> InstalledTool:
+        return await self._get(tool_id, session=session)
 
-    async def get_by_name(self, name: str) -> InstalledTool:
-        async with self._sessions() as session:
-            tool = (await session.execute(select(InstalledTool).where(InstalledTool.name == name))).scalar_one_or_none()
-        if tool is None:
-            raise v.NotFoundError(f"installed_tools: no tool named {name!r}")
-        return tool
+    async def get_by_name(self, name: str, *, session: AsyncSession | None = None) -> InstalledTool:
+        return await self._get(name, by="name", session=session)
 
-    async def find(self, *, tier: int | None = None, source: str | None = None,
-                   enabled: bool | None = None) -> list[InstalledTool]:
+    async def find(self, *, tier: int | None = None, source: str | None = None, enabled: bool | None = None,
+                   session: AsyncSession | None = None) -> list[InstalledTool]:
         stmt = select(InstalledTool).order_by(InstalledTool.name)
         if tier is not None:
             stmt = stmt.where(InstalledTool.tier == v.choice("tier", tier, v.TOOL_TIERS))
@@ -118,46 +119,38 @@ class ToolRepository(Repository):
             stmt = stmt.where(InstalledTool.source == v.choice("source", source, v.TOOL_SOURCES))
         if enabled is not None:
             stmt = stmt.where(InstalledTool.enabled == v.flag("enabled", enabled))
-        async with self._sessions() as session:
-            return list((await session.execute(stmt)).scalars())
+        async with self._transaction(session) as s:
+            return list((await s.execute(stmt)).scalars())
 
-    async def mcp_server(self, tool_id: uuid.UUID) -> McpServer | None:
-        async with self._sessions() as session:
-            return (await session.execute(select(McpServer).where(McpServer.tool_id == tool_id))).scalar_one_or_none()
+    async def mcp_server(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> McpServer | None:
+        async with self._transaction(session) as s:
+            return (await s.execute(select(McpServer).where(McpServer.tool_id == tool_id))).scalar_one_or_none()
 
-    async def _change(self, tool_id: uuid.UUID, values: dict[str, Any]) -> InstalledTool:
-        stmt = (update(InstalledTool).where(InstalledTool.id == tool_id)
-                .values(**values, updated_at=func.now()).returning(InstalledTool))
-        async with self._transaction(CONSTRAINTS) as session:
-            tool = (await session.execute(stmt)).scalar_one_or_none()
-        if tool is None:
-            raise v.NotFoundError(f"installed_tools: no tool with id {tool_id}")
-        return tool
-
-    async def update(self, tool_id: uuid.UUID, **changes: Any) -> InstalledTool:
+    async def update(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None,
+                     **changes: Any) -> InstalledTool:
         """Change any of :data:`FIELDS`; stamps ``updated_at``."""
         v.known_fields("changes", changes, list(FIELDS))
         if not changes:
-            raise v.InvalidInputError("changes", "nothing to update")
-        return await self._change(tool_id, {name: FIELDS[name](value) for name, value in changes.items()})
+            raise InvalidInputError("changes", "nothing to update")
+        return await self._update(tool_id, {name: FIELDS[name](value) for name, value in changes.items()},
+                                  session=session)
 
-    async def set_enabled(self, tool_id: uuid.UUID, enabled: bool) -> InstalledTool:
-        return await self._change(tool_id, {"enabled": v.flag("enabled", enabled)})
+    async def set_enabled(self, tool_id: uuid.UUID, enabled: bool, *,
+                          session: AsyncSession | None = None) -> InstalledTool:
+        return await self._update(tool_id, {"enabled": v.flag("enabled", enabled)}, session=session)
 
-    async def enable(self, tool_id: uuid.UUID) -> InstalledTool:
-        return await self.set_enabled(tool_id, True)
+    async def enable(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> InstalledTool:
+        return await self.set_enabled(tool_id, True, session=session)
 
-    async def disable(self, tool_id: uuid.UUID) -> InstalledTool:
-        return await self.set_enabled(tool_id, False)
+    async def disable(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> InstalledTool:
+        return await self.set_enabled(tool_id, False, session=session)
 
-    async def uninstall(self, tool_id: uuid.UUID) -> None:
+    async def uninstall(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> None:
         """Unlink marketplace rows, then delete the tool (its MCP server row cascades); one transaction."""
-        async with self._transaction(CONSTRAINTS) as session:
-            await session.execute(
+        async with self._transaction(session) as s:
+            await s.execute(
                 update(MarketplacePackage).where(MarketplacePackage.installed_tool_id == tool_id)
                 .values(installed_tool_id=None, installed_version=None)
             )
-            deleted = (await session.execute(delete(InstalledTool).where(InstalledTool.id == tool_id)
-                                             .returning(InstalledTool.id))).scalar_one_or_none()
-            if deleted is None:
-                raise v.NotFoundError(f"installed_tools: no tool with id {tool_id}")
+            if not await self._delete(tool_id, session=s):
+                raise self._missing(tool_id)

@@ -11,6 +11,7 @@ them once per row and must stay close to the speed of a raw ``COPY``.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import ipaddress
 import json
@@ -24,10 +25,12 @@ import orjson
 from sqlalchemy import String
 from sqlalchemy.orm import DeclarativeBase
 
-from jedisos_db.runtime.errors import JedisosDBError
+from jedisos_db.runtime.errors import InvalidInputError
 
 SEVERITIES: Final = ("debug", "info", "warning", "error", "critical")
 CHANNELS: Final = ("web", "telegram", "discord", "slack", "cli")
+NOTIFICATION_CHANNELS: Final = (*CHANNELS, "email")
+"""Keys of ``user_preferences.notification_channels``: the chat channels, and email."""
 AUDIT_RESULTS: Final = ("success", "denied", "error")
 COST_STATUSES: Final = ("success", "error", "timeout")
 COST_SOURCES: Final = ("agent", "hindsight", "forge")
@@ -42,21 +45,6 @@ INT4_MAX: Final = 2**31 - 1
 MAX_JSON_BYTES: Final = 64 * 1024
 """Largest JSONB document a repository writes (a policy, far below PostgreSQL's 255 MB): audit
 details, payloads and registry caches are metadata, and an unbounded blob here is a bug upstream."""
-
-
-class InvalidInputError(JedisosDBError, ValueError):
-    """A value the repositories refuse. Names the field, the rule and, in a batch, the row index."""
-
-    def __init__(self, field: str, rule: str, *, index: int | None = None) -> None:
-        self.field = field
-        self.rule = rule
-        self.index = index
-        where = f"row {index}: " if index is not None else ""
-        super().__init__(f"{where}{field}: {rule}")
-
-    def at(self, index: int) -> InvalidInputError:
-        """The same error located at row ``index`` of a batch."""
-        return type(self)(self.field, self.rule, index=index)
 
 
 E = TypeVar("E")
@@ -78,28 +66,23 @@ def coerce(cls: type[E], item: E | Mapping[str, Any], index: int | None = None) 
         raise InvalidInputError("event", str(exc), index=index) from None
 
 
-class DuplicateError(InvalidInputError):
-    """A value that must be unique already exists."""
-
-
-class MissingReferenceError(InvalidInputError):
-    """A foreign key points at a row that does not exist."""
-
-
-class NotFoundError(JedisosDBError, LookupError):
-    """The row an operation addresses does not exist."""
-
-
-class InvalidTransitionError(InvalidInputError):
-    """A state change the state machine does not allow."""
-
-
 def varchar_limit(model: type[DeclarativeBase], column: str) -> int:
     """The ``VARCHAR(n)`` limit of ``model.column``, as the model (and so the migration) declares it."""
     col_type = model.__table__.c[column].type
     if not isinstance(col_type, String) or col_type.length is None:
-        raise TypeError(f"{model.__name__}.{column} is not a VARCHAR(n) column")
+        raise InvalidInputError(f"{model.__name__}.{column}", "is not a VARCHAR(n) column")
     return int(col_type.length)
+
+
+def timestamp(name: str, value: Any) -> dt.datetime | None:
+    """A timezone-aware datetime (a naive one would be read in the server's TimeZone, silently)."""
+    if value is None:
+        return None
+    if not isinstance(value, dt.datetime):
+        raise InvalidInputError(name, f"must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInputError(name, "must be timezone-aware (e.g. datetime.now(UTC))")
+    return value
 
 
 def _show(value: Any) -> str:

@@ -1,0 +1,171 @@
+"""Terminal rendering of what the other rooms return: rich tables, built from their data.
+
+Each function takes a result (a report, a verdict, bench results) and returns renderables; the
+commands in :mod:`jedisos_db.cli.main` print them. Cells are :class:`~rich.text.Text`, never
+markup, because they carry user text such as package extras (``jedisos-db[bench]``).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from rich.console import Console, RenderableType
+from rich.measure import Measurement
+from rich.segment import Segments
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:  # the harness modules need optional extras (numpy, langgraph): imported where used
+    from jedisos_db.harness import pools, vectorbench
+    from jedisos_db.harness.capacity import CapacityReport
+    from jedisos_db.ops import budget, provision, startup
+    from jedisos_db.runtime import retention
+
+
+def table(*columns: str, title: str | None = None, numeric: Iterable[int] = (), caption: str | None = None) -> Table:
+    """A table with these column headers; ``numeric`` columns are right-aligned."""
+    right = set(numeric)
+    out = Table(title=title, title_justify="left", title_style="bold", caption=caption or None,
+                caption_justify="left")
+    for i, name in enumerate(columns):
+        # Fold long words rather than cut them ("…" would lose an env var's name on a narrow
+        # terminal); the first column names the row and stays on one line.
+        out.add_column(Text(name), justify="right" if i in right else "left", overflow="fold", no_wrap=i == 0)
+    return out
+
+
+def row(t: Table, *cells: object, bold: bool = False) -> None:
+    t.add_row(*(Text(str(cell)) for cell in cells), style="bold" if bold else None)
+
+
+WIDEST = 200
+"""A table is printed at its natural width up to this many columns, even on a narrower terminal
+or a pipe (80 columns to rich): folding a 12-column table into 80 would make it unreadable."""
+
+
+def show(console: Console, renderables: Iterable[RenderableType]) -> None:
+    """Print ``renderables``; tables at their natural width (up to :data:`WIDEST`)."""
+    for renderable in renderables:
+        if isinstance(renderable, Table):
+            natural = Measurement.get(console, console.options.update(width=WIDEST), renderable).maximum
+            options = console.options.update(width=max(console.width, min(natural, WIDEST)))
+            # print(width=...) cannot exceed the console's width; pre-rendered segments can.
+            console.print(Segments(console.render(renderable, options)))
+        else:
+            console.print(renderable)
+
+
+def to_text(renderables: Iterable[RenderableType], width: int = 80) -> str:
+    """Renderables as plain text, as :func:`show` prints them (for test output and benchmark summaries)."""
+    console = Console(file=io.StringIO(), width=width, markup=False, highlight=False, color_system=None,
+                      soft_wrap=True)
+    show(console, renderables)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(out, str)
+    return out
+
+
+# --- ops ---------------------------------------------------------------------------------------
+
+def startup_steps(steps: Sequence[startup.StartupStep]) -> Table:
+    t = table("step", "status", "detail", title="start-up order")
+    for step in steps:
+        row(t, step.name, step.status, step.detail)
+    return t
+
+
+def budget_verdict(verdict: budget.BudgetVerdict) -> list[RenderableType]:
+    t = table("pool", "max/proc", "procs", "total", "source", numeric=(1, 2, 3))
+    for p in verdict.pools:
+        row(t, p.name, p.max_per_process, p.processes, p.total, p.source)
+    fits = "fits" if verdict.fits else f"DOES NOT FIT: {-verdict.headroom} connection(s) short"
+    return [t, Text(f"demand {verdict.demand} vs available {verdict.available} (max_connections "
+                    f"{verdict.max_connections} - reserved {verdict.reserved}): {fits}")]
+
+
+# --- runtime -----------------------------------------------------------------------------------
+
+def retention_report(report: retention.RetentionReport) -> Table:
+    t = table("rule", "would delete" if report.dry_run else "deleted", "batches", "what", numeric=(1, 2))
+    for r in report.results:
+        row(t, r.rule, r.rows, "-" if r.dry_run else r.batches, r.description + (f" ({r.note})" if r.note else ""))
+    return t
+
+
+# --- harness -----------------------------------------------------------------------------------
+
+def capacity(report: CapacityReport) -> list[RenderableType]:
+    """The capacity report's tables (the same content as capacity.md)."""
+    from jedisos_db.harness.capacity import report as capacity_report
+
+    out: list[RenderableType] = [Text(line) for line in capacity_report.headline(report)]
+    for section in capacity_report.tables(report):
+        out.append(Text(""))
+        t = table(*section.columns, title=section.title, numeric=section.numeric, caption=section.intro)
+        for i, cells in enumerate(section.rows):
+            row(t, *cells, bold=i in section.emphasised)
+        out.append(t)
+        if section.note:
+            out.append(Text(section.note))
+    out += [Text(""), Text("Retention: " + capacity_report.retention_text(report))]
+    return out
+
+
+def pools_report(report: pools.IndependenceReport) -> list[RenderableType]:
+    lat = table("probe", "condition", "n", "p50 ms", "p99 ms", "x idle p50", "x idle p99", "errors",
+                title="latency of each pool's probe, idle and while another pool is saturated",
+                numeric=(2, 3, 4, 5, 6))
+    for latency in report.latencies:
+        idle = report.get(latency.probe, "idle")
+        ratios = ("", "") if latency.condition == "idle" else (
+            f"{latency.p50_ms / idle.p50_ms:.2f}", f"{latency.p99_ms / idle.p99_ms:.2f}")
+        row(lat, latency.probe, latency.condition, len(latency.samples), f"{latency.p50_ms:.2f}",
+            f"{latency.p99_ms:.2f}", *ratios, "; ".join(latency.errors[:2]))
+    sat = table("saturated", "pool max", "peak in use", "server saw", "waits", "timeouts", "operations", "errors",
+                title="the saturated pools", numeric=(1, 2, 3, 4, 5, 6))
+    for kind, s in report.saturations.items():
+        row(sat, kind, s.max_size, s.peak_in_use, report.server_peaks.get(kind, 0), s.waited, s.timeouts,
+            s.operations, "; ".join(s.errors[:2]))
+    load = report.load
+    return [lat, sat,
+            Text(f"load: {load.load_tasks} tasks, jedisos pool {load.jedisos_pool_size}+{load.jedisos_max_overflow}, "
+                 f"langgraph pool {load.langgraph.min_size}..{load.langgraph.max_size} shared by "
+                 f"{load.langgraph_savers} savers"),
+            Text("server: " + ", ".join(f"{k}={v}" for k, v in sorted(report.settings.items())))]
+
+
+def server_settings(info: provision.ServerInfo, keys: Iterable[str]) -> str:
+    s = info.settings
+    return (f"PostgreSQL {info.server_version}, pgvector {info.pgvector_version}; "
+            + ", ".join(f"{key}={s[key]}" for key in keys if key in s))
+
+
+def vectorbench_results(results: Sequence[vectorbench.SuiteResult],
+                        info: provision.ServerInfo | None = None) -> list[RenderableType]:
+    """The recall/QPS sweep and the per-bank filtered case, headed by the server settings."""
+    from jedisos_db.harness import vectorbench
+
+    out: list[RenderableType] = []
+    if info is not None:
+        out.append(Text(f"Server: {server_settings(info, vectorbench.REPORTED_SETTINGS)}; HNSW built with "
+                        f"maintenance_work_mem={vectorbench.MAINTENANCE_WORK_MEM}"))
+    sweep = table("data", "rows", "m/ef_c", "build s", "index MB", "ef_search", "recall@k", "QPS 1 conn",
+                  "QPS N conn", "p50 ms", "p99 ms", "plan", title="pgvector HNSW: recall and speed per ef_search",
+                  numeric=range(1, 11))
+    for r in results:
+        b = r.build
+        for s in r.sweep:
+            row(sweep, r.kind, r.rows, f"{b['m']}/{b['ef_construction']}", f"{b['seconds']:.1f}",
+                f"{b['index_bytes'] / 2**20:.1f}", s.ef_search, f"{s.recall:.3f}", f"{s.qps_1:.0f}",
+                f"{s.qps_n:.0f} (N={r.connections})", f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}", s.plan)
+    banks = results[0].banks if results else 0
+    filtered = table("data", "rows", "iterative_scan", "ef_search", "recall@k", "rows returned", "QPS 1 conn",
+                     "p50 ms", "p99 ms", "plan", numeric=(1, 3, 4, 5, 6, 7, 8),
+                     title=f"Per-bank filtered kNN (WHERE bank_id = …, one bank of {banks})")
+    for r in results:
+        for f in r.filtered:
+            row(filtered, r.kind, r.rows, f.iterative_scan, f.ef_search, f"{f.recall:.3f}", f"{f.mean_returned:.1f}",
+                f"{f.qps_1:.0f}", f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", f.plan)
+    return [*out, sweep, filtered]

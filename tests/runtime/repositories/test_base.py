@@ -1,0 +1,145 @@
+"""The repository base: COPY column orders derived from the models, joining a caller's transaction,
+and read-modify-write paths that lose no update under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from jedisos_db.runtime.db.models import AuditLog, CostRecord, InstalledTool, McpServer
+from jedisos_db.runtime.errors import DuplicateError, NotFoundError
+from jedisos_db.runtime.repositories import audit, cost
+from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.repositories.base import copy_columns
+from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
+from jedisos_db.runtime.repositories.preferences import PreferencesRepository
+from jedisos_db.runtime.repositories.schedules import ScheduleRepository
+from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
+from tests.plugins.tables import count
+
+T0 = dt.datetime(2026, 5, 1, 9, 30, tzinfo=dt.UTC)
+TABLES = ("installed_tools", "audit_logs", "cost_tracking", "user_preferences")
+
+
+def test_copy_columns_are_the_models_columns_minus_the_server_generated_ones() -> None:
+    for model in (AuditLog, CostRecord):
+        table = model.__table__
+        assert isinstance(table, Table)
+        assert copy_columns(model) == tuple(c.name for c in table.columns if c.name != "id")
+    assert "id" not in copy_columns(InstalledTool)  # uuid primary key, DEFAULT gen_random_uuid()
+    assert "id" not in copy_columns(McpServer)
+    assert copy_columns(AuditLog) == audit.COPY_COLUMNS
+    assert copy_columns(CostRecord) == cost.COPY_COLUMNS
+
+
+def test_an_events_row_is_in_copy_column_order() -> None:
+    """Each value sits under its own column name (a hand-written order could silently swap two)."""
+    envelope = uuid.uuid4()
+    event = AuditEvent("login", severity="warning", user_id="u", channel="web", session_id="s", tool_name="t",
+                       action="a", result="denied", details={"k": 1}, ip_address="10.0.0.1",
+                       envelope_id=envelope, timestamp=T0)
+    row = dict(zip(audit.COPY_COLUMNS, event.row, strict=True))
+    assert (row["timestamp"], row["event_type"], row["severity"], row["user_id"], row["channel"]) == (
+        T0, "login", "warning", "u", "web")
+    assert (row["session_id"], row["tool_name"], row["action"], row["result"]) == ("s", "t", "a", "denied")
+    assert (row["details"], str(row["ip_address"]), row["envelope_id"]) == ('{"k":1}', "10.0.0.1", envelope)
+    call = CostEvent("m", "p", input_tokens=3, output_tokens=4, cost_usd="0.5", source="forge", session_id="s",
+                     user_id="u", latency_ms=9, status="timeout", timestamp=T0)
+    assert dict(zip(cost.COPY_COLUMNS, call.row, strict=True)) == {
+        "timestamp": T0, "model": "m", "provider": "p", "input_tokens": 3, "output_tokens": 4, "total_tokens": 7,
+        "cost_usd": Decimal("0.500000"), "source": "forge", "session_id": "s", "user_id": "u",
+        "latency_ms": 9, "status": "timeout"}
+
+
+async def _write_everywhere(engine: AsyncEngine, session: AsyncSession) -> None:
+    """Writes through four repositories (INSERT, COPY, upsert + row lock) in the caller's session."""
+    await ToolRepository(engine).install(ToolSpec(name="weather", version="1", tool_path="w.py"), session=session)
+    await AuditLogRepository(engine).record_many([{"event_type": "install"}, {"event_type": "run"}],
+                                                 session=session)
+    await CostRepository(engine).record(CostEvent("m", "p", cost_usd=1, source="agent"), session=session)
+    await PreferencesRepository(engine).block_tool("alice", "weather", session=session)
+
+
+async def _counts(engine: AsyncEngine) -> list[int]:
+    return [await count(engine, t) for t in TABLES]
+
+
+async def test_writes_in_a_callers_transaction_roll_back_together(clean: AsyncEngine) -> None:
+    async with AsyncSession(clean) as session:
+        await _write_everywhere(clean, session)
+        assert await _counts(clean) == [0, 0, 0, 0]  # nothing committed: another connection sees nothing
+        await session.rollback()
+    assert await _counts(clean) == [0, 0, 0, 0]
+
+
+async def test_writes_in_a_callers_transaction_commit_together(clean: AsyncEngine) -> None:
+    tools = ToolRepository(clean)
+    async with tools.begin() as session:
+        await _write_everywhere(clean, session)
+        assert await tools.get_by_name("weather", session=session)  # reads see the uncommitted writes
+    assert await _counts(clean) == [1, 2, 1, 1]
+    prefs = await PreferencesRepository(clean).get("alice")
+    assert prefs is not None
+    assert "weather" in (prefs.blocked_tools or [])
+
+
+async def _write_then_install_twice(engine: AsyncEngine) -> None:
+    tools = ToolRepository(engine)
+    async with tools.begin() as session:
+        await _write_everywhere(engine, session)
+        await tools.install(ToolSpec(name="weather", version="2", tool_path="w.py"), session=session)
+
+
+async def test_a_failure_inside_the_callers_transaction_undoes_the_earlier_writes(clean: AsyncEngine) -> None:
+    with pytest.raises(DuplicateError):
+        await _write_then_install_twice(clean)
+    assert await _counts(clean) == [0, 0, 0, 0]
+
+
+async def test_without_a_session_each_call_commits_its_own(clean: AsyncEngine) -> None:
+    await ToolRepository(clean).install(ToolSpec(name="weather", version="1", tool_path="w.py"))
+    with pytest.raises(NotFoundError, match="installed_tools: no tool with name 'nope'"):
+        await ToolRepository(clean).get_by_name("nope")
+    assert await count(clean, "installed_tools") == 1
+
+
+TOOLS = [f"tool-{i}" for i in range(8)]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new user", "existing user"])
+async def test_concurrent_block_and_allow_lose_no_update(clean: AsyncEngine, existing: bool) -> None:
+    """Eight calls at once on one user: each read-modify-write holds the row, so every tool lands.
+
+    (The two-transaction version, get_or_create then update, kept only some of them.)
+    """
+    repo = PreferencesRepository(clean)
+    if existing:
+        await repo.get_or_create("bob")
+    calls = [repo.block_tool("bob", t) if i % 2 else repo.allow_tool("bob", t) for i, t in enumerate(TOOLS)]
+    await asyncio.gather(*calls)
+    prefs = await repo.get("bob")
+    assert prefs is not None
+    assert sorted(prefs.blocked_tools or []) == sorted(["shell_exec", "file_delete", *TOOLS[1::2]])
+    assert sorted(prefs.allowed_tools or []) == sorted(TOOLS[0::2])
+
+
+async def test_concurrent_runs_and_cron_changes_of_a_schedule_keep_it_consistent(clean: AsyncEngine) -> None:
+    """record_run reads cron_expr and writes next_run under the row lock, so a concurrent set_cron
+    cannot leave next_run computed from the cron expression it replaced.
+
+    (With the read and the write in two transactions, next_run came out at the old cron's 08:00.)
+    """
+    repo = ScheduleRepository(clean)
+    sched = await repo.create(user_id="u", name="n", cron_expr="0 8 * * *", action_type="chat",
+                              action_payload={}, now=T0)
+    runs = [repo.record_run(sched.id, success=True, ran_at=T0) for _ in range(4)]
+    await asyncio.gather(*runs[:2], repo.set_cron(sched.id, "30 9 * * *", now=T0), *runs[2:])
+    final = await repo.get(sched.id)
+    assert final.cron_expr == "30 9 * * *"
+    assert final.next_run == T0.replace(day=2)  # 09:30 the next day, never the old cron's 08:00
