@@ -73,6 +73,20 @@ def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterat
         server.stop()
 
 
+ADMISSION_OF_ONE = {"HINDSIGHT_API_ADMISSION_RECALL_MAX_IN_FLIGHT": "1",
+                    "HINDSIGHT_API_ADMISSION_RECALL_MAX_WAIT_MS": "0"}
+"""Hindsight's recall lane admitting one request and queueing none (its admission control)."""
+
+
+@pytest.fixture(scope="session")
+def hindsight_busy_server(database_factory: DatabaseFactory,
+                          hindsight_server_factory: HindsightFactory) -> RunningHindsight:
+    """A second server whose recall lane admits one request at a time: hold one recall in flight
+    (``.server.embeddings.hold()`` keeps its query embedding back) and the next recall gets 503 +
+    ``Retry-After``, the way an overloaded server answers."""
+    return hindsight_server_factory(database_factory("hindsight_busy"), env=ADMISSION_OF_ONE)
+
+
 @pytest.fixture(scope="session")
 def hindsight_server(database_factory: DatabaseFactory, hindsight_server_factory: HindsightFactory) -> RunningHindsight:
     """The session's real Hindsight server, on its own test database (``.base_url``, ``.database_url``)."""

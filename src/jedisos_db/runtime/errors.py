@@ -5,8 +5,10 @@ Each error belongs to one of three families, named by what has to change before 
 1. **The environment** (:class:`SetupError`): configuration, installed software, reachable servers.
    The call is fine; the place it runs in is not. :class:`ConfigError` (a setting, option or
    constructor parameter missing or malformed, naming it), :class:`MissingExtensionError`,
-   :class:`DockerUnavailableError`, :class:`DatabaseUnavailableError`, :class:`HindsightUnavailableError`,
-   :class:`SecretDecryptionError` (the configured keys cannot read a stored token).
+   :class:`DockerUnavailableError`, :class:`DatabaseUnavailableError`, :class:`HindsightUnavailableError`
+   (and its kinds: :class:`HindsightBusyError`, the server at capacity, and :class:`OperationTimeoutError`,
+   an async operation still running when the caller stopped waiting), :class:`SecretDecryptionError`
+   (the configured keys cannot read a stored token).
 2. **The caller's argument** (:class:`InvalidInputError`): a value breaks a documented rule, found
    before any SQL is sent. It names ``field`` and ``rule`` (and ``index``, the row of a batch); the
    same call fails whatever the data, so retrying never helps.
@@ -15,7 +17,7 @@ Each error belongs to one of three families, named by what has to change before 
    :class:`DuplicateError`, :class:`MissingReferenceError`, :class:`InvalidTransitionError`),
    :class:`MigrationError`, :class:`LocalServerError` (a process this package runs failed or is not
    running, e.g. :class:`HindsightServerError`), and Hindsight's answers :class:`HindsightRequestError`
-   (:class:`BankNotFoundError`) and :class:`HindsightContractError`.
+   (:class:`BankNotFoundError`, :class:`DocumentNotFoundError`) and :class:`HindsightContractError`.
 
 A conflict names the field whose value collides with stored data, so it is also an
 :class:`InvalidInputError` (callers catching those keep catching it); its cause is the state.
@@ -191,3 +193,41 @@ class HindsightContractError(HindsightError, StateError):
 
 class HindsightServerError(HindsightError, LocalServerError):
     """The local Hindsight server or its migrations failed; the message carries the log tail."""
+
+
+class HindsightBusyError(HindsightUnavailableError):
+    """Hindsight said it is at capacity (HTTP 429 or 503) and the client stopped retrying.
+
+    ``retry_after`` is the wait the server asked for, in seconds (``Retry-After``, either form),
+    or None when it sent none. Raised after the bounded retries ran out, at once when the wait
+    asked for exceeds the client's cap, and at once for a retain that is not safe to repeat.
+    """
+
+    def __init__(self, method: str, path: str, *, attempts: int, status: int, body: str,
+                 retry_after: float | None) -> None:
+        super().__init__(method, path, "at capacity", attempts=attempts, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class DocumentNotFoundError(HindsightRequestError):
+    """The document does not exist in the bank (HTTP 404 on a document route)."""
+
+    def __init__(self, method: str, path: str, status: int, body: str, *, bank_id: str, document_id: str) -> None:
+        super().__init__(method, path, status, body)
+        self.bank_id = bank_id
+        self.document_id = document_id
+
+
+class OperationTimeoutError(HindsightUnavailableError):
+    """An async operation was still pending or processing when the caller's wait ran out.
+
+    ``state`` is the operation's last state (``pending`` or ``processing``); ``attempts`` the polls made.
+    """
+
+    def __init__(self, method: str, path: str, *, attempts: int, operation_id: str, state: str,
+                 waited: float) -> None:
+        super().__init__(method, path, f"operation {operation_id} still {state!r} after {waited:.1f} s",
+                         attempts=attempts)
+        self.operation_id = operation_id
+        self.state = state
+        self.waited = waited

@@ -68,3 +68,21 @@ def test_stopped_server_frees_its_port() -> None:
     server.stop()
     with pytest.raises(httpx.ConnectError), httpx.Client(timeout=2) as http:
         http.get(url + "/info")
+
+
+def test_a_hold_keeps_answers_back_until_released() -> None:
+    """What the e2e tests use to keep one Hindsight request in flight: no clock, two conditions."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with EmbeddingServer() as server, ThreadPoolExecutor(1) as pool:
+        with server.hold(timeout=30) as hold:
+            pending = pool.submit(httpx.post, server.url + "/embed", json={"inputs": ["held text"]}, timeout=30)
+            assert hold.wait_for(lambda texts: "held text" in texts)
+            assert not pending.done()  # the answer is held back ...
+            assert server.requests == 0
+            hold.release()
+            answer = pending.result(timeout=30)  # ... and comes once released
+        assert answer.status_code == 200
+        assert answer.json()[0] == pytest.approx(embed("held text"))
+        with httpx.Client(base_url=server.url, timeout=5) as http:  # the hold ended with its block
+            assert http.post("/embed", json={"inputs": ["free"]}).status_code == 200

@@ -114,3 +114,35 @@ def unknown_keys(document: Document, schema: dict[str, Any], instance: Any, wher
         for i, item in enumerate(instance):
             problems.extend(unknown_keys(document, resolved["items"], item, f"{where}[{i}]"))
     return problems
+
+
+def _typed(document: Document, schema: dict[str, Any], values: list[str]) -> Any:
+    """A query parameter's raw values as the JSON value its schema describes (FastAPI's reading)."""
+    options = [resolve(document, s) for s in schema.get("anyOf", [schema])]
+    if any(o.get("type") == "array" for o in options):
+        return values
+    [value] = values
+    kinds = {o.get("type") for o in options}
+    if "integer" in kinds and value.lstrip("-").isdigit():
+        return int(value)
+    if "boolean" in kinds and value in ("true", "false"):
+        return value == "true"
+    return value
+
+
+def query_problems(document: Document, op: dict[str, Any], params: Any) -> list[str]:
+    """Query parameters sent that the route lacks or whose values its schema refuses (an enum, an
+    integer's minimum), and required ones not sent. ``params`` is an ``httpx.QueryParams``."""
+    declared = {p["name"]: p for p in op.get("parameters", []) if p["in"] == "query"}
+    problems = [f"{name}: required, not sent" for name, p in declared.items()
+                if p.get("required") and name not in params]
+    for name in sorted(set(params.keys())):
+        if name not in declared:
+            problems.append(f"{name}: the route has no such query parameter (has {sorted(declared)})")
+            continue
+        schema = declared[name]["schema"]
+        try:
+            validate(document, schema, _typed(document, schema, params.get_list(name)))
+        except jsonschema.ValidationError as exc:
+            problems.append(f"{name}={params.get_list(name)}: {exc.message}")
+    return problems

@@ -15,6 +15,8 @@ import json
 import math
 import re
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -100,6 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             self._reply(422, {"error": "inputs must be a string or a list of strings"})
             return
+        hold = self.server.hold
+        if hold is not None:
+            hold.keep(texts)
         self.server.requests += 1
         self._reply(200, [embed(t, self.server.dimension) for t in texts])
 
@@ -115,10 +120,38 @@ class _Handler(BaseHTTPRequestHandler):
         """Silence per-request logging: Hindsight embeds on every retain and recall."""
 
 
+class EmbeddingHold:
+    """Keeps every ``/embed`` answer back until :meth:`release`: while it holds, the Hindsight request
+    that asked (a recall embedding its query) stays in flight, which is how a test fills the server's
+    admission lane without racing a clock. Each wait is bounded by ``timeout`` seconds."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.held: list[str] = []
+        self._changed = threading.Condition()
+        self._released = threading.Event()
+
+    def keep(self, texts: list[str]) -> None:
+        """Called by the handler thread: note the texts, then wait for the release (or the timeout)."""
+        with self._changed:
+            self.held.extend(texts)
+            self._changed.notify_all()
+        self._released.wait(self.timeout)
+
+    def wait_for(self, arrived: Callable[[list[str]], bool]) -> bool:
+        """Block until ``arrived(held texts)`` is true; False if ``timeout`` passed first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: arrived(self.held), self.timeout)
+
+    def release(self) -> None:
+        self._released.set()
+
+
 class _EmbeddingHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     dimension = DIMENSION
     requests = 0
+    hold: EmbeddingHold | None = None
 
 
 class EmbeddingServer:
@@ -145,6 +178,19 @@ class EmbeddingServer:
     def requests(self) -> int:
         """How many ``/embed`` calls were answered (the e2e tests check Hindsight really used it)."""
         return self._httpd.requests if self._httpd else 0
+
+    @contextmanager
+    def hold(self, timeout: float = 60.0) -> Iterator[EmbeddingHold]:
+        """Keep ``/embed`` answers back until the block ends or :meth:`EmbeddingHold.release` (tests only)."""
+        if self._httpd is None:
+            raise LocalServerError("EmbeddingServer is not running; call start() first")
+        hold = EmbeddingHold(timeout)
+        self._httpd.hold = hold
+        try:
+            yield hold
+        finally:
+            self._httpd.hold = None
+            hold.release()
 
     def start(self) -> str:
         if self._httpd is None:
