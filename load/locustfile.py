@@ -79,7 +79,7 @@ def _probe_hindsight(url: str) -> str | None:
 HINDSIGHT_SKIP_REASON = _probe_hindsight(HINDSIGHT_URL)
 
 
-@events.init_command_line_parser.add_listener
+@events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
 def _options(parser: Any) -> None:
     parser.add_argument("--pg-dsn", default="",
                         help="libpq URL of the local PostgreSQL (default $JEDISOS_DB_URL, else POSTGRES_*)")
@@ -104,7 +104,7 @@ def _vector_table(environment: Environment) -> tuple[str, int]:
     return vectorbench.table_name("clustered", rows, 384, vectorbench.HnswParams()), rows
 
 
-@events.init.add_listener
+@events.init.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
 def _prepare(environment: Environment, **_kw: Any) -> None:
     """Once per run, not per worker: the kNN bench table and LangGraph's tables in ``langgraph``."""
     if HINDSIGHT_SKIP_REASON:
@@ -139,7 +139,7 @@ def _langgraph_connection(dsn: DatabaseURL) -> psycopg.Connection[Any]:
     return psycopg.connect(dsn.libpq(), **checkpointer.connection_kwargs(application_name=APPLICATION_NAME))
 
 
-@events.quitting.add_listener
+@events.quitting.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
 def _thresholds(environment: Environment, **_kw: Any) -> None:
     """Set the exit code from the failure ratio and p95 (on the master or local runner only)."""
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:

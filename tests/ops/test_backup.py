@@ -31,7 +31,7 @@ from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import BackupError, ConfigError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.urls import DatabaseURL
@@ -319,7 +319,7 @@ def test_a_dump_failing_midway_leaves_no_partial_backup(source: Source, tmp_path
     partial dump both go; the destination never appears."""
     with connect(source.url, autocommit=False) as blocker:
         blocker.execute("LOCK TABLE jedisos.audit_logs IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(backup.BackupError, match=r"pg_dump failed .*timeout"):
+        with pytest.raises(BackupError, match=r"pg_dump failed .*timeout"):
             backup.backup(source.url, tmp_path / "b", lock_timeout_s=0.2)
         blocker.rollback()
     assert list(tmp_path.iterdir()) == []
@@ -345,7 +345,7 @@ def test_restore_refuses_a_damaged_dump_and_creates_nothing(source: Source, fres
     with (tmp_path / "b" / backup.DUMP_FILE).open("ab") as fh:
         fh.write(b"\0")
     target = _target(fresh_server, "damaged")
-    with pytest.raises(backup.BackupError, match="does not match the manifest's sha256"):
+    with pytest.raises(BackupError, match="does not match the manifest's sha256"):
         backup.restore(tmp_path / "b", target)
     with connect(fresh_server) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'damaged'").fetchone() is None
@@ -362,7 +362,7 @@ def test_a_failed_restore_drops_the_database_and_roles_it_created(
     cut = dataclasses.replace(made.manifest, dump_sha256=hashlib.sha256(dump.read_bytes()).hexdigest())
     backup.write_manifest(tmp_path / "b", cut)
     target = _target(fresh_server, "cut_short")
-    with pytest.raises(backup.BackupError, match="pg_restore failed"):
+    with pytest.raises(BackupError, match="pg_restore failed"):
         backup.restore(tmp_path / "b", target)
     with connect(fresh_server) as conn:
         assert conn.execute("SELECT 1 FROM pg_database WHERE datname = 'cut_short'").fetchone() is None
@@ -394,7 +394,7 @@ def test_role_statements_keep_only_the_roles_in_scope() -> None:
 def test_bad_scope_is_a_typed_error_naming_the_option(source: Source, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--schema: must be one of hindsight, langgraph, jedisos"):
         backup.backup(source.url, tmp_path / "b", schema="public")
-    with pytest.raises(backup.BackupError, match="already exists"):
+    with pytest.raises(BackupError, match="already exists"):
         backup.backup(source.url, tmp_path)
     assert list(tmp_path.iterdir()) == []
 
@@ -455,7 +455,7 @@ async def test_hindsight_schema_restores_alone_with_its_extensions(
     backup.run_tool(dump, ["--format=custom", "--schema=hindsight", f"--file={design}"], hindsight_source.url,
                 timeout=300)
     provision.create_database(fresh_server, "design_way")
-    with pytest.raises(backup.BackupError, match=re.escape('type "public.vector" does not exist')):
+    with pytest.raises(BackupError, match=re.escape('type "public.vector" does not exist')):
         backup.run_tool(backup.find_tool("pg_restore", 18), ["--single-transaction", "--exit-on-error", str(design)],
                     _target(fresh_server, "design_way"), timeout=300)
     with psycopg.connect(_target(fresh_server, "design_way").libpq()) as conn:

@@ -49,7 +49,7 @@ from jedisos_db.ops import hindsight, provision, tablesums
 from jedisos_db.ops.tablesums import TableSum
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError, JedisosDBError
+from jedisos_db.runtime.errors import BackupError, ConfigError
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, JEDISOS_SCHEMA, LANGGRAPH_SCHEMA, OWNERS
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -67,10 +67,6 @@ DEFAULT_LOCK_TIMEOUT_S: Final = 30.0
 DEFAULT_TIMEOUT_S: Final = 6 * 3600.0
 FIRST_NORMAL_OID: Final = 16384
 """Objects below this OID come with the server (initdb); pg_dump leaves them out too (plpgsql)."""
-
-
-class BackupError(JedisosDBError):
-    """A backup or restore could not be made; nothing half-written is left behind."""
 
 
 # --- client tools ------------------------------------------------------------------------------

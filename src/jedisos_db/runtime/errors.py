@@ -16,7 +16,8 @@ Each error belongs to one of three families, named by what has to change before 
    it meets does not allow it: :class:`NotFoundError`, the conflicts (:class:`ConflictError`:
    :class:`DuplicateError`, :class:`MissingReferenceError`, :class:`InvalidTransitionError`),
    :class:`MigrationError`, :class:`LocalServerError` (a process this package runs failed or is not
-   running, e.g. :class:`HindsightServerError`), and Hindsight's answers :class:`HindsightRequestError`
+   running, e.g. :class:`HindsightServerError`, or :class:`BackupError` from pg_dump/pg_restore),
+   and Hindsight's answers :class:`HindsightRequestError`
    (:class:`BankNotFoundError`, :class:`DocumentNotFoundError`) and :class:`HindsightContractError`.
 
 A conflict names the field whose value collides with stored data, so it is also an
@@ -135,6 +136,11 @@ class LocalServerError(StateError):
 
     The message carries its exit code or log tail.
     """
+
+
+class BackupError(LocalServerError):
+    """A backup or restore could not be made (a client tool failed, is too old, or the target is taken);
+    nothing half-written is left behind."""
 
 
 # --- Hindsight (re-exported by jedisos_db.runtime.hindsight) --------------------------------------

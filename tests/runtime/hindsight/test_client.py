@@ -15,6 +15,7 @@ from jedisos_db.runtime.errors import (
     HindsightContractError,
     HindsightRequestError,
     HindsightUnavailableError,
+    InvalidInputError,
 )
 from jedisos_db.runtime.hindsight import client as hc
 
@@ -32,7 +33,7 @@ def test_bank_id_for_prefixes_the_user() -> None:
 
 @pytest.mark.parametrize("bad", ["", " ", "../admin", "a/b", "-leading-dash", "x" * 201, "sp ace"])
 def test_bank_id_for_rejects_ids_that_are_not_one_path_segment(bad: str) -> None:
-    with pytest.raises(ConfigError) as failure:
+    with pytest.raises(InvalidInputError) as failure:
         hc.bank_id_for(bad)
     assert failure.value.field == "user_id"
 
@@ -52,13 +53,13 @@ def test_bad_settings_name_the_field(kwargs: dict[str, object], field: str) -> N
 async def test_bad_arguments_are_refused_before_any_request() -> None:
     async with hc.HindsightClient(BASE) as client, respx.mock(assert_all_called=False) as mock:
         route = mock.route()
-        with pytest.raises(ConfigError, match="content"):
+        with pytest.raises(InvalidInputError, match="content"):
             await client.retain(BANK, ["fine", "  "])
-        with pytest.raises(ConfigError, match="query"):
+        with pytest.raises(InvalidInputError, match="query"):
             await client.recall(BANK, "")
-        with pytest.raises(ConfigError, match="bank_id"):
+        with pytest.raises(InvalidInputError, match="bank_id"):
             await client.recall("", "q")
-        with pytest.raises(ConfigError, match="limit"):
+        with pytest.raises(InvalidInputError, match="limit"):
             await client.list_entities(BANK, limit=0)
         assert route.call_count == 0
 

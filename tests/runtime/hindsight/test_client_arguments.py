@@ -13,8 +13,8 @@ import respx
 
 from jedisos_db.runtime.errors import (
     BankNotFoundError,
-    ConfigError,
     DocumentNotFoundError,
+    InvalidInputError,
     OperationTimeoutError,
 )
 from jedisos_db.runtime.hindsight import client as hc
@@ -41,7 +41,7 @@ async def _sent(method: str, url: str, answer: Any, call: Callable[[hc.Hindsight
 
 
 async def test_retain_batch_sends_each_items_own_fields() -> None:
-    items = [
+    items: list[RetainItem | str] = [
         RetainItem("Ada moved to Seoul.", context="chat", tags=["user:ada"], metadata={"channel": "web"},
                    timestamp=datetime(2024, 1, 15, 19, 30, tzinfo=KST), document_id="d1",
                    entities=[EntityRef("Ada", "PERSON"), "Seoul"], update_mode="append"),
@@ -157,14 +157,14 @@ async def test_bad_arguments_name_the_field_before_any_request(call: Callable[[h
                                                                field: str) -> None:
     async with hc.HindsightClient(BASE) as client, respx.mock(assert_all_called=False) as mock:
         route = mock.route()
-        with pytest.raises(ConfigError) as failure:
+        with pytest.raises(InvalidInputError) as failure:
             await call(client)
         assert route.call_count == 0
     assert failure.value.field == field
 
 
 def test_a_retain_item_is_checked_when_it_is_built() -> None:
-    with pytest.raises(ConfigError) as failure:
+    with pytest.raises(InvalidInputError) as failure:
         RetainItem("x", timestamp=datetime(2024, 1, 1))
     assert failure.value.field == "timestamp"
     assert "UTC offset" in failure.value.rule

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, get_args
 
 import httpx
+import jsonschema
 import pytest
 import respx
 from pydantic import BaseModel
@@ -57,7 +58,7 @@ def _items(parsed: Any) -> Any:
 
 
 OP = "0b6c4cf4-3c3f-4a52-9d1e-1b8f2f4c7a10"
-ITEMS = [
+ITEMS: list[hm.RetainItem | str] = [
     hm.RetainItem("Ada moved to Seoul", context="chat", tags=["user:u-42"], metadata={"source": "test"},
                   timestamp=datetime(2024, 1, 15, 10, 30, tzinfo=UTC), document_id="doc-1",
                   entities=[hm.EntityRef("Ada", "PERSON"), "Seoul"], update_mode="append"),
@@ -289,7 +290,8 @@ class TestDriftIsCaught:
     """The checks above fail when Hindsight changes what the client relies on (a copy of the contract, edited)."""
 
     def _drifted(self) -> ch.Document:
-        return json.loads(json.dumps(DOCUMENT))
+        copied: ch.Document = json.loads(json.dumps(DOCUMENT))
+        return copied
 
     def test_a_renamed_response_field_is_reported(self) -> None:
         document = self._drifted()
@@ -317,7 +319,7 @@ class TestDriftIsCaught:
         body = json.loads(request.content)
         schema = ch.request_schema(document, ch.operation(document, "POST", case.template))
         assert schema is not None
-        with pytest.raises(ch.jsonschema.ValidationError, match="'text' is a required property"):
+        with pytest.raises(jsonschema.ValidationError, match="'text' is a required property"):
             ch.validate(document, schema, body)
         assert "$.items[0].content: not in schema MemoryItem" in ch.unknown_keys(document, schema, body)
 

@@ -50,6 +50,7 @@ from jedisos_db.runtime.errors import (
     HindsightContractError,
     HindsightRequestError,
     HindsightUnavailableError,
+    InvalidInputError,
     OperationTimeoutError,
 )
 from jedisos_db.runtime.hindsight.models import (
@@ -102,7 +103,7 @@ def bank_id_for(user_id: str) -> str:
     letter or digit, so the bank id is one URL path segment and never collides across users.
     """
     if not isinstance(user_id, str) or not _USER_ID.fullmatch(user_id):
-        raise ConfigError("user_id", "must be 1-200 characters of letters, digits and ._:@- "
+        raise InvalidInputError("user_id", "must be 1-200 characters of letters, digits and ._:@- "
                                      f"starting with a letter or digit; got {user_id!r}")
     return BANK_PREFIX + user_id
 
@@ -184,7 +185,7 @@ class HindsightClient:
         Retried like a read: setting the same overrides twice leaves the same state.
         """
         if not isinstance(updates, Mapping) or not updates:
-            raise ConfigError("updates", "must be a non-empty mapping of setting names to values")
+            raise InvalidInputError("updates", "must be a non-empty mapping of setting names to values")
         for key in updates:
             text(key, "updates")
         return await self._call("PATCH", self._bank_path(bank_id, "config"), BankConfig,
@@ -235,8 +236,8 @@ class HindsightClient:
             body["document_tags"] = strings(document_tags, "document_tags")
         if operation_id is not None:
             if not run_async:
-                raise ConfigError("operation_id", "only an async retain (run_async=True) is keyed by operation_id; "
-                                                  "Hindsight ignores it on a synchronous retain")
+                raise InvalidInputError("operation_id", "only an async retain (run_async=True) is keyed by "
+                                        "operation_id; Hindsight ignores it on a synchronous retain")
             body["operation_id"] = operation_uuid(operation_id)
         return await self._call("POST", self._bank_path(bank_id, "memories"), RetainResult, json=body,
                                 idempotent="operation_id" in body)
@@ -252,9 +253,9 @@ class HindsightClient:
         """Poll :meth:`get_operation` until the operation finished (completed, failed, cancelled or
         not_found) and return it; :class:`OperationTimeoutError` when ``max_wait`` seconds pass first."""
         if max_wait < 0:
-            raise ConfigError("max_wait", f"must be >= 0 seconds; got {max_wait}")
+            raise InvalidInputError("max_wait", f"must be >= 0 seconds; got {max_wait}")
         if poll_interval <= 0:
-            raise ConfigError("poll_interval", f"must be > 0 seconds; got {poll_interval}")
+            raise InvalidInputError("poll_interval", f"must be > 0 seconds; got {poll_interval}")
         started = time.monotonic()
         polls = 0
         while True:
@@ -357,7 +358,7 @@ class HindsightClient:
     @staticmethod
     def _bank_path(bank_id: str, *parts: str) -> str:
         if not isinstance(bank_id, str) or not bank_id.strip():
-            raise ConfigError("bank_id", "is empty; use bank_id_for(user_id)")
+            raise InvalidInputError("bank_id", "is empty; use bank_id_for(user_id)")
         return "/".join([API_PREFIX, quote(bank_id, safe=""), *parts])
 
     @classmethod
@@ -371,9 +372,9 @@ class HindsightClient:
     @staticmethod
     def _page_params(limit: int, offset: int) -> dict[str, Any]:
         if limit < 1:
-            raise ConfigError("limit", f"must be >= 1; got {limit}")
+            raise InvalidInputError("limit", f"must be >= 1; got {limit}")
         if offset < 0:
-            raise ConfigError("offset", f"must be >= 0; got {offset}")
+            raise InvalidInputError("offset", f"must be >= 0; got {offset}")
         return {"limit": limit, "offset": offset}
 
     @staticmethod
@@ -467,13 +468,13 @@ def _with_overrides(settings: HindsightClientSettings, given: Mapping[str, Any])
 
 def _item_bodies(items: Sequence[RetainItem | str]) -> list[dict[str, Any]]:
     if isinstance(items, str) or not isinstance(items, Sequence) or not items:
-        raise ConfigError("items", "must be a non-empty list of RetainItem or strings")
+        raise InvalidInputError("items", "must be a non-empty list of RetainItem or strings")
     bodies = []
     for index, item in enumerate(items):
         try:
             bodies.append((item if isinstance(item, RetainItem) else RetainItem(item)).body())
-        except ConfigError as exc:
-            raise ConfigError(f"items[{index}].{exc.field}", exc.rule) from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"items[{index}].{exc.field}", exc.rule) from None
     return bodies
 
 

@@ -6,7 +6,7 @@ test_client_contract.py`` checks each against the recorded OpenAPI contract
 enumerations (``TagsMatch``, ``UpdateMode`` ...) are written here once and checked against the
 contract's enums by the same test.
 
-Bad arguments raise :class:`~jedisos_db.runtime.errors.ConfigError` naming the field and the
+Bad arguments raise :class:`~jedisos_db.runtime.errors.InvalidInputError` naming the field and the
 rule, before any request is sent.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import InvalidInputError
 
 # --- enumerations of the contract ---------------------------------------------------------------
 
@@ -47,14 +47,14 @@ UNSET = "unset"
 
 def text(value: object, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(name, f"must be a non-empty string; got {value!r}")
+        raise InvalidInputError(name, f"must be a non-empty string; got {value!r}")
     return value
 
 
 def strings(value: object, name: str) -> list[str]:
     # A lone string is a Sequence[str] too: "work" would become ["w", "o", "r", "k"].
     if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ConfigError(name, f"must be a list of strings, not {type(value).__name__}")
+        raise InvalidInputError(name, f"must be a list of strings, not {type(value).__name__}")
     return [text(item, f"{name}[{i}]") for i, item in enumerate(value)]
 
 
@@ -62,13 +62,13 @@ def choice(value: object, name: str, allowed: Any) -> str:
     """``value`` if it is one of the ``Literal`` type ``allowed``'s values."""
     options = get_args(allowed)
     if value not in options:
-        raise ConfigError(name, f"must be one of {', '.join(options)}; got {value!r}")
+        raise InvalidInputError(name, f"must be one of {', '.join(options)}; got {value!r}")
     return str(value)
 
 
 def positive(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(name, f"must be an integer >= 1; got {value!r}")
+        raise InvalidInputError(name, f"must be an integer >= 1; got {value!r}")
     return value
 
 
@@ -79,11 +79,12 @@ def moment(value: object, name: str) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            raise ConfigError(name, f"must be an ISO 8601 date-time; got {value!r}") from None
+            raise InvalidInputError(name, f"must be an ISO 8601 date-time; got {value!r}") from None
     if not isinstance(value, datetime):
-        raise ConfigError(name, f"must be a datetime or an ISO 8601 string, not {type(value).__name__}")
+        raise InvalidInputError(name, f"must be a datetime or an ISO 8601 string, not {type(value).__name__}")
     if value.utcoffset() is None:
-        raise ConfigError(name, f"needs a UTC offset (e.g. 2024-01-15T10:30:00+00:00); {value.isoformat()} is naive")
+        raise InvalidInputError(name, f"needs a UTC offset (e.g. 2024-01-15T10:30:00+00:00); "
+                                      f"{value.isoformat()} is naive")
     return value.isoformat()
 
 
@@ -94,7 +95,7 @@ def operation_uuid(value: object, name: str = "operation_id") -> str:
     try:
         return str(uuid.UUID(str(value)))
     except ValueError:
-        raise ConfigError(name, f"must be a UUID (e.g. str(uuid.uuid4())); got {value!r}") from None
+        raise InvalidInputError(name, f"must be a UUID (e.g. str(uuid.uuid4())); got {value!r}") from None
 
 
 # --- what the client sends ----------------------------------------------------------------------
@@ -151,13 +152,13 @@ class RetainItem:
             body["document_id"] = text(self.document_id, "document_id")
         if self.entities is not None:
             if isinstance(self.entities, str) or not isinstance(self.entities, Sequence):
-                raise ConfigError("entities", "must be a list of EntityRef or names")
+                raise InvalidInputError("entities", "must be a list of EntityRef or names")
             body["entities"] = [(e if isinstance(e, EntityRef) else EntityRef(e)).body() for e in self.entities]
         if self.update_mode is not None:
             body["update_mode"] = choice(self.update_mode, "update_mode", UpdateMode)
             if self.update_mode == "append" and self.document_id is None:
                 # Hindsight refuses it too (400), but only after the request; say it before.
-                raise ConfigError("update_mode", "'append' adds to an existing document: give its document_id")
+                raise InvalidInputError("update_mode", "'append' adds to an existing document: give its document_id")
         object.__setattr__(self, "_body", body)
 
     def body(self) -> dict[str, Any]:
@@ -167,11 +168,11 @@ class RetainItem:
 
 def _metadata(value: object) -> dict[str, str]:
     if not isinstance(value, Mapping):
-        raise ConfigError("metadata", f"must be a mapping of strings to strings, not {type(value).__name__}")
+        raise InvalidInputError("metadata", f"must be a mapping of strings to strings, not {type(value).__name__}")
     for key, item in value.items():
         if not isinstance(key, str) or not isinstance(item, str):
             # The contract types metadata as {str: str}; a number would be a 422 after the request.
-            raise ConfigError("metadata", f"keys and values must be strings; got {key!r}: {type(item).__name__}")
+            raise InvalidInputError("metadata", f"keys and values must be strings; got {key!r}: {type(item).__name__}")
     return dict(value)
 
 
@@ -247,7 +248,7 @@ def checked(options: Mapping[str, Any], *, time_fields: Any = MemoryTimeField) -
         elif name in _CHECKS:
             out[_RENAMED.get(name, name)] = _CHECKS[name](value, name)
         else:
-            raise ConfigError(name, "is not an option of this call")
+            raise InvalidInputError(name, "is not an option of this call")
     return out
 
 
