@@ -25,6 +25,9 @@ an advisory lock):
 
 Each database call is reported through ``environment.events.request`` (request type ``pg``).
 At the end, ``--max-fail-ratio`` and ``--max-p95-ms`` decide the exit code.
+
+``--stop-after-requests N`` (with ``--stop-names A,B`` to count names one by one) ends the run as soon
+as that much work is recorded, however long it takes; ``--run-time`` is then only the ceiling.
 """
 
 from __future__ import annotations
@@ -38,11 +41,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import gevent
 import psycopg
-from locust import HttpUser, User, between, events, task
+from locust import HttpUser, User, between, events, runners, task
 from locust.clients import HttpSession
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import STATE_CLEANUP, STATE_STOPPED, STATE_STOPPING, WorkerRunner
+from locust.stats import RequestStats
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
 
@@ -78,6 +83,11 @@ def _probe_hindsight(url: str) -> str | None:
 
 HINDSIGHT_SKIP_REASON = _probe_hindsight(HINDSIGHT_URL)
 
+# The master drops a worker after HEARTBEAT_LIVENESS missed one-second heartbeats (3 by default) and, with
+# no worker left, stops the run. Our workers share their host with the database under load, so a worker's
+# event loop can stall for seconds; allow half a minute before calling it gone.
+runners.HEARTBEAT_LIVENESS = 30
+
 
 @events.init_command_line_parser.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
 def _options(parser: Any) -> None:
@@ -89,6 +99,11 @@ def _options(parser: Any) -> None:
                         help="exit 1 when the overall 95th percentile exceeds this many ms (default 1000)")
     parser.add_argument("--vector-rows", type=int, default=5000,
                         help="rows of the kNN bench table (built once if missing; default 5000)")
+    parser.add_argument("--stop-after-requests", type=int, default=0,
+                        help="end the run, as --run-time would, once this many requests are recorded "
+                             "(of each name in --stop-names, if given); 0: off (default)")
+    parser.add_argument("--stop-names", default="",
+                        help="comma-separated request names that --stop-after-requests counts one by one")
 
 
 def _dsn(environment: Environment) -> DatabaseURL:
@@ -109,6 +124,17 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
     """Once per run, not per worker: the kNN bench table and LangGraph's tables in ``langgraph``."""
     if HINDSIGHT_SKIP_REASON:
         log.warning("HindsightRecall user left out: %s", HINDSIGHT_SKIP_REASON)
+    try:
+        # Imported here on every runner, workers too, so that no user's on_start pays for it: the import takes
+        # seconds of CPU, and a worker whose event loop stalls that long misses its heartbeats to the master.
+        from langgraph.checkpoint.postgres import PostgresSaver
+
+        from jedisos_db.harness import agentgraph  # noqa: F401
+        from jedisos_db.runtime import checkpointer
+    except ImportError as exc:
+        langgraph_missing: ImportError | None = exc
+    else:
+        langgraph_missing = None
     if isinstance(environment.runner, WorkerRunner) or environment.parsed_options is None:
         return
     dsn = _dsn(environment)
@@ -116,12 +142,9 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
     if not vectorbench.table_ready(dsn, table, rows):
         log.info("building the kNN bench table %s.%s (%d rows)", vectorbench.BENCH_SCHEMA, table, rows)
         vectorbench.prepare(dsn, vectorbench.make_dataset(rows, queries=1))
-    try:
-        from langgraph.checkpoint.postgres import PostgresSaver
-
-        from jedisos_db.runtime import checkpointer
-    except ImportError as exc:
-        log.warning("JediSOSTurn checkpoints skipped: langgraph-checkpoint-postgres not importable (%s)", exc)
+    if langgraph_missing is not None:
+        log.warning("JediSOSTurn checkpoints skipped: langgraph-checkpoint-postgres not importable (%s)",
+                    langgraph_missing)
         return
     with connect(dsn) as admin:
         admin.execute("SELECT pg_advisory_lock(hashtext('jedisos-load-langgraph'))")
@@ -160,6 +183,39 @@ def _thresholds(environment: Environment, **_kw: Any) -> None:
     else:
         log.info("thresholds met: %d requests, failure ratio %.4f <= %s, p95 %.1f ms <= %s", total.num_requests,
                  total.fail_ratio, opts.max_fail_ratio, p95, opts.max_p95_ms)
+
+
+def _recorded(stats: RequestStats, wanted: int, names: list[str]) -> bool:
+    """Whether ``wanted`` requests are recorded in total, or of each of ``names`` when given."""
+    if not names:
+        return stats.total.num_requests >= wanted
+    per_name: dict[str, int] = dict.fromkeys(names, 0)
+    for entry in stats.entries.values():
+        if entry.name in per_name:
+            per_name[entry.name] += entry.num_requests
+    return min(per_name.values()) >= wanted
+
+
+def _quit_when_recorded(environment: Environment, wanted: int, names: list[str]) -> None:
+    """Poll the run's statistics (on the master, what the workers reported) until the work is done."""
+    runner = environment.runner
+    while runner is not None and runner.state not in (STATE_STOPPING, STATE_STOPPED, STATE_CLEANUP):
+        if _recorded(environment.stats, wanted, names):
+            log.info("stop condition met: %d requests recorded%s", wanted, f" of each of {names}" if names else "")
+            runner.quit()
+            return
+        gevent.sleep(0.2)
+
+
+@events.test_start.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
+def _stop_after_requests(environment: Environment, **_kw: Any) -> None:
+    """With --stop-after-requests, end the run on the work done rather than on a clock (master or local runner)."""
+    opts = environment.parsed_options
+    if isinstance(environment.runner, WorkerRunner) or opts is None or opts.stop_after_requests <= 0:
+        return
+    names = [name.strip() for name in opts.stop_names.split(",") if name.strip()]
+    # Its own greenlet: runner.quit() stops the users, so it must not run inside one of them.
+    gevent.spawn(_quit_when_recorded, environment, opts.stop_after_requests, names)
 
 
 class PgUser(User):

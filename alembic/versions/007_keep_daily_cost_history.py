@@ -5,10 +5,11 @@ Revises: 006
 
 Design §4-4 defines ``daily_cost_summary`` as a plain view over ``cost_tracking``, and §7 deletes
 ``cost_tracking`` rows after 365 days while saying the summary is kept: the DELETE erases that
-history. This revision adds ``daily_cost_rollup`` (one row per UTC day, user, source and model)
-and redefines the view as rollup ∪ live rows. Retention moves each old row into the rollup and
-deletes it in the same statement (``jedisos_db.runtime.retention``), so a row is counted exactly once,
-either live or rolled up, at every instant.
+history (claim ``S7-cost-retention-keeps-summary`` in docs/design-claims.md). This revision adds
+``daily_cost_rollup`` (one row per UTC day, user, source and model) and redefines the view as rollup
+∪ live rows. Retention moves each old row into the rollup and deletes it in the same statement
+(``jedisos_db.runtime.retention``), so a row is counted exactly once, either live or rolled up, at
+every instant.
 
 Days are UTC days (``timestamp AT TIME ZONE 'UTC'``): a rolled-up day cannot move with the
 reading session's TimeZone, so the live half uses the same definition.

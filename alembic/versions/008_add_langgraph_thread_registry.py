@@ -5,8 +5,9 @@ Revises: 007
 
 Design §7 deletes LangGraph threads idle for 30 days "through the LangGraph API", but that API
 cannot list threads by age (DESIGN.md, verified facts) and §10 forbids reading the ``langgraph``
-schema directly. The application therefore records each thread id it uses here; retention reads
-idle ids from this table and deletes them with ``AsyncPostgresSaver.adelete_thread``.
+schema directly (claims ``S7-langgraph-retention-api`` and ``S10-no-direct-sql`` in
+docs/design-claims.md). The application therefore records each thread id it uses here; retention
+reads idle ids from this table and deletes them with ``AsyncPostgresSaver.adelete_thread``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ the database the tests work in; ``JEDISOS_DB_URL`` and ``POSTGRES_*`` are not re
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -50,7 +52,7 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseURL]:
+def server_url(request: pytest.FixtureRequest) -> Iterator[DatabaseURL]:
     """Admin URL of the session's server (database ``postgres`` on the embedded one)."""
     given = given_server(request.config)
     if given is not None:
@@ -62,13 +64,17 @@ def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     settings = provision.ServerSettings(max_connections=request.config.getoption("--max-connections"),
                                         extra={"logging_collector": "on", "log_destination": "stderr,jsonlog",
                                                "log_directory": "pg_log"})
-    # Short base path: unix socket paths are limited to ~107 bytes.
-    server = provision.EmbeddedServer(tmp_path_factory.mktemp("pg"), settings)
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
+    # Not under pytest's basetemp: every pytest session that starts resets /tmp/pytest-of-<user> to mode
+    # 0700, which locks the server (run as its own system user when we are root) out of its data directory
+    # whenever another session starts on the machine meanwhile. Short base path: unix socket paths are
+    # limited to ~107 bytes.
+    with tempfile.TemporaryDirectory(prefix="jedisos-test-pg-", ignore_cleanup_errors=True) as base:
+        server = provision.EmbeddedServer(Path(base) / "pg", settings)
+        url = server.start()
+        try:
+            yield url
+        finally:
+            server.stop()
 
 
 @pytest.fixture(scope="session")

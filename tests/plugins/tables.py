@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+
 import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
@@ -31,3 +34,11 @@ async def count(engine: AsyncEngine, table: str) -> int:
     """Rows in ``jedisos.<table>``."""
     async with engine.connect() as conn:
         return int((await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.{table}"))).scalar_one())
+
+
+async def server_clock_passes(engine: AsyncEngine, moment: dt.datetime) -> None:
+    """Return once the server's clock reads later than ``moment``, so that the next transaction's ``now()``
+    is later too: tests of ``updated_at`` wait for that condition instead of sleeping (at most 30 s)."""
+    async with asyncio.timeout(30), engine.connect() as conn:
+        while not (await conn.execute(text("SELECT clock_timestamp() > :moment"), {"moment": moment})).scalar_one():
+            pass

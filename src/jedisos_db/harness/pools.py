@@ -1,4 +1,5 @@
-"""Pool independence under load (design §1 "커넥션 풀 분리": "한쪽의 부하가 다른 쪽을 블로킹하지 않습니다").
+"""Pool independence under load (design §1 "커넥션 풀 분리": "한쪽의 부하가 다른 쪽을 블로킹하지 않습니다";
+claim ``S1-pool-independence`` in docs/design-claims.md).
 
 Each owner reaches PostgreSQL through its own pool: LangGraph's psycopg pool, JediSOS's
 SQLAlchemy engine, Hindsight's asyncpg pools behind its REST API. :func:`measure` saturates

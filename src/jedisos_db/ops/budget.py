@@ -1,6 +1,7 @@
 """Connection budget: every pool's ceiling × its process count against what the server allows.
 
-The design (§1 "충돌 방지 체크리스트") sets ``max_connections=200`` for three independent pools.
+The design (§1 "충돌 방지 체크리스트", claim ``S1-max-connections-200`` in docs/design-claims.md) sets
+``max_connections=200`` for three independent pools.
 Whether that holds is arithmetic over the pools' *maximum* sizes, because a pool under load
 grows to its maximum and the server refuses the connection after the last slot:
 

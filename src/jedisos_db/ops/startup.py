@@ -1,4 +1,5 @@
-"""Bring a database to the state the design's start-up order leaves it in (section 1, "migration order").
+"""Bring a database to the state the design's start-up order leaves it in (section 1, "migration order";
+claims ``S1-migration-order`` and ``S1-any-order`` in docs/design-claims.md).
 
 1. PostgreSQL running, ``vector`` installed in ``public``;
 2. Hindsight's own migrations into schema ``hindsight`` (only when Hindsight is installed);

@@ -1,4 +1,5 @@
-"""The LangGraph checkpointer, confined to schema ``langgraph`` (design §1 "스키마 격리", §3).
+"""The LangGraph checkpointer, confined to schema ``langgraph`` (design §1 "스키마 격리", §3; claims
+``S1-langgraph-schema-param``, ``S1-langgraph-asyncpg-pool``, ``S3-async-saver-settings`` in docs/design-claims.md).
 
 The design's snippet (``AsyncPostgresSaver(asyncpg_pool, schema="langgraph")``) cannot work:
 the saver has no ``schema=`` argument and rejects an asyncpg pool. What works (DESIGN.md,

@@ -1,4 +1,4 @@
-"""Configuration from the environment variables of design section 8.
+"""Configuration from the environment variables of design section 8 (claim ``S8-env-vars`` in docs/design-claims.md).
 
 One :class:`Settings` object. The database URL is ``JEDISOS_DB_URL`` when set, otherwise it is
 assembled from ``POSTGRES_USER``/``POSTGRES_PASSWORD``/``POSTGRES_HOST``/``POSTGRES_PORT``/

@@ -1,6 +1,7 @@
 """Who owns what in the one database: the schema names, the start-up order, the migration lock.
 
-Design §1: one PostgreSQL 18 + pgvector database, three schemas, three owners. Every module that
+Design §1: one PostgreSQL 18 + pgvector database, three schemas, three owners (claims
+``S1-single-instance`` and ``S1-schema-per-owner`` in docs/design-claims.md). Every module that
 needs one of these names imports it from here.
 """
 
@@ -18,7 +19,7 @@ SCHEMA: Final = JEDISOS_SCHEMA
 
 Owner = Literal["hindsight", "langgraph", "jedisos"]
 OWNERS: Final[tuple[Owner, ...]] = ("hindsight", "langgraph", "jedisos")
-"""Design §1 "마이그레이션 순서": Hindsight, then LangGraph's setup(), then jedisos Alembic."""
+"""Design §1's start-up order (claim ``S1-migration-order``): Hindsight, LangGraph's setup(), jedisos Alembic."""
 SCHEMA_OF: Final[dict[Owner, str]] = {
     "hindsight": HINDSIGHT_SCHEMA,
     "langgraph": LANGGRAPH_SCHEMA,

@@ -1,4 +1,5 @@
-"""Retention (design §7), fixed so it keeps what the design says it keeps.
+"""Retention (design §7), fixed so it keeps what the design says it keeps (claims ``S7-audit-retention``,
+``S7-cost-retention-keeps-summary``, ``S7-langgraph-retention-api`` in docs/design-claims.md).
 
 Three rules:
 

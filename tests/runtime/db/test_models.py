@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 from sqlalchemy import select
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
+from tests.plugins.tables import server_clock_passes
 
 
 def test_models_cover_exactly_the_migrated_tables(migrated_db: DatabaseURL) -> None:
@@ -31,7 +31,7 @@ async def test_orm_update_refreshes_updated_at(engine: AsyncEngine) -> None:
         await session.commit()
         await session.refresh(pref)
         created = pref.updated_at
-        await asyncio.sleep(0.01)
+        await server_clock_passes(engine, created)
         pref.daily_budget_usd = Decimal("3.50")
         await session.commit()
         await session.refresh(pref)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
@@ -11,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.errors import InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
+from tests.plugins.tables import server_clock_passes
 
 
 async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine) -> None:
@@ -33,7 +33,7 @@ async def test_design_ddl_leaves_updated_at_stale_and_the_repository_stamps_it(c
     """DESIGN.md "Where the seed is wrong": updated_at has no trigger; a plain UPDATE leaves it stale."""
     repo = PreferencesRepository(clean)
     created = await repo.get_or_create("bob")
-    await asyncio.sleep(0.01)
+    await server_clock_passes(clean, created.updated_at)
     async with clean.begin() as conn:
         await conn.execute(text("UPDATE jedisos.user_preferences SET max_tokens = 1 WHERE user_id = 'bob'"))
     stale = await repo.get("bob")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -15,7 +14,7 @@ from jedisos_db.runtime.repositories.marketplace import MarketplaceRepository
 from jedisos_db.runtime.repositories.mcp_servers import McpServerSpec
 from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
 from jedisos_db.runtime.secrets import SecretCipher
-from tests.plugins.tables import count
+from tests.plugins.tables import count, server_clock_passes
 
 SKILL = ToolSpec(name="@jedisos/weather", version="1.0.0", tool_path="tools/weather/tool.py",
                  tool_yaml_path="tools/weather/tool.yaml", tags=["weather"], env_required=["WEATHER_KEY"])
@@ -61,7 +60,7 @@ async def test_update_enable_disable_stamp_updated_at(clean: AsyncEngine) -> Non
     """Design DDL has no trigger for updated_at (DESIGN.md, "Where the seed is wrong"); the repository stamps it."""
     repo = ToolRepository(clean)
     tool = await repo.install(SKILL)
-    await asyncio.sleep(0.01)
+    await server_clock_passes(clean, tool.updated_at)
     updated = await repo.update(tool.id, version="1.1.0", description="now with radar")
     assert updated.version == "1.1.0"
     assert updated.updated_at > tool.updated_at

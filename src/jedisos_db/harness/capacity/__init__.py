@@ -1,7 +1,8 @@
 """Capacity model: measured bytes per row on the real server, projected to N users (design §7).
 
-Design §7 estimates rows per month and disk use per active user. This package replaces the
-estimate with measurements and sets the two side by side:
+Design §7 estimates rows per month and disk use per active user (claims ``S7-volume-<table>`` and
+``S7-volume-total`` in docs/design-claims.md). This package replaces the estimate with measurements
+and sets the two side by side:
 
 - :mod:`.model`   the arithmetic: §7 as data, the workload, projections with and without the
                   retention policy (:mod:`jedisos_db.runtime.retention`), verdicts; pure functions;

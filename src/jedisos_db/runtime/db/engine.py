@@ -1,9 +1,10 @@
 """The jedisos connection pool: one SQLAlchemy AsyncEngine over asyncpg (design §1 and §10).
 
-Section 1 sizes it ``pool_size=5, max_overflow=10``; both stay overridable. Connections are
-pre-pinged (a server restart must not surface as an error on the next request), carry an
-``application_name`` so ``pg_stat_activity`` tells this pool from Hindsight's and LangGraph's,
-and a ``statement_timeout`` so one runaway query cannot hold a pool slot forever.
+The design (claim ``S10-engine-pool`` in docs/design-claims.md) sizes it ``pool_size=5,
+max_overflow=10``; both stay overridable. Connections are pre-pinged (a server restart must not
+surface as an error on the next request), carry an ``application_name`` so ``pg_stat_activity``
+tells this pool from Hindsight's and LangGraph's, and a ``statement_timeout`` so one runaway query
+cannot hold a pool slot forever.
 
 When ``JEDISOS_DB_SCHEMA`` names another schema than ``jedisos``, the models (which say
 ``jedisos``) are redirected with SQLAlchemy's ``schema_translate_map``.

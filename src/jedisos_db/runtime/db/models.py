@@ -1,7 +1,8 @@
 """SQLAlchemy 2.0 models of the ``jedisos`` schema, equal to what migrations 001–006 build.
 
-The DDL is the design document's section 4. Two deliberate additions that change no DDL:
-``updated_at`` gets an ORM ``onupdate`` (the design's DDL has no trigger, so it would go stale),
+The DDL is the design document's section 4 (claims ``S4-*`` in docs/design-claims.md). Two deliberate
+additions that change no DDL: ``updated_at`` gets an ORM ``onupdate`` (the design's DDL has no trigger,
+so it would go stale: claim ``S4-updated-at``),
 and the ``daily_cost_summary`` view is mapped read-only.
 """
 

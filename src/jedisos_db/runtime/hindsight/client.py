@@ -1,4 +1,5 @@
-"""JediSOS's way into Hindsight: its REST API over ``httpx``, never SQL (design §2-3, [JS-B001]).
+"""JediSOS's way into Hindsight: its REST API over ``httpx``, never SQL (design §2-3, [JS-B001]; claims
+``S2-rest-api-only``, ``S2-retain-route``, ``S2-recall-route``, ``S2-entities-route`` in docs/design-claims.md).
 
 Routes are the real server's (``fixtures/hindsight/openapi-<version>.json`` is the contract the
 tests hold this module to). The design's ``recall()`` posts to ``…/reflect``; that route is
@@ -97,7 +98,7 @@ _USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,199}$")
 
 
 def bank_id_for(user_id: str) -> str:
-    """The memory bank of a JediSOS user: ``jedisos-{user_id}`` (design §2-3).
+    """The memory bank of a JediSOS user: ``jedisos-{user_id}`` (claim ``S2-bank-per-user``).
 
     ``user_id`` must be 1-200 characters of letters, digits and ``._:@-``, starting with a
     letter or digit, so the bank id is one URL path segment and never collides across users.

@@ -1,5 +1,6 @@
 """Registry of LangGraph thread ids (revision 008), so idle threads can be found without SQL on
-the ``langgraph`` schema (design §10) and deleted through the checkpointer API (design §7)."""
+the ``langgraph`` schema (claim ``S10-no-direct-sql``) and deleted through the checkpointer API
+(claim ``S7-langgraph-retention-api``; docs/design-claims.md)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,144 @@
+"""docs/design-claims.md cannot rot: its ids are the ones issue 9 names, once each, and every test it
+cites exists (with the e2e marker it is listed with)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jedisos_db.harness.capacity import model as capacity
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "design-claims.md"
+NOT_CHECKED = "not yet checked"
+
+# The ids issue 9 ("jedisos-db verify") names, verbatim; S7-volume-<table> rows come from the design's table.
+ISSUE_9_IDS = (
+    "S1-single-instance", "S1-schema-per-owner", "S1-langgraph-schema-param", "S1-langgraph-asyncpg-pool",
+    "S1-pool-independence", "S1-migration-order", "S1-any-order", "S1-no-name-collisions", "S1-vector-once",
+    "S1-max-connections-200", "S1-one-dump-backs-up-all", "S2-hindsight-tables", "S2-recall-route",
+    "S2-retain-route", "S2-entities-route", "S2-embedding-dim-384", "S2-bank-per-user", "S3-langgraph-tables",
+    "S3-setup-creates-tables", "S4-ddl-builds", "S4-relations-enforced", "S4-uninstall-tool", "S4-updated-at",
+    "S6-migrations-match-ddl", "S6-version-table", "S7-volume-total", "S7-audit-retention",
+    "S7-cost-retention-keeps-summary", "S7-langgraph-retention-api", "S8-env-vars", "S9-full-dump",
+    "S9-jedisos-dump", "S9-hindsight-dump", "S10-no-direct-sql", "S10-engine-pool", "S10-dependency-pins",
+)
+
+_ROW = re.compile(r"^\|\s*`(?P<id>[^`]+)`\s*\|(?P<rest>.*)\|\s*$")
+_ID = re.compile(r"^S(?P<section>\d+)-[a-z0-9][a-z0-9_-]*$")
+_NODE = re.compile(r"`(?P<node>tests/[^`]+?\.py::[^`]+)`(?P<e2e>\s*\*\(e2e\)\*)?")
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    section: str
+    text: str
+    where: str
+    found: str
+
+    def checks(self) -> list[tuple[str, bool]]:
+        """The cited test node ids, each with whether it is listed as e2e."""
+        return [(m["node"], bool(m["e2e"])) for m in _NODE.finditer(self.where)]
+
+
+def parse(text: str) -> list[Claim]:
+    claims = []
+    for line in text.splitlines():
+        m = _ROW.match(line)
+        if m is None:
+            continue
+        cells = [c.strip() for c in m["rest"].split("|")]
+        assert len(cells) == 4, f"{m['id']}: expected 5 columns (id, §, claim, where, found), got {len(cells) + 1}"
+        claims.append(Claim(m["id"], *cells))
+    return claims
+
+
+@pytest.fixture(scope="module")
+def claims() -> list[Claim]:
+    return parse(DOC.read_text(encoding="utf-8"))
+
+
+def volume_ids() -> set[str]:
+    """One id per row of the design's §7 volume table, as the capacity model parses it."""
+    return {f"S7-volume-{row.table}" for row in capacity.parse_section7().rows}
+
+
+def test_issue_9_ids_each_appear_exactly_once(claims: list[Claim]) -> None:
+    ids = [c.id for c in claims]
+    for wanted in (*ISSUE_9_IDS, *sorted(volume_ids())):
+        assert ids.count(wanted) == 1, f"{wanted}: listed {ids.count(wanted)} times in {DOC.name}"
+
+
+def test_ids_are_unique_and_match_their_section(claims: list[Claim]) -> None:
+    ids = [c.id for c in claims]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    for c in claims:
+        m = _ID.match(c.id)
+        assert m is not None, f"{c.id}: not of the form S<section>-<lowercase-name>"
+        assert m["section"] == c.section, f"{c.id}: listed under section {c.section}"
+        assert c.text, f"{c.id}: no claim text"
+
+
+def test_each_claim_names_its_checks_or_says_it_has_none(claims: list[Claim]) -> None:
+    for c in claims:
+        if c.where == NOT_CHECKED:
+            continue
+        leftover = _NODE.sub("", c.where).replace("<br>", "").strip()
+        assert c.checks(), f"{c.id}: neither test node ids nor {NOT_CHECKED!r}: {c.where!r}"
+        assert leftover == "", f"{c.id}: unparsed text in 'where it is checked': {leftover!r}"
+
+
+def _resolve(node: str) -> tuple[Any, set[str]]:
+    """The test function a node id names, imported the way pytest imports it (tests is a package)."""
+    path, *names = node.split("::")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    owner: Any = module
+    marks = _marks(module)
+    for name in names:
+        owner = getattr(owner, name, None)
+        assert owner is not None, f"{node}: {name} not found"
+        marks |= _marks(owner)
+    return owner, marks
+
+
+def _marks(obj: object) -> set[str]:
+    """Names of the marks set on a module, class or function (``pytestmark`` is one mark or a list)."""
+    marks = getattr(obj, "pytestmark", [])
+    return {mark.name for mark in (marks if isinstance(marks, list) else [marks])}
+
+
+def test_every_cited_test_exists_with_the_marker_it_is_listed_with(claims: list[Claim]) -> None:
+    for c in claims:
+        for node, listed_e2e in c.checks():
+            path = node.split("::")[0]
+            assert (ROOT / path).is_file(), f"{c.id}: {path} does not exist"
+            assert Path(path).name.startswith("test_"), f"{c.id}: {path} is not a test module"
+            function, marks = _resolve(node)
+            assert callable(function), f"{c.id}: {node} is not a function"
+            assert node.rsplit("::", 1)[-1].startswith("test_"), f"{c.id}: {node} is not a test"
+            assert ("e2e" in marks) == listed_e2e, (
+                f"{c.id}: {node} is {'' if 'e2e' in marks else 'not '}marked e2e; list it "
+                f"{'with' if 'e2e' in marks else 'without'} *(e2e)*")
+
+
+def test_the_checks_catch_a_rotten_doc() -> None:
+    """The parser and resolver fail on a missing test, a wrong section and a missing e2e mark."""
+    rotten = parse("\n".join([
+        "| `S1-x` | 2 | claim | `tests/test_cli.py::test_no_such_test` | |",
+        "| `S2-y` | 2 | claim | `tests/conformance/test_e2e_stack.py::test_stack_holds_three_populated_schemas` | |",
+    ]))
+    assert [c.id for c in rotten] == ["S1-x", "S2-y"]
+    with pytest.raises(AssertionError, match="S1-x: listed under section 2"):
+        test_ids_are_unique_and_match_their_section(rotten)
+    with pytest.raises(AssertionError, match="test_no_such_test not found"):
+        test_every_cited_test_exists_with_the_marker_it_is_listed_with(rotten[:1])
+    with pytest.raises(AssertionError, match="is marked e2e"):
+        test_every_cited_test_exists_with_the_marker_it_is_listed_with(rotten[1:])
+    with pytest.raises(AssertionError, match="S1-single-instance: listed 0 times"):
+        test_issue_9_ids_each_appear_exactly_once(rotten)
