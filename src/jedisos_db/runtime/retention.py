@@ -170,40 +170,53 @@ async def _count(engine: AsyncEngine, sql: str, cutoff: dt.datetime) -> int:
         return int((await conn.execute(text(sql), {"cutoff": cutoff})).scalar_one())
 
 
+async def _cutoff(engine: AsyncEngine, rule: RetentionRule, now: dt.datetime | None, batch_size: int,
+                  high: int = 1_000_000) -> dt.datetime:
+    """The rule's cutoff from ``now`` (or the server's clock), after checking ``batch_size``."""
+    validation.integer("batch_size", batch_size, low=1, high=high)
+    return (validation.timestamp("now", now) or await server_now(engine)) - rule.keep
+
+
+async def _in_batches(rule: RetentionRule, batch: Callable[[], Awaitable[int]],
+                      on_batch: BatchHook | None) -> RuleResult:
+    """Run ``batch`` (one transaction, returning the rows it removed) until it removes nothing."""
+    total = batches = 0
+    while deleted := await batch():
+        total += deleted
+        batches += 1
+        await _hook(on_batch, rule.name, deleted)
+    return RuleResult(rule.name, rule.description, total, batches, False)
+
+
 async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
                            batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Delete ``debug``/``info`` audit rows older than 90 days, ``batch_size`` per transaction."""
-    validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - AUDIT_RULE.keep
+    cutoff = await _cutoff(engine, AUDIT_RULE, now, batch_size)
     schema = schema_of(engine)
-    description = AUDIT_RULE.description
     if dry_run:
-        return RuleResult(AUDIT_RULE.name, description, await _count(engine, audit_count_sql(schema), cutoff), 0, True)
-    total = batches = 0
+        return RuleResult(AUDIT_RULE.name, AUDIT_RULE.description,
+                          await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     after = EARLIEST
-    while True:
+
+    async def batch() -> int:
+        nonlocal after  # keyset: the next batch starts past the newest row this one deleted
         async with engine.begin() as conn:
             deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
                                                   {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
-        if not deleted:
-            break
-        total += deleted
-        batches += 1
-        after = newest
-        await _hook(on_batch, AUDIT_RULE.name, deleted)
-    return RuleResult(AUDIT_RULE.name, description, total, batches, False)
+        after = newest if deleted else after
+        return int(deleted)
+
+    return await _in_batches(AUDIT_RULE, batch, on_batch)
 
 
 async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
                                 batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
     """Delete ``cost_tracking`` rows older than 365 days (batches); revision 009's trigger rolls them up."""
-    validation.integer("batch_size", batch_size, low=1, high=1_000_000)
-    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - COST_RULE.keep
+    cutoff = await _cutoff(engine, COST_RULE, now, batch_size)
     schema = schema_of(engine)
-    description = COST_RULE.description
     if dry_run:
-        return RuleResult(COST_RULE.name, description, await _count(engine, cost_count_sql(schema), cutoff), 0,
-                          True)
+        return RuleResult(COST_RULE.name, COST_RULE.description,
+                          await _count(engine, cost_count_sql(schema), cutoff), 0, True)
     async with engine.connect() as conn:
         guarded = (await conn.execute(text(ROLLUP_TRIGGER_SQL),
                                       {"table": f"{schema}.cost_tracking", "name": COST_ROLLUP_TRIGGER})).scalar_one()
@@ -211,17 +224,13 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
         raise MigrationError(f"{schema}.cost_tracking has no {COST_ROLLUP_TRIGGER} trigger (revision 009), so "
                              "deleting would erase daily_cost_summary history; upgrade the schema to head first "
                              "(jedisos-db db upgrade)")
-    total = batches = 0
-    while True:
+
+    async def batch() -> int:
         async with engine.begin() as conn:
-            deleted = (await conn.execute(text(cost_delete_sql(schema)),
-                                          {"cutoff": cutoff, "batch": batch_size})).rowcount
-        if not deleted:
-            break
-        total += deleted
-        batches += 1
-        await _hook(on_batch, COST_RULE.name, deleted)
-    return RuleResult(COST_RULE.name, description, total, batches, False)
+            return int((await conn.execute(text(cost_delete_sql(schema)),
+                                           {"cutoff": cutoff, "batch": batch_size})).rowcount)
+
+    return await _in_batches(COST_RULE, batch, on_batch)
 
 
 async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | None, *,
@@ -232,26 +241,26 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
     The registry row goes only after LangGraph deleted the thread; a crash in between leaves the
     row, and the rerun calls ``adelete_thread`` again (deleting a deleted thread is a no-op).
     """
-    validation.integer("batch_size", batch_size, low=1, high=100_000)
-    cutoff = (validation.timestamp("now", now) or await server_now(engine)) - THREAD_RULE.keep
+    cutoff = await _cutoff(engine, THREAD_RULE, now, batch_size, high=100_000)
     registry = ThreadRegistry(engine)
-    description = THREAD_RULE.description
     if dry_run:
-        return RuleResult(THREAD_RULE.name, description, await registry.count_idle(cutoff), 0, True)
+        return RuleResult(THREAD_RULE.name, THREAD_RULE.description, await registry.count_idle(cutoff), 0, True)
     if checkpointer is None:
         idle = await registry.count_idle(cutoff)
         if idle:
             raise InvalidInputError(
                 "checkpointer", f"{idle} idle threads need a LangGraph checkpointer to delete them")
-        return RuleResult(THREAD_RULE.name, description, 0, 0, False, "no checkpointer; nothing idle")
-    total = batches = 0
-    while ids := await registry.idle(cutoff, limit=batch_size):
+        return RuleResult(THREAD_RULE.name, THREAD_RULE.description, 0, 0, False, "no checkpointer; nothing idle")
+    saver = checkpointer
+
+    async def batch() -> int:
+        ids = await registry.idle(cutoff, limit=batch_size)
         for thread_id in ids:
-            await checkpointer.adelete_thread(thread_id)
-        total += await registry.forget(ids, idle_before=cutoff)
-        batches += 1
-        await _hook(on_batch, THREAD_RULE.name, len(ids))
-    return RuleResult(THREAD_RULE.name, description, total, batches, False)
+            await saver.adelete_thread(thread_id)
+        await registry.forget(ids, idle_before=cutoff)
+        return len(ids)
+
+    return await _in_batches(THREAD_RULE, batch, on_batch)
 
 
 async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, dry_run: bool = False,
