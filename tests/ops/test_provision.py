@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from jedisos_db.ops import provision
+from jedisos_db.ops import provision, startup
 from jedisos_db.runtime import config, urls
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError, DockerUnavailableError
+from jedisos_db.runtime.errors import ConfigError, DatabaseUnavailableError, DockerUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
 
 
@@ -92,3 +93,104 @@ def test_docker_source_or_the_reason_it_is_unavailable() -> None:
             assert migrations.current(url) == migrations.head()
     except DockerUnavailableError as exc:
         pytest.skip(f"Docker source unavailable: {exc}")
+
+
+# --- settings that would keep the server from starting (issue 11, point 1) -------------------------
+
+
+@pytest.fixture(scope="module")
+def settings_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[provision.EmbeddedServer]:
+    """A second embedded server of its own: these tests break and repair its settings."""
+    server = provision.EmbeddedServer(tmp_path_factory.mktemp("settings"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def _auto_conf(server: provision.EmbeddedServer) -> str:
+    return (server.data_dir / "postgresql.auto.conf").read_text()
+
+
+@pytest.mark.parametrize("max_connections", [1, 2, 3])
+def test_up_refuses_too_few_connections_in_one_line_and_the_next_up_works(
+        settings_server: provision.EmbeddedServer, no_target_env: pytest.MonkeyPatch, max_connections: int) -> None:
+    before = _auto_conf(settings_server)
+    with pytest.raises(ConfigError, match=r"^max_connections: must exceed superuser_reserved_connections") as caught:
+        startup.up(data_dir=settings_server.data_dir, settings=provision.ServerSettings(max_connections=max_connections))
+    assert "\n" not in str(caught.value)
+    assert _auto_conf(settings_server) == before  # nothing persisted
+    report = startup.up(data_dir=settings_server.data_dir)
+    assert report.embedded and report.revision == migrations.head()
+    assert report.server.max_connections == provision.ServerSettings().max_connections
+
+
+def test_settings_are_checked_against_pg_settings_before_anything_is_written(empty_db: DatabaseURL) -> None:
+    with connect(empty_db) as conn:
+        reserved = sum(int(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
+                       for name in provision.RESERVED_CONNECTIONS)
+        lowest = reserved + provision.ADMIN_CONNECTIONS + 1
+        assert provision.check_settings(conn, {"max_connections": str(lowest)})["max_connections"]
+        cases = {
+            ("max_connections", str(lowest - 1)): f"at least {lowest}",
+            ("no_such_setting", "1"): "is not a PostgreSQL setting",
+            ("work_mem", "-5"): "must be between",
+            ("wal_level", "loud"): "must be one of minimal, replica, logical",
+        }
+        for (name, value), rule in cases.items():
+            with pytest.raises(ConfigError, match=rf"^{name}: .*{rule}"):
+                provision.check_settings(conn, {name: value})
+
+
+def test_a_setting_that_stops_the_server_is_rolled_back(settings_server: provision.EmbeddedServer) -> None:
+    before = _auto_conf(settings_server)
+    bad = provision.ServerSettings(shared_preload_libraries="no_such_library")
+    with pytest.raises(ConfigError, match=r"^shared_preload_libraries: kept the server from starting "
+                                          r"\(FATAL: .*no_such_library.*\); rolled back") as caught:
+        provision.EmbeddedServer(settings_server.data_dir, bad).start()
+    assert "\n" not in str(caught.value)
+    assert _auto_conf(settings_server) == before
+    url = settings_server.url()
+    assert url is not None, "the server runs again, with the previous settings"
+    assert provision.server_info(url).shared_preload_libraries == "pg_stat_statements"
+
+
+def test_a_run_killed_mid_restart_is_rolled_back_by_the_next_start(settings_server: provision.EmbeddedServer) -> None:
+    """A previous run persisted a bad setting and died before it could undo it: the saved copy undoes it."""
+    conf = settings_server.data_dir / "postgresql.auto.conf"
+    before = conf.read_text()
+    settings_server.stop()
+    (settings_server.data_dir / "postgresql.auto.conf.jedisos-previous").write_text(before)
+    with conf.open("a") as f:
+        f.write("shared_preload_libraries = 'no_such_library'\n")
+    said: list[str] = []
+    url = provision.EmbeddedServer(settings_server.data_dir, progress=said.append).start()
+    assert provision.server_info(url).shared_preload_libraries == "pg_stat_statements"
+    assert conf.read_text() == before
+    assert [line for line in said if line.startswith("rolled back shared_preload_libraries")], said
+
+
+def test_a_server_that_cannot_start_says_why_in_a_few_lines_every_time(
+        settings_server: provision.EmbeddedServer) -> None:
+    conf = settings_server.data_dir / "postgresql.auto.conf"
+    before = conf.read_text()
+    settings_server.stop()
+    with conf.open("a") as f:
+        f.write("shared_preload_libraries = 'no_such_library'\n")
+    try:
+        for _ in range(2):  # the second try used to say `did not start ()`
+            with pytest.raises(DatabaseUnavailableError, match=r"did not start: FATAL: .*no_such_library") as caught:
+                provision.EmbeddedServer(settings_server.data_dir).start()
+            assert "\n" not in str(caught.value)
+            assert str(caught.value).count("FATAL") <= provision.LOG_EXCERPT_LINES
+    finally:
+        conf.write_text(before)
+    assert provision.EmbeddedServer(settings_server.data_dir).start() == settings_server.url()
+
+
+def test_log_excerpt_keeps_only_the_last_severe_lines() -> None:
+    log = "\n".join([*(f"2026-11-26 10:00:0{i} UTC [9] LOG:  redo at 0/{i}" for i in range(9)),
+                     "2026-11-26 10:00:10 UTC [9] FATAL:  one", "x ERROR:  two", "y PANIC:  three"])
+    assert provision.log_excerpt(log, lines=2) == "ERROR: two | PANIC: three"
+    assert provision.log_excerpt("LOG:  all fine") == ""
+    with pytest.raises(ConfigError, match="start_timeout"):
+        provision.EmbeddedServer(start_timeout=0)

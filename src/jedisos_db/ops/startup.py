@@ -13,20 +13,25 @@ every step reports ``unchanged``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import psycopg
+
 from jedisos_db.ops import catalog, provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import ConfigError
-from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, LANGGRAPH_SCHEMA, OWNERS
+from jedisos_db.runtime.errors import ConfigError, LockTimeoutError
+from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA, LANGGRAPH_SCHEMA, OWNERS, STARTUP_LOCK_KEY
 from jedisos_db.runtime.urls import DatabaseURL
 
 DESIGN_ORDER: tuple[str, ...] = OWNERS
+DEFAULT_LOCK_TIMEOUT = 600.0
+"""Seconds a run waits for a concurrent one to finish (Hindsight's migrations of a fresh database take a while)."""
 
 Status = Literal["applied", "unchanged", "skipped"]
 
@@ -111,13 +116,45 @@ OWNER_STEPS: dict[str, Callable[[DatabaseURL], StartupStep]] = {
 }
 
 
+@contextlib.contextmanager
+def serialised(url: DatabaseURL, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the start-up lock for the block: concurrent runs on one database take turns, end to end.
+
+    A session-level advisory lock on a dedicated connection, so it spans every owner's step, whatever
+    connections (or processes, for Hindsight) those use; LangGraph's setup() takes no lock of its own.
+    Raises :class:`LockTimeoutError` when another run holds it longer than ``timeout`` seconds.
+    """
+    if timeout <= 0:
+        raise ConfigError("lock_timeout", f"must be a positive number of seconds, got {timeout}")
+    with connect(url, application_name="jedisos-db-startup") as conn:
+        conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", [STARTUP_LOCK_KEY])
+        except psycopg.errors.LockNotAvailable:
+            raise LockTimeoutError(f"another `up` on {url} held the start-up lock for more than {timeout:.0f} s; "
+                                   "try again when it has finished") from None
+        try:
+            yield
+        finally:  # closing the connection would release it too; this keeps a pooled server tidy
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", [STARTUP_LOCK_KEY])
+
+
 def run_steps(url: DatabaseURL, order: Sequence[str] = DESIGN_ORDER, *,
-              owner_urls: Mapping[str, DatabaseURL] | None = None) -> list[StartupStep]:
-    """The extension first, then the owners' own migrations in ``order`` (any order works).
+              owner_urls: Mapping[str, DatabaseURL] | None = None,
+              lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> list[StartupStep]:
+    """The extension first, then the owners' own migrations in ``order`` (any order works), all under
+    :func:`serialised`.
 
     ``owner_urls`` runs each owner's step under its own role (``jedisos-db roles``); owners
     missing from it use ``url``.
     """
+    with serialised(url, timeout=lock_timeout):
+        return _run_steps(url, order, owner_urls)
+
+
+def _run_steps(url: DatabaseURL, order: Sequence[str],
+               owner_urls: Mapping[str, DatabaseURL] | None) -> list[StartupStep]:
     if sorted(order) != sorted(OWNERS):
         raise ConfigError("order", f"must name each of {', '.join(OWNERS)} once, got {list(order)}")
     per_owner = dict(owner_urls or {})
@@ -129,15 +166,19 @@ def run_steps(url: DatabaseURL, order: Sequence[str] = DESIGN_ORDER, *,
 
 
 def up(dsn: DatabaseURL | str | None = None, *, data_dir: Path | None = None,
-       settings: provision.ServerSettings | None = None) -> StartupReport:
+       settings: provision.ServerSettings | None = None,
+       start_timeout: float = provision.DEFAULT_START_TIMEOUT, progress: provision.Progress | None = None,
+       lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> StartupReport:
     """Run the design's start-up order on :func:`~jedisos_db.ops.provision.resolve_target`'s database
-    (``dsn``, ``$JEDISOS_DB_URL``, ``POSTGRES_*``, else the embedded server, started or reused)."""
+    (``dsn``, ``$JEDISOS_DB_URL``, ``POSTGRES_*``, else the embedded server, started or reused,
+    waiting up to ``start_timeout`` seconds for it). Concurrent runs take turns (:func:`serialised`)."""
     given = provision.given_target(dsn)
-    url = given or provision.embedded_target(data_dir, settings)
+    url = given or provision.embedded_target(data_dir, settings, start_timeout=start_timeout, progress=progress)
     embedded = given is None
-    before = migrations.current(url)
-    stages = run_steps(url)
-    after = migrations.current(url)
+    with serialised(url, timeout=lock_timeout):
+        before = migrations.current(url)
+        stages = _run_steps(url, DESIGN_ORDER, None)
+        after = migrations.current(url)
     return StartupReport(
         url=url,
         embedded=embedded,

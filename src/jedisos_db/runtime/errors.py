@@ -15,7 +15,8 @@ Each error belongs to one of three families, named by what has to change before 
 3. **The server's state** (:class:`StateError`): the call is well formed, but the data or the server
    it meets does not allow it: :class:`NotFoundError`, the conflicts (:class:`ConflictError`:
    :class:`DuplicateError`, :class:`MissingReferenceError`, :class:`InvalidTransitionError`),
-   :class:`MigrationError`, :class:`LocalServerError` (a process this package runs failed or is not
+   :class:`MigrationError`, :class:`LockTimeoutError` (another run held a lock past the wait allowed),
+   :class:`LocalServerError` (a process this package runs failed or is not
    running, e.g. :class:`HindsightServerError`, or :class:`BackupError` from pg_dump/pg_restore),
    and Hindsight's answers :class:`HindsightRequestError`
    (:class:`BankNotFoundError`, :class:`DocumentNotFoundError`) and :class:`HindsightContractError`.
@@ -129,6 +130,10 @@ class InvalidTransitionError(ConflictError):
 
 class MigrationError(StateError):
     """Alembic could not bring the schema to the requested revision."""
+
+
+class LockTimeoutError(StateError):
+    """A lock another session holds (e.g. a concurrent ``jedisos-db up``) was not granted within the timeout."""
 
 
 class LocalServerError(StateError):

@@ -32,3 +32,8 @@ VERSION_TABLE: Final = "schema_migrations"
 MIGRATION_LOCK_KEY: Final = 0x6A656469736F73  # "jedisos"
 """One advisory-lock key for every schema change this project makes; bootstrap and Alembic share it
 so `up` and `db upgrade` serialise. Any constant works as long as all processes agree on it."""
+
+STARTUP_LOCK_KEY: Final = MIGRATION_LOCK_KEY + 1
+"""The session-level lock one whole `up` run holds (every owner's step, LangGraph's setup() included).
+A key of its own: the steps take :data:`MIGRATION_LOCK_KEY` in their own connections, which a session
+lock on that same key, held by the orchestrating connection, would block forever."""
