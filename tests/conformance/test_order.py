@@ -4,6 +4,9 @@ order of the three owners, and a rerun changes nothing."""
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -135,3 +138,23 @@ def test_startup_report_shows_the_second_run_changed_nothing(database_factory: D
         expected["hindsight"] = "unchanged"
     assert {s.name: s.status for s in second.stages if s.status != "skipped"} == expected
     assert second.revision == second.revision_before == migrations.head()
+
+
+CONCURRENT_UPS = 3
+ROUNDS = 5
+
+
+@pytest.mark.slow
+def test_concurrent_ups_on_a_fresh_database_all_succeed(database_factory: DatabaseFactory) -> None:
+    """Issue 11: N `up --dsn` at once on one fresh database used to fail (LangGraph's setup() outside the
+    lock: DeadlockDetected, UniqueViolation on checkpoint_migrations_pkey). Every step is serialised now."""
+    for round_ in range(ROUNDS):
+        url = database_factory(f"order_concurrent_{round_}", bootstrap=False)
+        env = {**os.environ, "JEDISOS_DB_URL": url.libpq()}  # the URL stays out of argv
+        runs = [subprocess.Popen([sys.executable, "-m", "jedisos_db", "up"], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(CONCURRENT_UPS)]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+        failed = [(run.returncode, out) for run, out in zip(runs, outputs, strict=True) if run.returncode != 0]
+        assert failed == [], f"round {round_}: {failed}"
+        assert migrations.current(url) == migrations.head()
+        assert sum("nothing changed" in out for out in outputs) == CONCURRENT_UPS - 1, outputs

@@ -116,18 +116,21 @@ def test_up_refuses_too_few_connections_in_one_line_and_the_next_up_works(
         settings_server: provision.EmbeddedServer, no_target_env: pytest.MonkeyPatch, max_connections: int) -> None:
     before = _auto_conf(settings_server)
     with pytest.raises(ConfigError, match=r"^max_connections: must exceed superuser_reserved_connections") as caught:
-        startup.up(data_dir=settings_server.data_dir, settings=provision.ServerSettings(max_connections=max_connections))
+        startup.up(data_dir=settings_server.data_dir,
+                   settings=provision.ServerSettings(max_connections=max_connections))
     assert "\n" not in str(caught.value)
     assert _auto_conf(settings_server) == before  # nothing persisted
     report = startup.up(data_dir=settings_server.data_dir)
-    assert report.embedded and report.revision == migrations.head()
+    assert report.embedded
+    assert report.revision == migrations.head()
     assert report.server.max_connections == provision.ServerSettings().max_connections
 
 
 def test_settings_are_checked_against_pg_settings_before_anything_is_written(empty_db: DatabaseURL) -> None:
     with connect(empty_db) as conn:
-        reserved = sum(int(conn.execute(f"SHOW {name}").fetchone()[0])  # type: ignore[index]
-                       for name in provision.RESERVED_CONNECTIONS)
+        rows = conn.execute("SELECT setting FROM pg_settings WHERE name = ANY(%s)",
+                            [list(provision.RESERVED_CONNECTIONS)]).fetchall()
+        reserved = sum(int(setting) for (setting,) in rows)
         lowest = reserved + provision.ADMIN_CONNECTIONS + 1
         assert provision.check_settings(conn, {"max_connections": str(lowest)})["max_connections"]
         cases = {

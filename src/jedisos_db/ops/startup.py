@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from jedisos_db.runtime.urls import DatabaseURL
 DESIGN_ORDER: tuple[str, ...] = OWNERS
 DEFAULT_LOCK_TIMEOUT = 600.0
 """Seconds a run waits for a concurrent one to finish (Hindsight's migrations of a fresh database take a while)."""
+LOCK_POLL_SECONDS = 0.2
 
 Status = Literal["applied", "unchanged", "skipped"]
 
@@ -127,12 +129,15 @@ def serialised(url: DatabaseURL, *, timeout: float = DEFAULT_LOCK_TIMEOUT) -> It
     if timeout <= 0:
         raise ConfigError("lock_timeout", f"must be a positive number of seconds, got {timeout}")
     with connect(url, application_name="jedisos-db-startup") as conn:
-        conn.execute(f"SET lock_timeout = {int(timeout * 1000)}")
-        try:
-            conn.execute("SELECT pg_advisory_lock(%s)", [STARTUP_LOCK_KEY])
-        except psycopg.errors.LockNotAvailable:
-            raise LockTimeoutError(f"another `up` on {url} held the start-up lock for more than {timeout:.0f} s; "
-                                   "try again when it has finished") from None
+        # Polled with pg_try_advisory_lock, not waited for in pg_advisory_lock: a waiting statement holds a
+        # snapshot, and LangGraph's CREATE INDEX CONCURRENTLY in the holder's run waits for every older
+        # snapshot in the database, a cycle PostgreSQL's deadlock detector cannot see (it spans the client).
+        deadline = time.monotonic() + timeout
+        while conn.execute("SELECT pg_try_advisory_lock(%s)", [STARTUP_LOCK_KEY]).fetchone() != (True,):
+            if time.monotonic() > deadline:
+                raise LockTimeoutError(f"another `up` on {url} held the start-up lock for more than {timeout:.0f} s;"
+                                       " try again when it has finished")
+            time.sleep(LOCK_POLL_SECONDS)
         try:
             yield
         finally:  # closing the connection would release it too; this keeps a pooled server tidy
