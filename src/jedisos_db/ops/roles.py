@@ -49,8 +49,8 @@ checks that right before it looks whether the schema exists. It lets the role cr
 schemas; it still has no right in ``jedisos`` or ``langgraph``."""
 
 SCHEMA_GUARD = "jedisos_guard_schema_names"
-"""Event trigger (and its function, in ``public``, owned by the superuser) refusing any schema a
-non-superuser creates or renames to the name of *another* role. Why an event trigger rather than
+"""Event trigger (and its function, owned by the superuser in :data:`GUARD_SCHEMA`) refusing any
+schema a non-superuser creates or renames to the name of *another* role. Why an event trigger rather than
 revoking database CREATE, pre-creating schemas named after privileged roles, or setting the
 database's search_path:
 
@@ -61,9 +61,12 @@ database's search_path:
   own ``SET``; the guard holds whatever path a session uses, for every role, present or future.
 
 A role may still create a schema named after itself: only its own "$user" path sees it."""
+GUARD_SCHEMA = "jedisos_guard"
+"""The superuser's own schema for the guard: ``public`` holds extensions only (design §1), and a
+function in a schema an owner role owns could be dropped by that role. PUBLIC has no right in it."""
 
 _GUARD_FUNCTION = """
-CREATE OR REPLACE FUNCTION public.{guard}() RETURNS event_trigger
+CREATE FUNCTION {schema}.{guard}() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog AS $guard$
 DECLARE
     planted name;
@@ -200,13 +203,18 @@ def create_roles(url: DatabaseURL, *, names: Mapping[str, str] | None = None,
 
 
 def _install_schema_guard(conn: psycopg.Connection[Any]) -> None:
-    guard = sql.Identifier(SCHEMA_GUARD)
-    conn.execute(sql.SQL(_GUARD_FUNCTION).format(guard=guard))
-    conn.execute(sql.SQL("REVOKE ALL ON FUNCTION public.{}() FROM PUBLIC").format(guard))
+    guard, schema = sql.Identifier(SCHEMA_GUARD), sql.Identifier(GUARD_SCHEMA)
+    # Rebuilt from nothing on every run: a schema of that name made meanwhile by a role with
+    # database CREATE (and anything it put there) must not become, or hide in, the guard.
     conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(guard))
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+    conn.execute(sql.SQL(_GUARD_FUNCTION).format(guard=guard, schema=schema))
+    conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {}.{}() FROM PUBLIC").format(schema, guard))
     conn.execute(sql.SQL("CREATE EVENT TRIGGER {guard} ON ddl_command_end "
                          "WHEN TAG IN ('CREATE SCHEMA', 'ALTER SCHEMA') "
-                         "EXECUTE FUNCTION public.{guard}()").format(guard=guard))
+                         "EXECUTE FUNCTION {schema}.{guard}()").format(guard=guard, schema=schema))
 
 
 def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: str,
