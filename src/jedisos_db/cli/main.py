@@ -253,37 +253,81 @@ def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
               langgraph_role: Annotated[str, typer.Option(help="role owning schema langgraph")] = "langgraph_app",
               hindsight_role: Annotated[str, typer.Option(help="role owning schema hindsight")] = "hindsight_app",
               show_passwords: Annotated[bool, typer.Option(
-                  "--show-passwords", help="print the passwords chosen in this run (never logged otherwise)")] = False,
+                  "--show-passwords", help="also print the passwords taken from $JEDISOS_DB_<OWNER>_PASSWORD")] = False,
+              rotate: Annotated[bool, typer.Option(
+                  "--rotate", help="give existing roles new generated passwords (shown or written like new ones)")]
+              = False,
+              password_file: Annotated[Path | None, typer.Option(
+                  "--password-file", help="write generated passwords to this new file (mode 0600) instead of "
+                  "printing them, as JEDISOS_DB_<OWNER>_PASSWORD=... lines")] = None,
               ) -> None:
     """Create one least-privilege login role per owner, each owning only its schema (run as a superuser).
 
     Passwords come from $JEDISOS_DB_<OWNER>_PASSWORD (e.g. JEDISOS_DB_LANGGRAPH_PASSWORD) when set,
-    else new roles get a generated one; existing roles keep theirs.
+    else new roles (and, with --rotate, existing ones) get a generated one, printed once or written
+    to --password-file; existing roles otherwise keep theirs.
     """
     import os
 
     url = _url(dsn, data_dir)
     given = {o: os.environ[f"JEDISOS_DB_{o.upper()}_PASSWORD"] for o in roles.OWNERS
              if os.environ.get(f"JEDISOS_DB_{o.upper()}_PASSWORD")}
-    report = roles.create_roles(url, names={"jedisos": jedisos_role, "langgraph": langgraph_role,
-                                            "hindsight": hindsight_role}, passwords=given)
+    # The file is created (exclusively, 0600 from its first instant) before any password is set,
+    # so a file we cannot write never leaves roles with passwords nobody holds.
+    fd = _private_file(password_file) if password_file is not None else None
+    try:
+        report = roles.create_roles(url, names={"jedisos": jedisos_role, "langgraph": langgraph_role,
+                                                "hindsight": hindsight_role}, passwords=given, rotate=rotate)
+    except BaseException:
+        if fd is not None and password_file is not None:
+            os.close(fd)
+            password_file.unlink()
+        raise
+    generated = [g for g in report.grants if g.generated]
+    if fd is not None:
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(f"JEDISOS_DB_{g.owner.upper()}_PASSWORD={g.password}\n" for g in generated)
     table = Table("owner", "role", "schema", "role state", "password")
     for g in report.grants:
         if g.password is None:
             shown = "unchanged"
+        elif g.generated:
+            shown = "generated, written to --password-file" if password_file is not None else "generated, printed below"
         else:
-            shown = "printed below" if show_passwords else "set (--show-passwords prints it)"
+            shown = "set from environment" + ("" if show_passwords else " (--show-passwords prints it)")
         table.add_row(g.owner, g.role, g.schema, "created" if g.created else "aligned", shown)
     out.print(table)
-    if show_passwords:  # plain lines, never wrapped by the table, so they can be copied
-        for g in report.grants:
-            if g.password is not None:
-                out.print(f"password {g.role} {g.password}", highlight=False, crop=False, overflow="ignore")
+    printed = [g for g in report.grants if g.password is not None and (
+        (g.generated and password_file is None) or (show_passwords and not g.generated))]
+    if printed:  # plain lines, never wrapped by the table, so they can be copied
+        if any(g.generated for g in printed):
+            err.print("warning: generated passwords are shown this once and stored nowhere; keep them now "
+                      "(--password-file PATH writes them to a file only you can read)", highlight=False)
+        for g in printed:
+            out.print(f"password {g.role} {g.password}", highlight=False, crop=False, overflow="ignore")
+    if password_file is not None:
+        out.print(f"{len(generated)} generated password(s) written to {password_file} (mode 0600)", highlight=False)
+    kept = [g.role for g in report.grants if g.password is None]
+    if kept:
+        out.print(f"passwords of existing roles {', '.join(kept)} were not changed (they cannot be shown again); "
+                  "run `jedisos-db roles --rotate` to set new ones", highlight=False)
     leaks = roles.privilege_leaks(url, report)
     out.print(f"database {report.database}: no CREATE in public; "
               + ("no rights across schemas" if not leaks else "LEAKS: " + "; ".join(leaks)), highlight=False)
     if leaks:
         raise typer.Exit(1)
+
+
+def _private_file(path: Path) -> int:
+    """A new file only the user can read or write; refuses to reuse or follow an existing path."""
+    import os
+
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        raise ConfigError("--password-file", f"{path} already exists; choose a new path (never overwritten)") from None
+    except OSError as exc:
+        raise ConfigError("--password-file", f"cannot create {path}: {exc.strerror}") from exc
 
 
 @app.command("budget")

@@ -9,8 +9,16 @@ migrations expect to find (``pg_trgm``, ``btree_gin`` for Hindsight), all in ``p
 
 Passwords are generated (or taken from the caller) and sent to the server only as SCRAM
 verifiers computed client-side by libpq, so the clear text never appears in a statement the
-server could log. They are returned to the caller, never logged; the CLI prints them only on
-request.
+server could log. They are returned to the caller, never logged or stored; a generated one is
+marked so that the CLI shows it once (or writes it to a file only the user can read). Existing
+roles keep their password unless the caller gives one or asks to ``rotate``.
+
+The database CREATE right that Hindsight needs (see :data:`SCHEMA_CREATORS`) would let its role
+create a schema named after another role, e.g. ``postgres``: the default search_path is
+``"$user", public``, so a function ``lower(varchar)`` planted there (an exact match, preferred
+over ``pg_catalog.lower(text)``) would run whenever that superuser calls ``lower`` on a varchar
+in this database. :data:`SCHEMA_GUARD` refuses the plant itself; see its note for why that and
+not a search_path setting.
 """
 
 from __future__ import annotations
@@ -40,6 +48,46 @@ alembic env.py runs ``CREATE SCHEMA IF NOT EXISTS "hindsight"`` unconditionally,
 checks that right before it looks whether the schema exists. It lets the role create *new*
 schemas; it still has no right in ``jedisos`` or ``langgraph``."""
 
+SCHEMA_GUARD = "jedisos_guard_schema_names"
+"""Event trigger (and its function, owned by the superuser in :data:`GUARD_SCHEMA`) refusing any
+schema a non-superuser creates or renames to the name of *another* role. Why an event trigger rather than
+revoking database CREATE, pre-creating schemas named after privileged roles, or setting the
+database's search_path:
+
+- Hindsight's env.py needs database CREATE at every start (its server migrates on start-up), so
+  the right cannot be granted only for one migration run;
+- schemas pre-created for today's superusers do not protect a role created tomorrow;
+- ``ALTER DATABASE … SET search_path`` is overridden by any role-level setting and by a client's
+  own ``SET``; the guard holds whatever path a session uses, for every role, present or future.
+
+A role may still create a schema named after itself: only its own "$user" path sees it."""
+GUARD_SCHEMA = "jedisos_guard"
+"""The superuser's own schema for the guard: ``public`` holds extensions only (design §1), and a
+function in a schema an owner role owns could be dropped by that role. PUBLIC has no right in it."""
+
+_GUARD_FUNCTION = """
+CREATE FUNCTION {schema}.{guard}() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $guard$
+DECLARE
+    planted name;
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+        RETURN;
+    END IF;
+    SELECT n.nspname INTO planted
+      FROM pg_event_trigger_ddl_commands() c JOIN pg_namespace n ON n.oid = c.objid
+     WHERE c.classid = 'pg_namespace'::regclass
+       AND EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = n.nspname AND r.rolname <> current_user)
+     LIMIT 1;
+    IF planted IS NOT NULL THEN
+        RAISE EXCEPTION 'schema % is named after another role: its "$user" search_path would run what is '
+                        'put there', planted
+              USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$guard$
+"""
+
 # Each role's search_path is set on the role itself so it survives PgBouncer (which drops the
 # `options` startup parameter). ``public`` stays on the path where the owner uses extension
 # types (vector, trigram operators); LangGraph needs none, so its path is its schema alone.
@@ -59,6 +107,8 @@ class RoleGrant:
     schema: str
     created: bool
     password: str | None = field(default=None, repr=False)
+    generated: bool = False
+    """True when ``password`` was generated in this run: nothing else holds it, nowhere is it stored."""
 
     def url(self, admin_url: DatabaseURL) -> DatabaseURL:
         """``admin_url`` with this role as the user (and its password when known)."""
@@ -99,10 +149,11 @@ def _verifier(conn: psycopg.Connection[Any], role: str, password: str) -> str:
 
 def create_roles(url: DatabaseURL, *, names: Mapping[str, str] | None = None,
                  passwords: Mapping[str, str] | None = None,
-                 schema_creators: Collection[str] = SCHEMA_CREATORS) -> RolesReport:
+                 schema_creators: Collection[str] = SCHEMA_CREATORS, rotate: bool = False) -> RolesReport:
     """Create (or re-align) the three owner roles on the database of ``url`` (a superuser URL).
 
-    Idempotent: existing roles keep their password unless one is given in ``passwords``;
+    Idempotent: existing roles keep their password unless one is given in ``passwords`` or
+    ``rotate`` asks for a new generated one;
     an existing schema is handed to its role together with every relation and function in it.
     """
     roles = _role_names(names)
@@ -126,8 +177,14 @@ def create_roles(url: DatabaseURL, *, names: Mapping[str, str] | None = None,
                 provision.ensure_extension(conn, ext, schema="public")
             # PG15+ already ships this; stated so older clusters and edited ones end the same.
             conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            # PUBLIC's default CONNECT and TEMPORARY on the database go too: only the owner roles
+            # (granted below) and superusers connect. EXECUTE on functions stays with PUBLIC: the
+            # extensions' functions (vector operators, trigram) are what the owners call, and no
+            # owner can create a function anywhere the others' search_path reaches.
+            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database)))
+            _install_schema_guard(conn)
             for owner in OWNERS:
-                grants.append(_align_role(conn, database, owner, roles[owner], given.get(owner)))
+                grants.append(_align_role(conn, database, owner, roles[owner], given.get(owner), rotate=rotate))
             for grant in grants:
                 verb = "GRANT" if grant.owner in creators else "REVOKE"
                 conn.execute(sql.SQL(verb + " CREATE ON DATABASE {} " + ("TO" if verb == "GRANT" else "FROM") + " {}")
@@ -145,11 +202,27 @@ def create_roles(url: DatabaseURL, *, names: Mapping[str, str] | None = None,
     return RolesReport(database=database, grants=grants, public_create_revoked=revoked, schema_creators=creators)
 
 
+def _install_schema_guard(conn: psycopg.Connection[Any]) -> None:
+    guard, schema = sql.Identifier(SCHEMA_GUARD), sql.Identifier(GUARD_SCHEMA)
+    # Rebuilt from nothing on every run: a schema of that name made meanwhile by a role with
+    # database CREATE (and anything it put there) must not become, or hide in, the guard.
+    conn.execute(sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(guard))
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
+    conn.execute(sql.SQL("REVOKE ALL ON SCHEMA {} FROM PUBLIC").format(schema))
+    conn.execute(sql.SQL(_GUARD_FUNCTION).format(guard=guard, schema=schema))
+    conn.execute(sql.SQL("REVOKE ALL ON FUNCTION {}.{}() FROM PUBLIC").format(schema, guard))
+    conn.execute(sql.SQL("CREATE EVENT TRIGGER {guard} ON ddl_command_end "
+                         "WHEN TAG IN ('CREATE SCHEMA', 'ALTER SCHEMA') "
+                         "EXECUTE FUNCTION {schema}.{guard}()").format(guard=guard, schema=schema))
+
+
 def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: str,
-                password: str | None) -> RoleGrant:
+                password: str | None, *, rotate: bool = False) -> RoleGrant:
     ident = sql.Identifier(role)
     exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is not None
-    if not exists and password is None:
+    generated = password is None and (rotate or not exists)
+    if generated:
         password = secrets.token_urlsafe(24)
     attrs: sql.Composable = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS")
     if password is not None:
@@ -192,7 +265,8 @@ def _align_role(conn: psycopg.Connection[Any], database: str, owner: str, role: 
         "AND pg_get_userbyid(t.typowner) <> %s", [owner, role]).fetchall()
     for (name,) in types:
         conn.execute(sql.SQL("ALTER TYPE {}.{} OWNER TO {}").format(schema, sql.Identifier(name), ident))
-    return RoleGrant(owner=owner, role=role, schema=owner, created=not exists, password=password)
+    return RoleGrant(owner=owner, role=role, schema=owner, created=not exists, password=password,
+                     generated=generated)
 
 
 def privilege_leaks(url: DatabaseURL, report: RolesReport) -> list[str]:
