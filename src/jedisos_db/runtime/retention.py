@@ -177,14 +177,20 @@ async def _cutoff(engine: AsyncEngine, rule: RetentionRule, now: dt.datetime | N
     return (validation.timestamp("now", now) or await server_now(engine)) - rule.keep
 
 
-async def _in_batches(rule: RetentionRule, batch: Callable[[], Awaitable[int]],
-                      on_batch: BatchHook | None) -> RuleResult:
-    """Run ``batch`` (one transaction, returning the rows it removed) until it removes nothing."""
+Batch = Callable[[], Awaitable[tuple[int, int]]]
+"""One transaction of a rule: (rows it removed, rows it went through); a batch that went through none ends it."""
+
+
+async def _in_batches(rule: RetentionRule, batch: Batch, on_batch: BatchHook | None) -> RuleResult:
+    """Run ``batch`` until it goes through nothing; the result counts the rows removed."""
     total = batches = 0
-    while deleted := await batch():
-        total += deleted
+    while True:
+        removed, seen = await batch()
+        if not seen:
+            break
+        total += removed
         batches += 1
-        await _hook(on_batch, rule.name, deleted)
+        await _hook(on_batch, rule.name, seen)
     return RuleResult(rule.name, rule.description, total, batches, False)
 
 
@@ -198,13 +204,13 @@ async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = Non
                           await _count(engine, audit_count_sql(schema), cutoff), 0, True)
     after = EARLIEST
 
-    async def batch() -> int:
+    async def batch() -> tuple[int, int]:
         nonlocal after  # keyset: the next batch starts past the newest row this one deleted
         async with engine.begin() as conn:
             deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
                                                   {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
         after = newest if deleted else after
-        return int(deleted)
+        return int(deleted), int(deleted)
 
     return await _in_batches(AUDIT_RULE, batch, on_batch)
 
@@ -225,10 +231,11 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
                              "deleting would erase daily_cost_summary history; upgrade the schema to head first "
                              "(jedisos-db db upgrade)")
 
-    async def batch() -> int:
+    async def batch() -> tuple[int, int]:
         async with engine.begin() as conn:
-            return int((await conn.execute(text(cost_delete_sql(schema)),
-                                           {"cutoff": cutoff, "batch": batch_size})).rowcount)
+            deleted = int((await conn.execute(text(cost_delete_sql(schema)),
+                                              {"cutoff": cutoff, "batch": batch_size})).rowcount)
+        return deleted, deleted
 
     return await _in_batches(COST_RULE, batch, on_batch)
 
@@ -253,12 +260,13 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
         return RuleResult(THREAD_RULE.name, THREAD_RULE.description, 0, 0, False, "no checkpointer; nothing idle")
     saver = checkpointer
 
-    async def batch() -> int:
+    async def batch() -> tuple[int, int]:
         ids = await registry.idle(cutoff, limit=batch_size)
         for thread_id in ids:
             await saver.adelete_thread(thread_id)
-        await registry.forget(ids, idle_before=cutoff)
-        return len(ids)
+        # A thread touched since idle() keeps its registry row, so fewer may be forgotten than deleted.
+        forgotten = await registry.forget(ids, idle_before=cutoff) if ids else 0
+        return forgotten, len(ids)
 
     return await _in_batches(THREAD_RULE, batch, on_batch)
 
