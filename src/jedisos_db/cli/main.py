@@ -438,10 +438,7 @@ def backup_cmd(
     out.print("extensions " + (", ".join(f"{e.name} {e.version}" for e in m.extensions) or "none"), highlight=False)
     out.print("roles      " + (", ".join(m.roles) or ("left out (--no-roles)" if no_roles else "none")),
               highlight=False)
-    table = Table("table", "rows", "checksum")
-    for s in m.tables:
-        table.add_row(s.name, str(s.rows), s.checksum)
-    out.print(table)
+    render.show(out, [render.backup_tables(m)])
     out.print(f"wrote {m.dump_bytes} bytes of dump and {len(m.tables)} table checksums in {result.seconds:.2f} s",
               highlight=False)
 
@@ -470,11 +467,7 @@ def restore_cmd(
     check = result.verification
     if check is None:
         return
-    table = Table("table", "rows (backup)", "rows (restored)", "checksum equal")
-    for c in check.tables:
-        table.add_row(f"{c.schema}.{c.table}", str(c.expected.rows) if c.expected else "-",
-                      str(c.actual.rows) if c.actual else "-", "yes" if c.ok else "NO")
-    out.print(table)
+    render.show(out, [render.restore_check(check)])
     out.print("revisions  " + ", ".join(f"{k} {got or 'none'}" + ("" if want == got else f" (backup: {want})")
                                         for k, (want, got) in check.revisions.items()), highlight=False)
     out.print("owners     " + ("and grants as in the backup" if check.privileges_checked and not

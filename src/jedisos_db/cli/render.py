@@ -20,7 +20,7 @@ from rich.text import Text
 if TYPE_CHECKING:  # the harness modules need optional extras (numpy, langgraph): imported where used
     from jedisos_db.harness import pools, vectorbench
     from jedisos_db.harness.capacity import CapacityReport
-    from jedisos_db.ops import budget, provision, startup
+    from jedisos_db.ops import backup, budget, provision, startup
     from jedisos_db.runtime import retention
 
 
@@ -83,6 +83,23 @@ def budget_verdict(verdict: budget.BudgetVerdict) -> list[RenderableType]:
     fits = "fits" if verdict.fits else f"DOES NOT FIT: {-verdict.headroom} connection(s) short"
     return [t, Text(f"demand {verdict.demand} vs available {verdict.available} (max_connections "
                     f"{verdict.max_connections} - reserved {verdict.reserved}): {fits}")]
+
+
+# --- ops: backup / restore --------------------------------------------------------------------
+
+def backup_tables(manifest: backup.Manifest) -> Table:
+    t = table("table", "rows", "checksum", numeric=(1,))
+    for s in manifest.tables:
+        row(t, s.name, s.rows, s.checksum)
+    return t
+
+
+def restore_check(check: backup.Verification) -> Table:
+    t = table("table", "rows (backup)", "rows (restored)", "checksum equal", numeric=(1, 2))
+    for c in check.tables:
+        row(t, f"{c.schema}.{c.table}", c.expected.rows if c.expected else "-",
+            c.actual.rows if c.actual else "-", "yes" if c.ok else "NO")
+    return t
 
 
 # --- runtime -----------------------------------------------------------------------------------
