@@ -71,6 +71,7 @@ def test_resolve_target_prefers_dsn_then_jedisos_db_url_then_postgres_parts(no_t
         provision.given_target("postgresql://u@h", field="--pg-dsn")
 
 
+@pytest.mark.claim("S1-vector-once")
 def test_bootstrap_puts_vector_in_public_and_is_idempotent(empty_db: DatabaseURL) -> None:
     provision.bootstrap(empty_db)  # empty_db is bootstrapped already: this is the rerun
     with connect(empty_db) as conn:
