@@ -39,8 +39,8 @@ async def test_design_langgraph_snippet_fails_on_schema_argument(empty_db: Datab
             AsyncPostgresSaver(langgraph_pool, schema="langgraph")  # type: ignore[call-arg,arg-type]
     finally:
         await langgraph_pool.close()
-    claim.fails(f"the design's AsyncPostgresSaver(langgraph_pool, schema=\"langgraph\") raised TypeError: {refused.value}",
-                fix=HEAD_CONFINES)
+    claim.fails(f"the design's AsyncPostgresSaver(langgraph_pool, schema=\"langgraph\") raised TypeError: "
+                f"{refused.value}", fix=HEAD_CONFINES)
 
 
 @pytest.mark.claim("S1-langgraph-asyncpg-pool", shows="fails")

@@ -126,9 +126,10 @@ def test_fact_types_are_the_four_networks(hindsight_server: RunningHindsight, cl
         claim.holds(f"memory_units.fact_type is checked to {', '.join(sorted(real))}, the four documented networks "
                     f"(bank stored as experience)")
     else:
+        besides = f", and {', '.join(extra)} besides" if extra else ""
         claim.fails(f"memory_units.fact_type is checked to {len(real)} networks ({', '.join(sorted(real))}), not the "
-                    f"design's four: no {', '.join(absent) or '-'}" + (f", and {', '.join(extra)} besides" if extra else ""),
-                    fix="head's client takes the fact types from the recorded API contract (runtime/hindsight/models.py)")
+                    f"design's four: no {', '.join(absent) or '-'}{besides}",
+                    fix="head's client takes its fact types from the recorded API contract (hindsight/models.py)")
 
 
 @pytest.mark.e2e

@@ -34,7 +34,7 @@ def test_each_schema_holds_exactly_its_owners_objects(stack: Stack, claim: Claim
     nothing of either lands in the other; each schema's objects belong to its owner's role."""
     langgraph = _relations(stack.url, "langgraph", "rp")
     claim.figures(claim="S3-langgraph-tables", documented_tables=len(LANGGRAPH_TABLES), real_tables=len(langgraph))
-    assert langgraph == LANGGRAPH_TABLES, f"langgraph holds {sorted(langgraph)}, the design lists {sorted(LANGGRAPH_TABLES)}"
+    assert langgraph == LANGGRAPH_TABLES, f"langgraph holds {sorted(langgraph)}, the design: {sorted(LANGGRAPH_TABLES)}"
     ours = {t.name for t in models.Base.metadata.tables.values()}
     jedisos = _relations(stack.url, "jedisos")
     assert jedisos == ours | {"schema_migrations"}, f"jedisos holds {sorted(jedisos)}"

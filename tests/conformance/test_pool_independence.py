@@ -63,8 +63,8 @@ def _check(report: pools.IndependenceReport, kinds: list[str], claim: ClaimRecor
         key = lat.probe + ("_idle" if lat.condition == "idle" else "_with_" + lat.condition.split()[0] + "_saturated")
         figures[f"{key}_p50_ms"] = round(lat.p50_ms, 2)
         figures[f"{key}_p99_ms"] = round(lat.p99_ms, 2)
-    figures.update({f"{kind}_pool_max": report.saturations[kind].max_size for kind in kinds if kind in report.saturations})
-    claim.figures(**figures)
+    figures.update({f"{kind}_pool_max": sat.max_size for kind, sat in report.saturations.items() if kind in kinds})
+    claim.figures(**figures)  # type: ignore[arg-type]  # the names are probe/condition keys, never claim=
     for kind in kinds:
         sat = report.saturations[kind]
         assert not sat.errors, f"load on {kind} failed: {sat.errors}"
@@ -92,7 +92,8 @@ def _check(report: pools.IndependenceReport, kinds: list[str], claim: ClaimRecor
 @pytest.mark.slow
 @pytest.mark.claim("S1-pool-independence")
 async def test_langgraph_and_jedisos_pools_are_independent(database_factory: DatabaseFactory,
-                                                           monkeypatch: pytest.MonkeyPatch, claim: ClaimRecorder) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           claim: ClaimRecorder) -> None:
     """design §1: saturating LangGraph's pool does not stop JediSOS's engine, and the reverse.
 
     Run with a password in the URL: the load processes really started must not carry it in argv."""
@@ -117,7 +118,8 @@ async def test_langgraph_and_jedisos_pools_are_independent(database_factory: Dat
 @pytest.mark.slow
 @pytest.mark.claim("S1-pool-independence")
 async def test_all_three_pools_are_independent(database_factory: DatabaseFactory,
-                                               hindsight_server_factory: HindsightFactory, claim: ClaimRecorder) -> None:
+                                               hindsight_server_factory: HindsightFactory,
+                                               claim: ClaimRecorder) -> None:
     """design §1: Hindsight (through its REST API), LangGraph and JediSOS, each saturated in turn."""
     url = database_factory("pools_e2e", bootstrap=False)
     await asyncio.to_thread(startup.run_steps, url)

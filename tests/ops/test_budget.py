@@ -16,14 +16,13 @@ from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
 from tests.rich_tables import row_of
 
-
 HEAD_BUDGET = ("at head: `jedisos-db budget` checks the pools against the server, and capping Hindsight's pools "
                "(HINDSIGHT_API_DB_POOL_MAX_SIZE / HINDSIGHT_API_READ_DB_POOL_MAX_SIZE) makes room")
 
 
-def _budget_figures(verdict: budget.BudgetVerdict) -> dict[str, int]:
-    return {"demand": verdict.demand, "available": verdict.available, "max_connections": verdict.max_connections,
-            "headroom": verdict.headroom}
+def _record_budget(claim: ClaimRecorder, verdict: budget.BudgetVerdict) -> None:
+    claim.figures(demand=verdict.demand, available=verdict.available, max_connections=verdict.max_connections,
+                  headroom=verdict.headroom)
 
 
 @pytest.mark.claim("S1-max-connections-200", shows="fails")
@@ -38,7 +37,8 @@ def test_design_max_connections_200_is_false_with_hindsight_defaults(claim: Clai
     assert verdict.headroom == -28
     claim.fails(f"the documented pools ask for {verdict.demand} connections (Hindsight 100 + 100, LangGraph 10, "
                 f"JediSOS 5 + 10) of {verdict.available} usable at max_connections={verdict.max_connections}",
-                fix=HEAD_BUDGET, **_budget_figures(verdict))
+                fix=HEAD_BUDGET)
+    _record_budget(claim, verdict)
 
 
 @pytest.mark.claim("S1-max-connections-200", shows="fails")
@@ -99,7 +99,8 @@ async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, d
     finally:
         await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
     print(f"opened {len(opened)} of {verdict.demand} before the server refused")
-    claim.figures(**_budget_figures(verdict), opened_before_refusal=len(opened))
+    _record_budget(claim, verdict)
+    claim.figures(opened_before_refusal=len(opened))
     if verdict.fits:
         assert refused is None, f"budget fits but the server refused after {len(opened)}"
     else:

@@ -21,7 +21,7 @@ from tests.runtime.graph import echo_graph
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 # design §3-1 "주요 컬럼": the key columns it lists per table, with the types it names.
-DESIGN_COLUMNS = {
+DESIGN_COLUMNS: dict[str, dict[str, str | None]] = {
     "checkpoints": {"thread_id": None, "checkpoint_id": None, "parent_checkpoint_id": None,
                     "checkpoint": "jsonb", "metadata": "jsonb"},
     "checkpoint_blobs": {"thread_id": None, "checkpoint_ns": None, "channel": None, "type": None, "blob": "bytea"},

@@ -320,7 +320,8 @@ class TestDesignEntitiesSnippet:
         default = ch.resolve(DOCUMENT, limit["schema"]).get("default")
         claim.partial(f"GET …/entities exists, but answers one page {{{', '.join(sorted(page))}}} (default limit "
                       f"{default}), not a list: a caller reading it once misses every entity past the page",
-                      fix="fixed at head: HindsightClient.iter_entities walks every page", default_page_size=default if isinstance(default, int) else str(default))
+                      fix="fixed at head: HindsightClient.iter_entities walks every page",
+                      default_page_size=default if isinstance(default, int) else str(default))
 
 
 class TestDriftIsCaught:
