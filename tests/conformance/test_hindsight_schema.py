@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from pathlib import Path
 
 import pytest
 
+from jedisos_db.harness.hindsight import server as hs
+from jedisos_db.harness.hindsight.embeddings import EmbeddingServer
 from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.db.connect import connect
@@ -38,6 +41,9 @@ DESIGN_FACT_TYPE_GLOSS = {"bank": "experience"}
 """The design glosses its Bank network as "경험" (experience), the name the real schema stores."""
 DESIGN_LINK_TYPES = ("temporal", "semantic", "entity", "causes", "caused_by", "enables", "prevents")
 DESIGN_EMBEDDING_DIMENSION = 384
+DESIGN_EMBEDDING_VARIABLE = "HINDSIGHT_API_EMBEDDING_MODEL"
+"""design §2-2 "임베딩 차원": the variable it says the dimension follows."""
+OTHER_MODEL_DIMENSION = 768
 # design §2-2 "그래프 검색 알고리즘": the modules it names, in hindsight_api's search package.
 DESIGN_RETRIEVAL_MODULES = ("graph_retrieval", "link_expansion_retrieval", "fusion", "mpfp_retrieval")
 SEARCH_PACKAGE = "hindsight_api.engine.search"
@@ -161,6 +167,38 @@ def test_the_default_embedding_column_is_vector_384(database_factory: DatabaseFa
     assert found == f"vector({DESIGN_EMBEDDING_DIMENSION})", (
         f"Hindsight's migrations made memory_units.embedding a {found}, not vector({DESIGN_EMBEDDING_DIMENSION})")
     claim.holds(f"Hindsight's own migrations made hindsight.memory_units.embedding a {found}")
+
+
+@pytest.mark.e2e
+@pytest.mark.claim("S2-embedding-dim-follows-model")
+def test_the_embedding_column_follows_the_models_dimension(database_factory: DatabaseFactory, tmp_path: Path,
+                                                           claim: ClaimRecorder) -> None:
+    """design §2-2: a server started the design's way (migrating its schema on start, Hindsight's default)
+    with an embeddings model of another dimension sizes the column to it; and is
+    ``HINDSIGHT_API_EMBEDDING_MODEL`` the variable that chooses the model?"""
+    url = database_factory("hindsight_other_dimension")
+    settings = hs.HindsightSettings(run_migrations_on_startup=True)
+    with (EmbeddingServer(dimension=OTHER_MODEL_DIMENSION) as model,
+          hs.HindsightServer(url, settings=settings, embeddings_url=model.url, log_path=tmp_path / "api.log")):
+        found = _column_type(url, "memory_units", "embedding")
+    variables = {name for name in _hindsight_variables() if "EMBEDDING" in name and name.endswith("_MODEL")}
+    claim.figures(model_dimension=OTHER_MODEL_DIMENSION, real_column_type=str(found),
+                  documented_variable_exists=DESIGN_EMBEDDING_VARIABLE in variables)
+    assert found == f"vector({OTHER_MODEL_DIMENSION})", (
+        f"with a {OTHER_MODEL_DIMENSION}-dimension model the server left memory_units.embedding a {found}")
+    if DESIGN_EMBEDDING_VARIABLE in variables:
+        claim.holds(f"with a {OTHER_MODEL_DIMENSION}-dimension model the server made memory_units.embedding a {found}")
+    else:
+        claim.partial(f"with a {OTHER_MODEL_DIMENSION}-dimension model the server made memory_units.embedding a "
+                      f"{found}, but {DESIGN_EMBEDDING_VARIABLE} is not one of its variables (the model is chosen per "
+                      f"provider: {', '.join(sorted(variables)[:3])}, …); OpenAI's 1536 is not run offline")
+
+
+def _hindsight_variables() -> set[str]:
+    """The HINDSIGHT_API_* variable names the installed server's configuration reads."""
+    spec = importlib.util.find_spec("hindsight_api.config")
+    assert spec is not None and spec.origin, "hindsight_api.config is not importable"
+    return set(re.findall(r'"(HINDSIGHT_API_[A-Z0-9_]+)"', Path(spec.origin).read_text(encoding="utf-8")))
 
 
 @pytest.mark.usefixtures("hindsight_installed")
