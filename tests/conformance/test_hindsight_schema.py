@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -195,10 +196,13 @@ def test_the_embedding_column_follows_the_models_dimension(database_factory: Dat
 
 
 def _hindsight_variables() -> set[str]:
-    """The HINDSIGHT_API_* variable names the installed server's configuration reads."""
-    spec = importlib.util.find_spec("hindsight_api.config")
-    assert spec is not None and spec.origin, "hindsight_api.config is not importable"
-    return set(re.findall(r'"(HINDSIGHT_API_[A-Z0-9_]+)"', Path(spec.origin).read_text(encoding="utf-8")))
+    """The HINDSIGHT_API_* variable names the installed server's configuration reads (its ``ENV_*`` names),
+    asked of the interpreter that runs Hindsight."""
+    probe = subprocess.run([hm.hindsight_python(), "-c", "import hindsight_api.config as c; "
+                            "print('\\n'.join(v for k, v in vars(c).items() if k.startswith('ENV_')))"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert probe.returncode == 0, f"hindsight_api.config did not import: {probe.stderr[-500:]}"
+    return {line for line in probe.stdout.splitlines() if line.startswith(hm.ENV_PREFIX)}
 
 
 @pytest.mark.usefixtures("hindsight_installed")
