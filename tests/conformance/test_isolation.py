@@ -45,17 +45,18 @@ def test_each_schema_holds_exactly_its_owners_objects(stack: Stack, claim: Claim
                               "WHERE n.nspname IN ('jedisos', 'langgraph', 'hindsight') GROUP BY 1, 2")
     expected = {g.schema: g.role for g in stack.report.grants}
     assert all(expected[str(schema)] == role for schema, role, _ in owners), owners
-    sizes = {"jedisos_relations": len(jedisos), "langgraph_relations": len(langgraph),
-             "hindsight_relations": len(hindsight)}
+    for cid in ("S1-single-instance", "S1-schema-per-owner"):
+        claim.figures(claim=cid, jedisos_relations=len(jedisos), langgraph_relations=len(langgraph),
+                      hindsight_relations=len(hindsight))
     if stack.hindsight_ran:
         claim.holds(f"database {stack.database} holds jedisos ({len(jedisos)} relations), langgraph ({len(langgraph)}) "
-                    f"and hindsight ({len(hindsight)}) side by side on one server", claim="S1-single-instance", **sizes)
+                    f"and hindsight ({len(hindsight)}) side by side on one server", claim="S1-single-instance")
     else:
         claim.partial(f"database {stack.database} holds jedisos ({len(jedisos)} relations) and langgraph "
                       f"({len(langgraph)}) on one server; Hindsight is not installed (pip install '.[hindsight]'), "
-                      f"so its schema was not built", claim="S1-single-instance", **sizes)
+                      f"so its schema was not built", claim="S1-single-instance")
     claim.holds(f"each schema holds only its owner's relations ({len(jedisos)} jedisos, {len(langgraph)} langgraph, "
-                f"{len(hindsight)} hindsight), each owned by its owner's role", claim="S1-schema-per-owner", **sizes)
+                f"{len(hindsight)} hindsight), each owned by its owner's role", claim="S1-schema-per-owner")
     claim.holds(f"langgraph holds exactly the four documented tables: {', '.join(sorted(langgraph))}",
                 claim="S3-langgraph-tables")
 
