@@ -4,7 +4,10 @@ The design (claim ``S10-engine-pool`` in docs/design-claims.md) sizes it ``pool_
 max_overflow=10``; both stay overridable. Connections are pre-pinged (a server restart must not
 surface as an error on the next request), carry an ``application_name`` so ``pg_stat_activity``
 tells this pool from Hindsight's and LangGraph's, and a ``statement_timeout`` so one runaway query
-cannot hold a pool slot forever.
+cannot hold a pool slot forever. Every wait is bounded by the settings (``config.Settings``): opening a
+connection (``connect_timeout_s``), any answer to a statement (``command_timeout_s``: a hung server
+never runs its statement_timeout), a free pooled connection (``pool_timeout_s``). Any connection fault
+on any path of the engine comes out as ``DatabaseUnavailableError`` (``faults.install``).
 
 When ``JEDISOS_DB_SCHEMA`` names another schema than ``jedisos``, the models (which say
 ``jedisos``) are redirected with SQLAlchemy's ``schema_translate_map``.
@@ -23,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from jedisos_db.runtime.config import Settings
+from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -36,6 +40,7 @@ def create_engine(
     max_overflow: int | None = None,
     application_name: str | None = None,
     statement_timeout_ms: int | None = None,
+    connect_timeout_s: float | None = None,
     server_settings: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
@@ -53,6 +58,8 @@ def create_engine(
     defaults = settings or Settings.model_construct()
     schema = schema or defaults.db_schema
     timeout = defaults.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+    waits = defaults.model_copy(update={"statement_timeout_ms": timeout, "connect_timeout_s":
+                                        connect_timeout_s or defaults.connect_timeout_s})
     session = {
         "application_name": application_name or defaults.application_name,
         "statement_timeout": str(timeout),
@@ -64,13 +71,17 @@ def create_engine(
     if engine_kwargs.get("poolclass") is not NullPool:
         engine_kwargs["pool_size"] = defaults.pool_size if pool_size is None else pool_size
         engine_kwargs["max_overflow"] = defaults.max_overflow if max_overflow is None else max_overflow
-    return create_async_engine(
+        engine_kwargs.setdefault("pool_timeout", defaults.pool_timeout_s)
+    engine = create_async_engine(
         url.asyncpg(),
         pool_pre_ping=True,
-        connect_args={"server_settings": session},
+        connect_args={"server_settings": session, "timeout": waits.connect_timeout_s,
+                      "command_timeout": waits.command_timeout_s},
         execution_options=options,
         **engine_kwargs,
     )
+    faults.install(engine, url)
+    return engine
 
 
 def schema_of(engine: AsyncEngine) -> str:

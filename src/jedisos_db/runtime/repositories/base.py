@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
 from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
@@ -211,8 +212,9 @@ class Repository(Generic[ModelT]):
                     rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection  # the asyncpg connection, already inside the transaction
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
-                                               columns=columns, records=rows)
+            async with faults.translating(faults.target_of(self._engine), "copying rows"):  # the raw driver's faults
+                await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
+                                                   columns=columns, records=rows)
         return len(rows)
 
 
