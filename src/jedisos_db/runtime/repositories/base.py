@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
-from sqlalchemy import Column, DateTime, Table, Text, delete, func, insert, literal, select, update
+from sqlalchemy import Column, DateTime, Table, Text, Uuid, delete, func, insert, literal, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -31,6 +31,7 @@ from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
 from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+from jedisos_db.runtime.repositories.validation import uuid_value
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -105,6 +106,8 @@ class Repository(Generic[ModelT]):
     """What one row is called in a :class:`NotFoundError` ("no tool with id ...")."""
     constraints: ClassVar[Mapping[str, str]] = {}
     """Constraint name -> the field a violation of it is reported on."""
+    key_field: ClassVar[str] = "id"
+    """What the caller calls the primary key (``tool_id``), for the error when it is not a UUID."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -133,7 +136,10 @@ class Repository(Generic[ModelT]):
         return NotFoundError(f"{self.model.__tablename__}: no {self.noun} with {by} {shown}")
 
     def _where(self, key: Any, by: str) -> Any:
-        return getattr(self.model, by) == key
+        column = getattr(self.model, by)
+        if isinstance(column.type, Uuid):  # 'abc' would reach asyncpg and fail there, untyped
+            key = uuid_value(self.key_field if by == "id" else by, key, required=True)
+        return column == key
 
     async def _find(self, key: Any, *, by: str = "id", lock: bool = False,
                     session: AsyncSession | None = None) -> ModelT | None:

@@ -82,6 +82,7 @@ class ToolRepository(Repository[InstalledTool]):
 
     model = InstalledTool
     noun = "tool"
+    key_field = "tool_id"
     constraints = CONSTRAINTS
 
     def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
@@ -123,6 +124,7 @@ class ToolRepository(Repository[InstalledTool]):
             return list((await s.execute(stmt)).scalars())
 
     async def mcp_server(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> McpServer | None:
+        tool_id = v.uuid_value("tool_id", tool_id, required=True)  # type: ignore[assignment]
         async with self._transaction(session) as s:
             return (await s.execute(select(McpServer).where(McpServer.tool_id == tool_id))).scalar_one_or_none()
 
