@@ -149,6 +149,7 @@ class ToolRepository(Repository[InstalledTool]):
 
     async def uninstall(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> None:
         """Unlink marketplace rows, then delete the tool (its MCP server row cascades); one transaction."""
+        tool_id = v.uuid_value("tool_id", tool_id, required=True)  # type: ignore[assignment]
         async with self._transaction(session) as s:
             await s.execute(
                 update(MarketplacePackage).where(MarketplacePackage.installed_tool_id == tool_id)
