@@ -141,15 +141,34 @@ def install(engine: AsyncEngine, target: DatabaseURL) -> None:
         with translating(target, CONNECTING):
             return dialect.connect(*cargs, **cparams)
 
+    dialect = sync.dialect
+    plain_ping = dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:
+        # asyncpg's client timeout (a hung server) leaves the ping as a bare TimeoutError, which the pool
+        # would hand to the caller; as the DBAPI's own error it is judged below and the connection replaced.
+        try:
+            return bool(plain_ping(dbapi_connection))
+        except dialect.loaded_dbapi.Error:
+            raise
+        except Exception as exc:
+            if not is_connection_fault(exc):
+                raise
+            raise dialect.loaded_dbapi.InterfaceError(f"ping failed: {reason(exc)}") from exc
+
+    dialect.do_ping = do_ping  # type: ignore[method-assign]  # per engine: each engine has its own dialect
+
     @event.listens_for(sync, "before_cursor_execute")
     def _stamp(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
         conn.info[_STARTED] = time.monotonic()
 
     @event.listens_for(sync, "handle_error")
     def _error(context: ExceptionContext) -> None:
-        if context.is_pre_ping or not is_connection_fault(context.original_exception):
+        if not is_connection_fault(context.original_exception):
             return
         context.is_disconnect = True  # the connection is not to be reused (a timed-out one is mid-protocol)
+        if context.is_pre_ping:  # a dead pooled connection: the pool replaces it, the caller never sees this
+            return
         started = context.connection.info.get(_STARTED) if context.connection is not None else None
         waited = time.monotonic() - started if isinstance(started, float) else 0.0
         raise unavailable(target, "running a statement", waited, context.original_exception)
