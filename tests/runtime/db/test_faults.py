@@ -41,6 +41,8 @@ def test_retryable() -> None:
     TimeoutError(),
     asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
     asyncpg.CannotConnectNowError("the database system is starting up"),
+    asyncpg.InterfaceError("cannot perform operation: another operation is in progress"),
+    asyncpg.InternalClientError("cannot switch to state 12; another operation (2) is in progress"),
     psycopg.OperationalError("connection failed"),
     sa_exc.TimeoutError("QueuePool limit of size 5 overflow 10 reached"),
     sa_exc.DBAPIError("SELECT 1", None, Exception("x"), connection_invalidated=True),
@@ -56,6 +58,7 @@ def test_connection_faults_are_recognised(error: Exception) -> None:
     ValueError("bad"),
     asyncpg.UniqueViolationError("duplicate key"),
     asyncpg.QueryCanceledError("canceling statement due to statement timeout"),
+    asyncpg.InterfaceError("the server expects 1 argument for this query, 2 were passed"),
     psycopg.errors.DeadlockDetected("deadlock detected"),  # an OperationalError, but the server answered
     sa_exc.DBAPIError("SELECT 1", None, Exception("x"), connection_invalidated=False),
 ])

@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jedisos_db.runtime.errors import DatabaseUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
@@ -36,6 +36,7 @@ FAULT_SQLSTATES: Final = frozenset({"53300", "57P01", "57P02", "57P03"})
 """Server answers that mean "not now" rather than "not this": too many connections, admin or crash
 shutdown, cannot connect now (starting up or recovering). Class ``08`` (connection exception) too."""
 _MAX_CHAIN: Final = 8
+_BUSY: Final = "another operation"
 
 
 def _sqlstate(exc: BaseException) -> str | None:
@@ -51,6 +52,11 @@ def _is_fault_here(exc: BaseException) -> bool:
         return True
     state = _sqlstate(exc)
     if state is not None and (state.startswith("08") or state in FAULT_SQLSTATES):
+        return True
+    # asyncpg's protocol left mid-operation by a message the server sent unasked (the FATAL of a killed
+    # backend arriving between two statements). SQLAlchemy never uses one connection concurrently, so in
+    # this package the state means a connection the server broke, not a caller's misuse.
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError) and _BUSY in str(exc):
         return True
     # psycopg raises OperationalError without a SQLSTATE when it has no server to ask (refused,
     # timed out, closed under it, pool timeout); with one it is a server answer (e.g. a deadlock).
@@ -98,9 +104,12 @@ class translating:  # a context manager, named like contextlib's
     """``with`` / ``async with``: a connection fault inside becomes :class:`DatabaseUnavailableError`
     naming ``target``, ``action`` and the time since the block began; other errors pass untouched."""
 
-    def __init__(self, target: DatabaseURL | str, action: str) -> None:
+    def __init__(self, target: DatabaseURL | str, action: str, *, connection: AsyncConnection | None = None) -> None:
         self.target = target
         self.action = action
+        self.connection = connection
+        """A pooled connection used through its raw driver (COPY): invalidated on a fault, since SQLAlchemy
+        never saw the error and would otherwise hand the broken connection to the next caller."""
         self.started = time.monotonic()
 
     def __enter__(self) -> translating:
@@ -118,6 +127,8 @@ class translating:  # a context manager, named like contextlib's
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
+        if self.connection is not None and exc is not None and is_connection_fault(exc):
+            await self.connection.invalidate(exc if isinstance(exc, Exception) else None)
         self.__exit__(kind, exc, tb)
 
 
@@ -154,6 +165,7 @@ def install(engine: AsyncEngine, target: DatabaseURL) -> None:
         except Exception as exc:
             if not is_connection_fault(exc):
                 raise
+            _abort(dbapi_connection)
             raise dialect.loaded_dbapi.InterfaceError(f"ping failed: {reason(exc)}") from exc
 
     dialect.do_ping = do_ping  # type: ignore[method-assign]  # per engine: each engine has its own dialect
@@ -164,14 +176,27 @@ def install(engine: AsyncEngine, target: DatabaseURL) -> None:
 
     @event.listens_for(sync, "handle_error")
     def _error(context: ExceptionContext) -> None:
-        if not is_connection_fault(context.original_exception):
+        # SQLAlchemy's own judgement counts too: it asks asyncpg whether the connection is closed, which
+        # catches a backend killed between two statements (asyncpg then reports a protocol-state error).
+        if not (context.is_disconnect or is_connection_fault(context.original_exception)):
             return
         context.is_disconnect = True  # the connection is not to be reused (a timed-out one is mid-protocol)
+        if context.connection is not None and not context.connection.invalidated:
+            _abort(context.connection.connection)
         if context.is_pre_ping:  # a dead pooled connection: the pool replaces it, the caller never sees this
             return
         started = context.connection.info.get(_STARTED) if context.connection is not None else None
         waited = time.monotonic() - started if isinstance(started, float) else 0.0
         raise unavailable(target, "running a statement", waited, context.original_exception)
+
+
+def _abort(dbapi_connection: Any) -> None:
+    """Close a faulty connection at once: SQLAlchemy's invalidation of an asyncpg connection first tries
+    a graceful close for up to 2 s, which a hung server makes the caller wait out in full."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    terminate = getattr(driver, "terminate", None)
+    if callable(terminate):
+        terminate()
 
 
 _STARTED: Final = "jedisos_statement_started"

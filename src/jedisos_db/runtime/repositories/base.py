@@ -218,7 +218,7 @@ class Repository(Generic[ModelT]):
                     rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection  # the asyncpg connection, already inside the transaction
-            async with faults.translating(faults.target_of(self._engine), "copying rows"):  # the raw driver's faults
+            async with faults.translating(faults.target_of(self._engine), "copying rows", connection=conn):
                 await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
                                                    columns=columns, records=rows)
         return len(rows)
