@@ -217,6 +217,6 @@ def test_a_list_of_preload_libraries_is_stored_as_a_list(settings_server: provis
             assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() == started
     finally:
         provision.EmbeddedServer(settings_server.data_dir).start()  # back to the default one library
-    url = settings_server.url()
-    assert url is not None
-    assert provision.server_info(url).shared_preload_libraries == "pg_stat_statements"
+    restored = settings_server.url()
+    assert restored is not None
+    assert provision.server_info(restored).shared_preload_libraries == "pg_stat_statements"

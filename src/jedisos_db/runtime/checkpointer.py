@@ -29,6 +29,7 @@ through the saver's own API, thread retention included (``adelete_thread``, ``ap
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -68,6 +69,14 @@ class PoolSizing:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     statement_timeout_ms: int = Settings.model_fields["statement_timeout_ms"].get_default()
     """The server's limit per statement, as the jedisos engine's (0 = none)."""
+
+    @property
+    def hold_limit(self) -> float | None:
+        """Longest one use of a pooled connection may take: waiting for it, checking it, one statement;
+        None without a statement limit (``setup()``'s migrations)."""
+        if self.statement_timeout_ms == 0:
+            return None
+        return self.timeout + self.connect_timeout + self.statement_timeout_ms / 1000
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
@@ -165,10 +174,15 @@ class CheckedAsyncPool(AsyncConnectionPool[Any]):
 
         super().__init__(check=AsyncConnectionPool.check_connection, configure=configure, **kwargs)
         self.target = url
+        self.hold_limit = (sizing or PoolSizing()).hold_limit
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:  # noqa: ASYNC109  (psycopg's signature)
-        async with faults.translating(self.target, "checkpointing"), super().connection(timeout) as conn:
+        # psycopg has no client-side statement timeout: a server that stopped answering (SIGSTOP, a dead
+        # host behind a live socket) would hold the caller forever. The whole use of one connection is
+        # bounded instead; psycopg then tries to cancel the query (up to 5 s) before it gives up.
+        async with (faults.translating(self.target, "checkpointing"), asyncio.timeout(self.hold_limit),
+                    super().connection(timeout) as conn):
             yield conn
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109  (psycopg's signature)
