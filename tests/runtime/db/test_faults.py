@@ -187,6 +187,7 @@ def _tables(url: DatabaseURL) -> set[str]:
         return {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'jedisos'")}
 
 
+@pytest.mark.faults
 def test_a_migration_failing_half_way_names_its_revision_and_changes_nothing(
         database_factory: DatabaseFactory, broken_scripts: Path) -> None:
     url = database_factory("broken_migration")
