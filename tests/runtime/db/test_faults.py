@@ -68,15 +68,15 @@ def test_server_answers_are_not_connection_faults(error: Exception) -> None:
 
 def test_a_bare_timeout_still_says_what_happened() -> None:
     error = faults.unavailable(GONE_SOCKET, faults.CONNECTING, 1.25, TimeoutError())
-    assert str(error) == ("cannot connect to postgresql://u@/db?host=%2Fnonexistent-jedisos-socket-dir "
-                          "(after 1.2 s): TimeoutError (no message)")
+    assert str(error) == ("database unavailable: cannot connect to postgresql://u@/db?host="
+                          "%2Fnonexistent-jedisos-socket-dir (after 1.2 s): TimeoutError (no message)")
 
 
 def test_translating_keeps_other_errors_and_the_cause() -> None:
     with pytest.raises(KeyError), faults.translating(GONE_SOCKET, "reading"):
         raise KeyError("not a fault")
-    with (pytest.raises(DatabaseUnavailableError, match=r"^lost .* while reading \(after 0\.\d s\): "
-                                                        r"ConnectionResetError: .*reset") as info,
+    with (pytest.raises(DatabaseUnavailableError, match=r"^database unavailable: lost .* while reading "
+                                                        r"\(after 0\.\d s\): ConnectionResetError: .*reset") as info,
           faults.translating(GONE_SOCKET, "reading")):
         raise ConnectionResetError(104, "reset")
     assert isinstance(info.value.__cause__, ConnectionResetError)
@@ -86,7 +86,8 @@ async def test_engine_connect_to_a_vanished_socket_is_typed() -> None:
     """Used to be a bare FileNotFoundError from asyncpg."""
     engine = create_engine(url=GONE_SOCKET)
     try:
-        with pytest.raises(DatabaseUnavailableError, match=r"^cannot connect to .*nonexistent.*FileNotFoundError"):
+        with pytest.raises(DatabaseUnavailableError,
+                           match=r"^database unavailable: cannot connect to .*nonexistent.*FileNotFoundError"):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         with pytest.raises(DatabaseUnavailableError):  # the repositories' path too
@@ -120,7 +121,7 @@ async def test_a_server_that_never_answers_is_typed_within_the_connect_timeout(s
 
 def test_psycopg_connect_is_typed_within_its_timeout(silent_listener: DatabaseURL) -> None:
     started = time.monotonic()
-    with pytest.raises(DatabaseUnavailableError, match=r"^cannot connect to .*127\.0\.0\.1"):
+    with pytest.raises(DatabaseUnavailableError, match=r"^database unavailable: cannot connect to .*127\.0\.0\.1"):
         connect(silent_listener, connect_timeout=2)
     assert time.monotonic() - started < 2 + 2
     with pytest.raises(DatabaseUnavailableError, match="nonexistent"):
@@ -131,7 +132,7 @@ async def test_langgraph_pool_faults_are_typed() -> None:
     """Used to be psycopg's OperationalError / PoolTimeout."""
     sizing = checkpointer.PoolSizing(timeout=1.0, connect_timeout=1.0)
     pool = checkpointer.async_pool(GONE_SOCKET, sizing=sizing)
-    with pytest.raises(DatabaseUnavailableError, match=r"^cannot connect to .*nonexistent"):
+    with pytest.raises(DatabaseUnavailableError, match=r"^database unavailable: cannot connect to .*nonexistent"):
         await pool.open(wait=True, timeout=1.0)
     await pool.close()
 

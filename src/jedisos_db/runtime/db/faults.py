@@ -27,7 +27,7 @@ import psycopg
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.errors import DatabaseUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
@@ -97,19 +97,19 @@ def unavailable(target: DatabaseURL | str, action: str, waited: float,
                 cause: BaseException) -> DatabaseUnavailableError:
     """The error a connection fault becomes: which server, doing what, after how long, and why."""
     what = f"cannot connect to {target}" if action == CONNECTING else f"lost {target} while {action}"
-    return DatabaseUnavailableError(f"{what} (after {waited:.1f} s): {reason(cause)}")
+    return DatabaseUnavailableError(f"database unavailable: {what} (after {waited:.1f} s): {reason(cause)}")
 
 
 class translating:  # a context manager, named like contextlib's
     """``with`` / ``async with``: a connection fault inside becomes :class:`DatabaseUnavailableError`
     naming ``target``, ``action`` and the time since the block began; other errors pass untouched."""
 
-    def __init__(self, target: DatabaseURL | str, action: str, *, connection: AsyncConnection | None = None) -> None:
+    def __init__(self, target: DatabaseURL | str, action: str, *, driver: Any = None) -> None:
         self.target = target
         self.action = action
-        self.connection = connection
-        """A pooled connection used through its raw driver (COPY): invalidated on a fault, since SQLAlchemy
-        never saw the error and would otherwise hand the broken connection to the next caller."""
+        self.driver = driver
+        """A pooled asyncpg connection used through the raw driver (COPY, prepared INSERT): closed at once
+        on a fault, since SQLAlchemy never saw the error and would otherwise hand it to the next caller."""
         self.started = time.monotonic()
 
     def __enter__(self) -> translating:
@@ -127,8 +127,8 @@ class translating:  # a context manager, named like contextlib's
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self.connection is not None and exc is not None and is_connection_fault(exc):
-            await self.connection.invalidate(exc if isinstance(exc, Exception) else None)
+        if self.driver is not None and exc is not None and is_connection_fault(exc):
+            self.driver.terminate()
         self.__exit__(kind, exc, tb)
 
 
@@ -151,24 +151,6 @@ def install(engine: AsyncEngine, target: DatabaseURL) -> None:
     def _connect(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         with translating(target, CONNECTING):
             return dialect.connect(*cargs, **cparams)
-
-    dialect = sync.dialect
-    plain_ping = dialect.do_ping
-
-    def do_ping(dbapi_connection: Any) -> bool:
-        # asyncpg's client timeout (a hung server) leaves the ping as a bare TimeoutError, which the pool
-        # would hand to the caller; as the DBAPI's own error it is judged below and the connection replaced.
-        try:
-            return bool(plain_ping(dbapi_connection))
-        except dialect.loaded_dbapi.Error:
-            raise
-        except Exception as exc:
-            if not is_connection_fault(exc):
-                raise
-            _abort(dbapi_connection)
-            raise dialect.loaded_dbapi.InterfaceError(f"ping failed: {reason(exc)}") from exc
-
-    dialect.do_ping = do_ping  # type: ignore[method-assign]  # per engine: each engine has its own dialect
 
     @event.listens_for(sync, "before_cursor_execute")
     def _stamp(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
