@@ -18,28 +18,22 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
-import asyncpg
-from sqlalchemy import Column, DateTime, Table, Text, delete, func, insert, literal, select, update
+from sqlalchemy import Column, DateTime, Table, Text, Uuid, delete, func, insert, literal, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
+from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
-from jedisos_db.runtime.errors import (
-    DatabaseUnavailableError,
-    DuplicateError,
-    InvalidInputError,
-    JedisosDBError,
-    MissingReferenceError,
-    NotFoundError,
-)
+from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+from jedisos_db.runtime.repositories.validation import uuid_value
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -114,6 +108,8 @@ class Repository(Generic[ModelT]):
     """What one row is called in a :class:`NotFoundError` ("no tool with id ...")."""
     constraints: ClassVar[Mapping[str, str]] = {}
     """Constraint name -> the field a violation of it is reported on."""
+    key_field: ClassVar[str] = "id"
+    """What the caller calls the primary key (``tool_id``), for the error when it is not a UUID."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -142,7 +138,10 @@ class Repository(Generic[ModelT]):
         return NotFoundError(f"{self.model.__tablename__}: no {self.noun} with {by} {shown}")
 
     def _where(self, key: Any, by: str) -> Any:
-        return getattr(self.model, by) == key
+        column = getattr(self.model, by)
+        if isinstance(column.type, Uuid):  # 'abc' would reach asyncpg and fail there, untyped
+            key = uuid_value(self.key_field if by == "id" else by, key, required=True)
+        return column == key
 
     async def _find(self, key: Any, *, by: str = "id", lock: bool = False,
                     session: AsyncSession | None = None) -> ModelT | None:
@@ -212,13 +211,17 @@ class Repository(Generic[ModelT]):
         No ORM session, no ``BEGIN``/``COMMIT`` round trips: for writes that are one statement, hence
         atomic already (one ``INSERT``, one ``COPY``).
         """
-        with database_faults(self._engine):
+        target = faults.target_of(self._engine)
+        async with faults.translating(target, faults.CONNECTING):  # the pool's own wait (pool_timeout) too
             # The pool's connection itself: an AsyncConnection around it costs as much as the INSERT.
             raw = await self._engine.raw_connection()
-            try:
+        try:
+            # SQLAlchemy never sees the raw driver's errors: a fault here is translated, and the connection
+            # closed so the pool's checkout check replaces it.
+            async with faults.translating(target, "writing", driver=raw.driver_connection):
                 yield raw.driver_connection
-            finally:
-                await greenlet_spawn(raw.close)
+        finally:
+            await greenlet_spawn(raw.close)
 
     async def _copy_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, all or nothing.
@@ -230,7 +233,8 @@ class Repository(Generic[ModelT]):
             async with self._transaction(session) as s:
                 conn = await s.connection()
                 raw = await conn.get_raw_connection()
-                with database_faults(self._engine):
+                async with faults.translating(faults.target_of(self._engine), "copying rows",
+                                              driver=raw.driver_connection):
                     return await self._copy(raw.driver_connection, rows, in_transaction=True)
         async with self._driver() as driver:
             return await self._copy(driver, rows, in_transaction=False)
@@ -316,31 +320,6 @@ def _insert_sql(model: type[Base], schema: str) -> str:
     primary = next(iter(_table(model).primary_key.columns)).name
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
             f"VALUES ({', '.join(values)}) RETURNING {primary}")
-
-
-def _connection_fault(exc: BaseException) -> bool:
-    """True for a lost, refused or timed-out connection (and a statement cancelled by the server), from
-    SQLAlchemy or straight from asyncpg."""
-    if isinstance(exc, DBAPIError):
-        cause = _driver_error(exc)
-        return exc.connection_invalidated or (cause is not None and cause is not exc and _connection_fault(cause))
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "connection is closed" in str(exc)
-    return isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError)
-
-
-@contextlib.contextmanager
-def database_faults(engine: AsyncEngine) -> Iterator[None]:
-    """Re-raise a connection fault as :class:`DatabaseUnavailableError` (retryable), naming the server."""
-    try:
-        yield
-    except JedisosDBError:
-        raise
-    except Exception as exc:
-        if not _connection_fault(exc):
-            raise
-        reason = str(exc) or type(exc).__name__
-        raise DatabaseUnavailableError(f"database at {engine.url.render_as_string()} unavailable: {reason}") from exc
 
 
 def _driver_error(exc: DBAPIError) -> BaseException | None:
