@@ -86,18 +86,15 @@ def _rebuild(table: str, *, partition_by: str | None, primary_key: Sequence[str]
         op.execute(f"CREATE VIEW {name} AS {definition}")
 
 
-def _months() -> tuple[dt.date, dt.date]:
-    """From the oldest month retention keeps (or the oldest row) to MONTHS_AHEAD months ahead."""
-    now, oldest = _rows(f"""SELECT now(), least((SELECT min("timestamp") FROM {SCHEMA}.audit_logs),
-                                               (SELECT min("timestamp") FROM {SCHEMA}.cost_tracking))""")[0]
+def _months(table: partitions.MonthlyTable) -> tuple[dt.date, dt.date]:
+    """From the oldest month ``table``'s retention keeps (or its oldest row, still in the table set aside)
+    to MONTHS_AHEAD months ahead."""
+    now, oldest = _rows(f'SELECT now(), min("timestamp") FROM {SCHEMA}.{table.table}{ASIDE}')[0]
     assert isinstance(now, dt.datetime)
-    first = partitions.window_start(now)
+    first = partitions.window_start(now, table)
     if isinstance(oldest, dt.datetime):
         first = min(first, partitions.month_of(oldest))
-    last = partitions.month_of(now)
-    for _ in range(partitions.MONTHS_AHEAD):
-        last = partitions.next_month(last)
-    return first, last
+    return first, partitions.ahead(now)
 
 
 def _severities(values: Sequence[str]) -> str:
@@ -105,10 +102,8 @@ def _severities(values: Sequence[str]) -> str:
 
 
 def upgrade() -> None:
-    first, last = _months()
-
     def months_of(table: partitions.MonthlyTable) -> None:
-        for month in partitions.months(first, last):
+        for month in partitions.months(*_months(table)):
             op.execute(partitions.create_partition_sql(SCHEMA, table, month))
 
     def audit_children() -> None:

@@ -25,7 +25,7 @@ import difflib
 import functools
 import json
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, cast
@@ -142,21 +142,31 @@ class Design:
                 problems.append(f"{JEDISOS_SCHEMA}.{table}: relkind {kinds.get(table)!r}, the design says {want!r}")
         return problems
 
-    async def purge(self, engine: AsyncEngine, rule: str, *, now: dt.datetime | None = None) -> RuleResult:
-        """Apply retention ``rule`` (``audit_logs`` or ``cost_tracking``) the way this design carries it out."""
+    async def purge(self, engine: AsyncEngine, rule: str, *, now: dt.datetime | None = None, count: bool = True,
+                    on_removed: Callable[[], object] | None = None) -> RuleResult:
+        """Apply retention ``rule`` (``audit_logs`` or ``cost_tracking``) the way this design carries it out.
+
+        ``on_removed`` is called once the expired rows are out of the table (a partition drop then still
+        gives the detached months' disk space back). ``count=False`` lets a dropped audit partition go
+        uncounted (the result's rows are then 0): a count scans the partition."""
         spec = self.retention.get(rule)
         if spec is None or rule == retention.THREAD_RULE.name:
             raise InvalidInputError("rule", f"must be one of {sorted(partitions.TABLES)}, got {rule!r}")
         if spec.method == "partition-drop":
-            return await partitions.drop_expired_partitions(engine, rule, now=now, rule=spec.rule)
+            return await partitions.drop_expired_partitions(engine, rule, now=now, rule=spec.rule, count=count,
+                                                            on_removed=on_removed)
         if spec.method == "batched-delete":
             purge = retention.purge_audit_logs if rule == retention.AUDIT_RULE.name else retention.roll_up_cost_tracking
-            return await purge(engine, now=now, rule=spec.rule)
-        if now is not None:
-            raise InvalidInputError("now", "the documented SQL runs as written, against the server's NOW()")
-        async with engine.begin() as conn:
-            rows = int((await conn.execute(text(retention.DOCUMENTED_SQL[rule]))).rowcount)
-        return RuleResult(rule, "design §7's DELETE, as written", rows, 1, False)
+            result = await purge(engine, now=now, rule=spec.rule)
+        else:
+            if now is not None:
+                raise InvalidInputError("now", "the documented SQL runs as written, against the server's NOW()")
+            async with engine.begin() as conn:
+                rows = int((await conn.execute(text(retention.DOCUMENTED_SQL[rule]))).rowcount)
+            result = RuleResult(rule, "design §7's DELETE, as written", rows, 1, False)
+        if on_removed is not None:
+            on_removed()
+        return result
 
 
 # --- reading a file --------------------------------------------------------------------------------

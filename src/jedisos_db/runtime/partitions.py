@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
@@ -109,14 +109,25 @@ def create_partition_sql(schema: str, table: MonthlyTable, month: dt.date) -> st
             f"FOR VALUES FROM ({_bound(month)}) TO ({_bound(next_month(month))})")
 
 
-def ensure_sql(schema: str, *, first: dt.datetime | dt.date, last: dt.datetime | dt.date) -> list[str]:
-    """The statements creating every missing month of both tables from ``first`` to ``last``."""
-    return [create_partition_sql(schema, table, month) for table in TABLES.values() for month in months(first, last)]
+def ensure_sql(schema: str, *, first: dt.datetime | dt.date | None, last: dt.datetime | dt.date,
+               now: dt.datetime) -> list[str]:
+    """The statements creating every missing month of both tables from ``first`` (by default the oldest
+    month each table's window holds) to ``last``."""
+    return [create_partition_sql(schema, table, month) for table in TABLES.values()
+            for month in months(first or window_start(now, table), last)]
 
 
-def window_start(now: dt.datetime) -> dt.date:
-    """The oldest month any rule's window can still hold a row of (cost's 365 days are the longest)."""
-    return month_of(now - max(t.rule.keep for t in TABLES.values()))
+def ahead(now: dt.datetime) -> dt.date:
+    """The last month that must have a partition at ``now``: :data:`MONTHS_AHEAD` after the current one."""
+    month = month_of(now)
+    for _ in range(MONTHS_AHEAD):
+        month = next_month(month)
+    return month
+
+
+def window_start(now: dt.datetime, table: MonthlyTable) -> dt.date:
+    """The oldest month ``table``'s retention window can still hold a row of."""
+    return month_of(now - table.rule.keep)
 
 
 async def ensure_partitions(engine: AsyncEngine, *, first: dt.datetime | dt.date | None = None,
@@ -124,22 +135,17 @@ async def ensure_partitions(engine: AsyncEngine, *, first: dt.datetime | dt.date
     """Create the missing months of both tables, by default from the oldest month retention keeps to
     :data:`MONTHS_AHEAD` months ahead of the server's clock. Idempotent."""
     now = await server_now(engine)
-    first = first or window_start(now)
-    if last is None:
-        last = month_of(now)
-        for _ in range(MONTHS_AHEAD):
-            last = next_month(last)
     async with engine.begin() as conn:
-        for statement in ensure_sql(schema_of(engine), first=first, last=last):
+        for statement in ensure_sql(schema_of(engine), first=first, last=last or ahead(now), now=now):
             await conn.execute(text(statement))
 
 
-_PARTITIONS_SQL = """
-    SELECT c.relname, i.inhdetachpending FROM pg_inherits i
-    JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-    JOIN pg_namespace n ON n.oid = p.relnamespace
-    WHERE n.nspname = :schema AND p.relname = :parent
+_MONTHS_SQL = """
+    SELECT c.relname, i.inhrelid IS NOT NULL, coalesce(i.inhdetachpending, false) FROM pg_class c
+    LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+    WHERE c.relnamespace = to_regnamespace(:schema) AND c.relkind = 'r' AND starts_with(c.relname, :prefix)
 """
+"""Every month table of a parent, attached or not (a crash may leave one detached, or half-detached)."""
 
 
 def expired(partitions: list[str], table: MonthlyTable, cutoff: dt.datetime) -> list[str]:
@@ -156,13 +162,19 @@ def expired(partitions: list[str], table: MonthlyTable, cutoff: dt.datetime) -> 
 
 
 async def drop_expired_partitions(engine: AsyncEngine, table: str, *, now: dt.datetime | None = None,
-                                  on_batch: BatchHook | None = None, rule: RetentionRule | None = None) -> RuleResult:
-    """Retention by partition: every month of ``table`` past its rule's window is detached
-    (``CONCURRENTLY``: writers keep inserting into the other months) and dropped, one month at a time.
+                                  on_batch: BatchHook | None = None, rule: RetentionRule | None = None,
+                                  count: bool = True, on_removed: Callable[[], object] | None = None) -> RuleResult:
+    """Retention by partition, in two steps.
 
-    Cost months are emptied through revision 009's rollup function first, so the daily summary keeps them.
-    A detach interrupted by a crash is finished (``FINALIZE``) by the next run. ``rule`` replaces the
-    table's policy rule (a design's own window).
+    First every month of ``table`` past its rule's window leaves the table: a cost month is emptied by one
+    DELETE on the partition through revision 009's rollup function (so ``daily_cost_summary`` never misses
+    those days), then each month is detached ``CONCURRENTLY`` (writers keep inserting into the other months,
+    and from then on no query sees its rows). ``on_removed`` is called at that point. Then the detached months
+    are counted (audit months: a scan, skipped with ``count=False``, the rows are then 0) and dropped, one
+    transaction each, which gives their disk space back without touching the table.
+
+    A month a crash left half-detached is finished (``FINALIZE``), one left detached is dropped, by the next
+    run. ``rule`` replaces the table's policy rule (a design's own window).
     """
     layout = TABLES.get(table)
     if layout is None:
@@ -170,32 +182,42 @@ async def drop_expired_partitions(engine: AsyncEngine, table: str, *, now: dt.da
     rule = rule or layout.rule
     cutoff = (validation.timestamp("now", now) or await server_now(engine)) - rule.keep
     schema = schema_of(engine)
-    parent = f"{schema}.{layout.monthly}"
     # DETACH ... CONCURRENTLY refuses to run inside a transaction block.
     auto = engine.execution_options(isolation_level="AUTOCOMMIT")
     async with auto.connect() as conn:
-        attached = (await conn.execute(text(_PARTITIONS_SQL), {"schema": schema, "parent": layout.monthly})).all()
-    pending = [str(name) for name, detaching in attached if detaching]
-    queue = expired([str(name) for name, _ in attached], layout, cutoff)
+        found = (await conn.execute(text(_MONTHS_SQL), {"schema": schema, "prefix": f"{layout.monthly}_p"})).all()
+    state = {str(name): (bool(attached), bool(pending)) for name, attached, pending in found}
+    names = expired(list(state), layout, cutoff)
+    emptied = 0
+    for name in names:
+        attached, pending = state[name]
+        if layout is COST and attached and not pending:
+            async with engine.begin() as conn:
+                await conn.execute(text(
+                    f"CREATE TRIGGER {COST_ROLLUP_TRIGGER} AFTER DELETE ON {schema}.{name} REFERENCING OLD TABLE "
+                    f"AS gone FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{COST_ROLLUP_FUNCTION}()"))
+                emptied += int((await conn.execute(text(f"DELETE FROM {schema}.{name}"))).rowcount)
+        if attached:
+            how = "FINALIZE" if pending else "CONCURRENTLY"
+            detach = f"ALTER TABLE {schema}.{layout.monthly} DETACH PARTITION {schema}.{name} {how}"
+            async with auto.connect() as conn:
+                await conn.execute(text(detach))
+    if on_removed is not None:
+        on_removed()
+    queue = list(names)
 
     async def batch() -> tuple[int, int]:
         if not queue:
             return 0, 0
         name = queue.pop(0)
-        async with auto.connect() as conn:
-            how = "FINALIZE" if name in pending else "CONCURRENTLY"
-            await conn.execute(text(f"ALTER TABLE {parent} DETACH PARTITION {schema}.{name} {how}"))
         async with engine.begin() as conn:
-            if layout is COST:
-                await conn.execute(text(
-                    f"CREATE TRIGGER {COST_ROLLUP_TRIGGER} AFTER DELETE ON {schema}.{name} REFERENCING OLD TABLE "
-                    f"AS gone FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{COST_ROLLUP_FUNCTION}()"))
-                rows = int((await conn.execute(text(f"DELETE FROM {schema}.{name}"))).rowcount)
-            else:
+            rows = 0
+            if layout is AUDIT and count:
                 rows = int((await conn.execute(text(f"SELECT count(*) FROM {schema}.{name}"))).scalar_one())
             await conn.execute(text(f"DROP TABLE {schema}.{name}"))
         return rows, 1
 
     result = await run_batches(rule, batch, on_batch)
-    return RuleResult(result.rule, f"{result.description}; whole months dropped", result.rows, result.batches,
-                      False, f"{result.batches} partition(s) dropped")
+    counted = ", rows not counted" if layout is AUDIT and not count else ""
+    return RuleResult(result.rule, f"{result.description}; whole months dropped", result.rows + emptied,
+                      result.batches, False, f"{result.batches} partition(s) dropped{counted}")

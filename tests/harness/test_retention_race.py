@@ -1,0 +1,47 @@
+"""The retention race (issue 10) at a small size: both designs remove every expired row while the writer
+inserts, keep the warning rows, and lose no acknowledged insert."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from jedisos_db.harness import designs, retention_race
+from jedisos_db.runtime.errors import InvalidInputError, StateError
+from jedisos_db.runtime.urls import DatabaseURL
+
+pytestmark = pytest.mark.slow
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+async def results(server_url: DatabaseURL) -> list[retention_race.RaceResult]:
+    return await retention_race.compare(server_url, [designs.load("recommended"), designs.load("partitioned")],
+                                        rows=ROWS, idle_inserts=50)
+
+
+def test_each_design_removes_every_expired_row_and_nothing_else(results: list[retention_race.RaceResult]) -> None:
+    assert [(r.design, r.method) for r in results] == [("recommended", "batched-delete"),
+                                                       ("partitioned", "partition-drop")]
+    for r in results:
+        assert (r.rows, r.expired_left, r.kept_lost, r.lost) == (ROWS, 0, 0, 0), r
+
+
+def test_the_writer_inserted_before_and_during_the_removal(results: list[retention_race.RaceResult]) -> None:
+    for r in results:
+        assert r.idle.samples >= 50
+        assert r.during.samples >= 1
+        assert r.acknowledged >= r.idle.samples + r.during.samples
+        assert r.removal_s > 0
+        assert math.isfinite(r.p99_ratio)
+    assert retention_race.speedup(results[0], results[1]) > 0
+
+
+async def test_bad_sizes_are_refused(server_url: DatabaseURL) -> None:
+    with pytest.raises(InvalidInputError, match="rows"):
+        await retention_race.race(server_url, designs.load("recommended"), rows=10)
+    small = retention_race.RaceResult("a", "batched-delete", 100, 1.0, 1.0, retention_race.Latency.of([0.1, 0.2]),
+                                      retention_race.Latency.of([0.1]), 3, 0, 0, 0)
+    with pytest.raises(StateError, match="different sizes"):
+        retention_race.speedup(small, retention_race.RaceResult(**{**small.__dict__, "rows": 200}))
