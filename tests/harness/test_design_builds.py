@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
+from jedisos_db.cli.main import app
 from jedisos_db.harness import designs
 from jedisos_db.ops import catalog
 from jedisos_db.runtime import partitions
@@ -21,6 +24,7 @@ from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
+from tests.rich_tables import row_of
 
 pytestmark = pytest.mark.slow
 DAY = dt.timedelta(days=1)
@@ -147,3 +151,34 @@ async def test_retention_drops_whole_expired_months_and_keeps_what_the_rules_kee
     assert {r.date: r.call_count for r in await costs.daily_summary(user_id="r")} == before
     again = await design.purge(part_engine, "audit_logs")
     assert (again.rows, again.batches) == (0, 0)
+
+
+def test_migration_sql_is_what_the_build_ran(database_factory: DatabaseFactory) -> None:
+    """The script squawk lints: the schema changes in order, no reads, no version-table bookkeeping."""
+    part = designs.load("partitioned").migration_sql(database_factory("sql_partitioned"))
+    assert "PARTITION BY LIST (severity)" in part
+    assert part.index("CREATE TABLE jedisos.installed_tools") < part.index("PARTITION BY LIST (severity)")
+    statements = [s.strip() for s in part.split(";\n\n") if s.strip()]
+    assert not [s for s in statements if s.upper().startswith("SELECT") or VERSION_TABLE in s]
+    documented = designs.load("documented").migration_sql(database_factory("sql_documented"))
+    assert "CREATE VIEW jedisos.daily_cost_summary" in documented
+    assert "daily_cost_rollup" not in documented  # 006 stops before revision 007
+
+
+def test_the_cli_lists_designs_and_rejects_a_typo_in_one_line(tmp_path: Path, server_url: DatabaseURL) -> None:
+    mine = tmp_path / "small.toml"
+    mine.write_text('name = "small"\nextends = "recommended"\ndescription = "x"\n[server]\nmax_connections = 100\n')
+    result = CliRunner().invoke(app, ["designs", "--design", "documented", "--design", str(mine)])
+    assert result.exit_code == 0, result.output
+    assert row_of(result.output, "documented")[:5] == ["documented", "revision 006", "200", "225", "main -28"]
+    assert row_of(result.output, "small")[:5] == ["small", "revision head", "100", "118", "main -21"]
+    mine.write_text('name = "small"\nextends = "recommended"\ndescription = "x"\n[server]\nmax_conections = 100\n')
+    result = CliRunner().invoke(app, ["designs", "--design", str(mine)])
+    assert result.exit_code == 1
+    assert result.output.strip().count("\n") == 0, result.output
+    assert "server.max_conections: unknown key (did you mean 'max_connections'?)" in result.output
+    out = tmp_path / "sql"
+    result = CliRunner().invoke(app, ["designs", "--design", "recommended", "--sql", str(out), "--dsn",
+                                      server_url.libpq()], env={"JEDISOS_DB_URL": ""})
+    assert result.exit_code == 0, result.output
+    assert "CREATE TRIGGER cost_tracking_roll_up_deleted" in (out / "recommended.sql").read_text()

@@ -273,11 +273,19 @@ def retention_race_cmd(
 @app.command("designs")
 @one_line_errors
 def designs_cmd(design: Annotated[list[str] | None, typer.Option(
-        "--design", help="a built-in design or a design file (default: every built-in)")] = None) -> None:
+        "--design", help="a built-in design or a design file (default: every built-in)")] = None,
+        sql: Annotated[Path | None, typer.Option(
+            "--sql", help="also build each design in a fresh database and write the statements its migrations "
+                          "ran to DIR/<design>.sql (for squawk-cli: nox -s squawk)", show_default=False)] = None,
+        dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
     """Load and validate design files; show what each says and its connection budget margin."""
     from jedisos_db.harness import designs
 
-    render.show(out, [render.designs_table(designs.load_all(design or list(designs.builtin_names())))])
+    loaded = designs.load_all(design or list(designs.builtin_names()))
+    render.show(out, [render.designs_table(loaded)])
+    if sql is not None:
+        for path in designs.write_migration_sql(_url(dsn, data_dir), loaded, sql):
+            out.print(f"wrote {path}", highlight=False)
 
 
 @app.command("roles")

@@ -33,16 +33,17 @@ from typing import Any, Final, Literal, cast
 import jsonschema
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.harness.hindsight.embeddings import DIMENSION
-from jedisos_db.ops import budget, catalog
+from jedisos_db.ops import budget, catalog, provision
 from jedisos_db.runtime import partitions, retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError, InvalidInputError
-from jedisos_db.runtime.owners import JEDISOS_SCHEMA
+from jedisos_db.runtime.owners import JEDISOS_SCHEMA, VERSION_TABLE
 from jedisos_db.runtime.retention import RetentionRule, RuleResult
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -107,6 +108,10 @@ class Design:
     hindsight_max_connections: int | None
     banks: Literal["per-user", "shared"]
 
+    def scratch_name(self, purpose: str) -> str:
+        """The name of this design's fresh database for ``purpose`` (a race, an SQL capture)."""
+        return f"jedisos_{purpose}_{self.name.replace('-', '_')}"
+
     def budgets(self) -> dict[str, budget.BudgetVerdict]:
         """Connection budget per server: ``main`` (and ``hindsight`` when Hindsight has a server of its own)."""
         own = self.hindsight_placement == "own-server"
@@ -127,6 +132,29 @@ class Design:
                 conn.commit()
             return
         migrations.upgrade(url, self.schema.revision, versions=self.schema.versions)
+
+    def migration_sql(self, url: DatabaseURL) -> str:
+        """Build the design on the empty database at ``url`` and return the schema-changing statements it ran,
+        in order, as one SQL script (for squawk-cli): what a live database would be put through. Reads and
+        Alembic's own version-table bookkeeping are left out."""
+        if self.schema.source == "ddl":
+            assert self.schema.ddl is not None
+            self.build(url)
+            return self.schema.ddl.read_text()
+        ran: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            words = statement.lstrip().split(None, 1)
+            if words and words[0].upper() not in ("SELECT", "WITH") and VERSION_TABLE not in statement:
+                ran.append(statement.strip().rstrip(";"))
+
+        # Alembic's env.py builds its own engine, so listen on every Engine for the build's duration.
+        event.listen(Engine, "before_cursor_execute", record)
+        try:
+            self.build(url)
+        finally:
+            event.remove(Engine, "before_cursor_execute", record)
+        return "".join(f"{statement};\n\n" for statement in ran)
 
     def check_catalog(self, url: DatabaseURL) -> list[str]:
         """What in the built database contradicts the design file: each table's partitioning as the file
@@ -328,3 +356,16 @@ def load_all(designs: Sequence[str | Path]) -> list[Design]:
     if twice:
         raise ConfigError("--design", f"each design must have its own name; given twice: {', '.join(twice)}")
     return loaded
+
+
+def write_migration_sql(server_url: DatabaseURL, loaded: Sequence[Design], out_dir: Path) -> list[Path]:
+    """``out_dir/<design>.sql`` for each design: the statements its migrations run on a fresh database of
+    the server at ``server_url`` (created and dropped here), for squawk-cli (``nox -s squawk``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for design in loaded:
+        with provision.scratch_database(server_url, design.scratch_name("sql")) as url:
+            path = out_dir / f"{design.name}.sql"
+            path.write_text(f"-- {design.name}: {design.description}\n\n{design.migration_sql(url)}")
+            written.append(path)
+    return written

@@ -219,16 +219,10 @@ async def compare(server_url: DatabaseURL, designs: Sequence[Design], *, rows: i
     (created, built by the design, dropped afterwards), one after another so they never share the CPU."""
     results = []
     for design in designs:
-        name = f"jedisos_race_{design.name.replace('-', '_')}"
-        provision.drop_database(server_url, name)
-        url = provision.create_database(server_url, name)
-        try:
-            provision.bootstrap(url)
+        with provision.scratch_database(server_url, design.scratch_name("race")) as url:
             # Alembic's env.py runs its own event loop, which cannot nest in this one.
             await asyncio.to_thread(design.build, url)
             results.append(await race(url, design, rows=rows, idle_inserts=idle_inserts))
-        finally:
-            provision.drop_database(server_url, name)
     return results
 
 
