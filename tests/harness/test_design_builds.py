@@ -19,6 +19,7 @@ from jedisos_db.runtime import partitions
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import ConflictError
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
@@ -182,3 +183,18 @@ def test_the_cli_lists_designs_and_rejects_a_typo_in_one_line(tmp_path: Path, se
                                       server_url.libpq()], env={"JEDISOS_DB_URL": ""})
     assert result.exit_code == 0, result.output
     assert "CREATE TRIGGER cost_tracking_roll_up_deleted" in (out / "recommended.sql").read_text()
+
+
+async def test_a_row_no_partition_accepts_is_a_typed_error_and_nothing_is_written(part_engine: AsyncEngine) -> None:
+    """A month with no partition (none are made 5 years ahead) is refused, naming the key, by record and COPY."""
+    audit = AuditLogRepository(part_engine)
+    before = await audit.count()
+    future = dt.datetime.now(dt.UTC) + 5 * 365 * DAY
+    with pytest.raises(ConflictError) as one:
+        await audit.record(AuditEvent("login", timestamp=future))
+    with pytest.raises(ConflictError) as many:
+        await audit.record_many([AuditEvent("login"), AuditEvent("login", timestamp=future)])
+    for caught in (one, many):
+        assert caught.value.field == "timestamp", caught.value
+        assert "ensure_partitions" in caught.value.rule
+    assert await audit.count() == before

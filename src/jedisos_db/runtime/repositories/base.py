@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
@@ -29,12 +30,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
-from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+from jedisos_db.runtime.errors import (
+    ConflictError,
+    DuplicateError,
+    InvalidInputError,
+    MissingReferenceError,
+    NotFoundError,
+)
 
 ModelT = TypeVar("ModelT", bound=Base)
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
+CHECK_VIOLATION = "23514"
 
 Row = tuple[Any, ...]
 
@@ -211,8 +219,13 @@ class Repository(Generic[ModelT]):
                     rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
             raw = await conn.get_raw_connection()
             driver: Any = raw.driver_connection  # the asyncpg connection, already inside the transaction
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
-                                               columns=columns, records=rows)
+            try:
+                await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
+                                                   columns=columns, records=rows)
+            except Exception as exc:  # asyncpg's own errors: COPY does not pass through SQLAlchemy
+                if getattr(exc, "sqlstate", "").startswith("23"):
+                    raise translate_driver(exc, self.constraints) from None
+                raise
         return len(rows)
 
 
@@ -255,8 +268,23 @@ def _driver_error(exc: DBAPIError) -> BaseException | None:
 
 def translate(exc: IntegrityError, constraints: Mapping[str, str]) -> InvalidInputError:
     """Map a unique or foreign-key violation to :class:`DuplicateError` / :class:`MissingReferenceError`."""
-    cause = _driver_error(exc)
+    return translate_driver(_driver_error(exc), constraints)
+
+
+_PARTITION_KEY = re.compile(r'Partition key of the failing row contains \((?:")?([^")]+)')
+
+
+def translate_driver(cause: BaseException | None, constraints: Mapping[str, str]) -> InvalidInputError:
+    """As :func:`translate`, from the driver's own exception (a ``COPY`` through asyncpg raises those).
+
+    A row no partition accepts (a partitioned design, e.g. a month not created yet) names the partition key.
+    """
     sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate == CHECK_VIOLATION and "no partition" in str(cause):
+        key = _PARTITION_KEY.search(getattr(cause, "detail", None) or "")
+        return ConflictError(key[1] if key else "partition key",
+                                 f"no partition accepts this value ({cause}); create it first "
+                                 "(jedisos_db.runtime.partitions.ensure_partitions)")
     constraint = getattr(cause, "constraint_name", None) or "?"
     field = constraints.get(constraint, constraint)
     detail = (getattr(cause, "detail", None) or "").strip()
