@@ -198,3 +198,8 @@ async def test_a_row_no_partition_accepts_is_a_typed_error_and_nothing_is_writte
         assert caught.value.field == "timestamp", caught.value
         assert "ensure_partitions" in caught.value.rule
     assert await audit.count() == before
+
+
+def test_the_partitioned_chain_continues_ours_and_leaves_it_unchanged() -> None:
+    assert migrations.head(versions=designs.load("partitioned").schema.versions) == "p010"
+    assert migrations.head() == "009"

@@ -215,7 +215,7 @@ def race_results(results: Sequence[retention_race.RaceResult]) -> list[Renderabl
         faster = f"{base.removal_s / r.removal_s:.1f}" if base is not None else ""
         row(t, r.design, r.method, r.rows, f"{r.removal_s:.3f}", faster, f"{r.purge_s:.3f}",
             f"{r.idle.p50_ms:.1f} / {r.idle.p99_ms:.1f}", f"{r.during.p50_ms:.1f} / {r.during.p99_ms:.1f}",
-            r.during.samples, f"{r.p99_ratio:.2f}", r.acknowledged, r.lost, r.expired_left, r.kept_lost)
+            len(r.during.samples), f"{r.p99_ratio:.2f}", r.acknowledged, r.lost, r.expired_left, r.kept_lost)
     return [t, Text("removal: until no query sees the expired rows; whole purge: until the purge returned "
                     "(a partition drop then also dropped the detached months). p99 over fewer than 100 inserts is "
                     "their maximum: read 'during n' with it.")]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.harness.designs import Design
+from jedisos_db.harness.latency import Samples
 from jedisos_db.ops import provision
 from jedisos_db.runtime import partitions
 from jedisos_db.runtime.db.engine import create_engine
@@ -48,21 +48,6 @@ WAIT: Final = 600.0
 
 
 @dataclass(frozen=True)
-class Latency:
-    samples: int
-    p50_ms: float
-    p99_ms: float
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Latency:
-        if len(seconds) < 2:
-            only = seconds[0] * 1000 if seconds else float("nan")
-            return cls(len(seconds), only, only)
-        cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-        return cls(len(seconds), cuts[49] * 1000, cuts[98] * 1000)
-
-
-@dataclass(frozen=True)
 class RaceResult:
     design: str
     method: str
@@ -72,8 +57,10 @@ class RaceResult:
     """From the start until the expired rows are out of the table (no query sees them any more)."""
     purge_s: float
     """The whole purge: a partition drop also drops the detached months (their disk space goes back)."""
-    idle: Latency
-    during: Latency
+    idle: Samples
+    """The writer's insert times just before the removal."""
+    during: Samples
+    """Its insert times while the purge ran."""
     acknowledged: int
     """Inserts the writer got an id back for."""
     lost: int
@@ -205,7 +192,7 @@ async def race(url: DatabaseURL, design: Design, *, rows: int, idle_inserts: int
         return RaceResult(
             design=design.name, method=design.retention[AUDIT_RULE.name].method, rows=rows,
             removal_s=removed_at[0] - began, purge_s=finished - began,
-            idle=Latency.of(writer.idle), during=Latency.of(writer.during),
+            idle=Samples(writer.idle), during=Samples(writer.during),
             acknowledged=len(acked), lost=len(acked) - present,
             expired_left=await _scalar(engine, expired_sql, sev=purged, **span),
             kept_lost=kept_before - await _scalar(engine, expired_sql, sev=kept, **span))
