@@ -7,11 +7,14 @@ import dataclasses
 import math
 
 import pytest
+from typer.testing import CliRunner
 
+from jedisos_db.cli.main import app
 from jedisos_db.harness import designs, retention_race
 from jedisos_db.harness.latency import Samples
 from jedisos_db.runtime.errors import InvalidInputError, StateError
 from jedisos_db.runtime.urls import DatabaseURL
+from tests.rich_tables import row_of
 
 pytestmark = pytest.mark.slow
 ROWS = 20_000
@@ -54,3 +57,12 @@ def test_quantiles_are_nearest_rank() -> None:
     assert (hundred.p50_ms, hundred.p99_ms) == pytest.approx((50.0, 99.0))
     assert Samples([0.001, 0.005, 0.002]).p99_ms == pytest.approx(5.0)  # under 100 samples: the maximum
     assert math.isnan(Samples([]).p50_ms)
+
+
+def test_the_cli_prints_the_race_side_by_side(server_url: DatabaseURL) -> None:
+    result = CliRunner().invoke(app, ["retention", "race", "--design", "recommended", "--rows", "1000",
+                                      "--idle-inserts", "10", "--dsn", server_url.libpq()], env={"JEDISOS_DB_URL": ""})
+    assert result.exit_code == 0, result.output
+    cells = row_of(result.output, "recommended")
+    assert cells[:3] == ["recommended", "batched-delete", "1000"]
+    assert cells[-3:] == ["0", "0", "0"]  # lost, left, kept lost
