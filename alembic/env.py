@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from alembic import context
@@ -40,23 +41,30 @@ def _include_name_for(default_schema: str | None) -> Any:
     return include_name
 
 
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any,
+                   partitions: frozenset[str] = frozenset()) -> bool:
     if type_ == "table":
         if name == VERSION_TABLE:
             return False
         if getattr(obj, "info", {}).get("is_view") == VIEW_INFO["is_view"]:
             return False
-    return True
+    # A design's partitions (alembic/variants/partitioned) are storage of a modelled parent, not models.
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not (reflected and table in partitions)
 
 
-def _configure(default_schema: str | None = None, **kwargs: Any) -> None:
+PARTITIONS_SQL = f"""SELECT c.relname FROM pg_class c
+                     WHERE c.relispartition AND c.relnamespace = to_regnamespace('{SCHEMA}')"""
+
+
+def _configure(default_schema: str | None = None, partitions: frozenset[str] = frozenset(), **kwargs: Any) -> None:
     context.configure(
         target_metadata=config.attributes.get("target_metadata") or target_metadata,
         version_table=VERSION_TABLE,
         version_table_schema=SCHEMA,
         include_schemas=True,
         include_name=_include_name_for(default_schema),
-        include_object=include_object,
+        include_object=functools.partial(include_object, partitions=partitions),
         compare_type=True,
         compare_server_default=True,
         # migrations.upgrade() counts the steps that ran, to name the one that failed.
@@ -66,7 +74,8 @@ def _configure(default_schema: str | None = None, **kwargs: Any) -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    _configure(default_schema=connection.dialect.default_schema_name, connection=connection)
+    partitions = frozenset(str(n) for n in connection.execute(text(PARTITIONS_SQL)).scalars())
+    _configure(default_schema=connection.dialect.default_schema_name, partitions=partitions, connection=connection)
     with context.begin_transaction():
         # Taken before Alembic reads the version table: a second process waits here and
         # then finds the revisions already applied.

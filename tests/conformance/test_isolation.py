@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from jedisos_db.harness.verify.plugin import ClaimRecorder
+from jedisos_db.ops import catalog
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
@@ -93,15 +94,7 @@ def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
 @pytest.mark.claim("S1-schema-per-owner", "S1-vector-once")
 def test_public_holds_extensions_only(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1 "pgvector 확장": public holds the shared extensions and nothing else."""
-    loose = _rows(stack.url, """
-        SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
-        UNION ALL
-        SELECT 'function', p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
-        UNION ALL
-        SELECT 'type', t.typname FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace
-          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (t.oid, t.typelem) AND d.deptype = 'e')""")
+    loose = catalog.loose_in_public(stack.url)
     assert not loose, f"public holds non-extension objects: {loose}"
     exts = {str(r[0]) for r in _rows(stack.url, "SELECT e.extname FROM pg_extension e "
                                                 "WHERE e.extnamespace = 'public'::regnamespace")}

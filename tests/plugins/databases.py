@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.harness import designs
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.engine import create_engine
@@ -53,11 +54,29 @@ def database_factory(server_url: DatabaseURL) -> Iterator[DatabaseFactory]:
         provision.drop_database(server_url, name)
 
 
+DESIGN_OPTION = "--design"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("jedisos-db").addoption(
+        DESIGN_OPTION, default=None,
+        help="build the migrated test databases with this design (a built-in name or a design file, "
+             "jedisos_db.harness.designs) instead of head: the same tests, judged on another design")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"jedisos-db design: {config.getoption(DESIGN_OPTION) or 'head (recommended)'}"
+
+
 @pytest.fixture(scope="session")
-def template_db(database_factory: DatabaseFactory) -> str:
-    """Name of a database migrated to head; clone it, never write to it."""
+def template_db(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> str:
+    """Name of a database migrated to head (or built by ``--design``); clone it, never write to it."""
     url = database_factory("template")
-    migrations.upgrade(url)
+    design = request.config.getoption(DESIGN_OPTION)
+    if design:
+        designs.load(design).build(url)
+    else:
+        migrations.upgrade(url)
     return url.database
 
 

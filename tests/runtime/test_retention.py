@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
-# Design §7, verbatim.
-DESIGN_COST_RETENTION = "DELETE FROM jedisos.cost_tracking WHERE timestamp < NOW() - INTERVAL '365 days'"
+DESIGN_COST_RETENTION = retention.DOCUMENTED_SQL[retention.COST_RULE.name]
 
 
 def cost(at: dt.datetime, usd: str = "0.010000", user: str | None = "u1", latency: int | None = 100) -> CostEvent:

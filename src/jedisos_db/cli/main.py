@@ -246,6 +246,48 @@ def retention_run(
     render.show(out, [render.retention_report(report)])
 
 
+DesignOption = Annotated[list[str], typer.Option(
+    "--design", help="a built-in design (documented, recommended, partitioned, openai-1536, split-hindsight) "
+                     "or a design file; repeat for several")]
+
+
+@retention_app.command("race")
+@one_line_errors
+def retention_race_cmd(
+    design: DesignOption,
+    rows: Annotated[int, typer.Option(help="expired audit rows to fill and remove")] = 1_000_000,
+    idle_inserts: Annotated[int, typer.Option(help="timed inserts before the removal starts")] = 300,
+    dsn: DsnOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Remove ROWS expired audit rows each design's way while one writer inserts (a fresh database per design
+    on the server, dropped afterwards): removal time, insert p50/p99 during vs idle, acknowledged rows lost."""
+    from jedisos_db.harness import designs, retention_race
+
+    loaded = designs.load_all(design)
+    url = _url(dsn, data_dir)
+    results = asyncio.run(retention_race.compare(url, loaded, rows=rows, idle_inserts=idle_inserts))
+    render.show(out, render.race_results(results))
+
+
+@app.command("designs")
+@one_line_errors
+def designs_cmd(design: Annotated[list[str] | None, typer.Option(
+        "--design", help="a built-in design or a design file (default: every built-in)")] = None,
+        sql: Annotated[Path | None, typer.Option(
+            "--sql", help="also build each design in a fresh database and write the statements its migrations "
+                          "ran to DIR/<design>.sql (for squawk-cli: nox -s squawk)", show_default=False)] = None,
+        dsn: DsnOption = None, data_dir: DataDirOption = None) -> None:
+    """Load and validate design files; show what each says and its connection budget margin."""
+    from jedisos_db.harness import designs
+
+    loaded = designs.load_all(design or list(designs.builtin_names()))
+    render.show(out, [render.designs_table(loaded)])
+    if sql is not None:
+        for path in designs.write_migration_sql(_url(dsn, data_dir), loaded, sql):
+            out.print(f"wrote {path}", highlight=False)
+
+
 @app.command("roles")
 @one_line_errors
 def roles_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,

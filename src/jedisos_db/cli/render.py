@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:  # the harness modules need optional extras (numpy, langgraph): imported where used
-    from jedisos_db.harness import pools, vectorbench
+    from jedisos_db.harness import designs, pools, retention_race, vectorbench
     from jedisos_db.harness.capacity import CapacityReport
     from jedisos_db.ops import backup, budget, provision, startup
     from jedisos_db.runtime import retention
@@ -186,3 +186,36 @@ def vectorbench_results(results: Sequence[vectorbench.SuiteResult],
             row(filtered, r.kind, r.rows, f.iterative_scan, f.ef_search, f"{f.recall:.3f}", f"{f.mean_returned:.1f}",
                 f"{f.qps_1:.0f}", f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", f.plan)
     return [*out, sweep, filtered]
+
+
+def designs_table(loaded: Sequence[designs.Design]) -> Table:
+    """One row per design: what its file says, and its connection budget margin per server."""
+    t = table("design", "jedisos schema", "max_conn", "pool demand", "margin", "embedding", "retention",
+              "hindsight", title="designs", numeric=(2, 3, 4, 5))
+    for d in loaded:
+        source = d.schema.source if d.schema.source == "ddl" else f"revision {d.schema.revision}"
+        if d.schema.partitioned:
+            source += f", partitioned: {', '.join(d.schema.partitioned)}"
+        budgets = d.budgets()
+        demand = " / ".join(f"{v.demand}" for v in budgets.values())
+        margin = " / ".join(f"{name} {v.headroom:+d}" for name, v in budgets.items())
+        methods = ", ".join(f"{rule}: {spec.method}" for rule, spec in d.retention.items())
+        row(t, d.name, source, d.max_connections, demand, margin, d.embedding_dim, methods,
+            f"{d.hindsight_placement}, banks {d.banks}")
+    return t
+
+
+def race_results(results: Sequence[retention_race.RaceResult]) -> list[RenderableType]:
+    """The retention race side by side; × is against the first design."""
+    t = table("design", "method", "expired rows", "removal s", "x faster", "whole purge s", "idle p50/p99 ms",
+              "during p50/p99 ms", "during n", "p99 x idle", "acked", "lost", "left", "kept lost",
+              numeric=range(2, 14), title="removing expired audit rows while one writer inserts")
+    base = results[0] if results else None
+    for r in results:
+        faster = f"{base.removal_s / r.removal_s:.1f}" if base is not None else ""
+        row(t, r.design, r.method, r.rows, f"{r.removal_s:.3f}", faster, f"{r.purge_s:.3f}",
+            f"{r.idle.p50_ms:.1f} / {r.idle.p99_ms:.1f}", f"{r.during.p50_ms:.1f} / {r.during.p99_ms:.1f}",
+            len(r.during.samples), f"{r.p99_ratio:.2f}", r.acknowledged, r.lost, r.expired_left, r.kept_lost)
+    return [t, Text("removal: until no query sees the expired rows; whole purge: until the purge returned "
+                    "(a partition drop then also dropped the detached months). p99 over fewer than 100 inserts is "
+                    "their maximum: read 'during n' with it.")]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ from langchain_core.runnables import RunnableConfig
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.harness.latency import Quantiles
 from jedisos_db.ops import provision
 from jedisos_db.runtime import checkpointer, urls
 from jedisos_db.runtime.db import migrations, models
@@ -86,25 +86,11 @@ class Saturation:
 
 
 @dataclass(frozen=True)
-class Latency:
+class Latency(Quantiles):
     probe: str
     condition: str
     samples: list[float]
     errors: list[str] = field(default_factory=list)
-
-    def quantile(self, q: float) -> float:
-        ordered = sorted(self.samples)
-        if not ordered:
-            return math.nan
-        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-    @property
-    def p50_ms(self) -> float:
-        return self.quantile(0.50) * 1000
-
-    @property
-    def p99_ms(self) -> float:
-        return self.quantile(0.99) * 1000
 
 
 @dataclass

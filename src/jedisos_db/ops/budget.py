@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.owners import Owner
 from jedisos_db.runtime.urls import DatabaseURL
 
 # Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100, and a
@@ -40,6 +41,8 @@ class PoolDemand:
     max_per_process: int
     processes: int = 1
     source: str = ""
+    owner: Owner | None = None
+    """The schema owner whose pool this is (a design may put Hindsight's on a server of its own)."""
 
     def __post_init__(self) -> None:
         if self.max_per_process < 0:
@@ -91,17 +94,23 @@ def connection_budget(pools: Sequence[PoolDemand], *, max_connections: int,
 def design_pools(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
                  hindsight_pool_max: int = HINDSIGHT_POOL_MAX,
                  hindsight_read_pool_max: int = HINDSIGHT_READ_POOL_MAX,
-                 langgraph_max: int = DESIGN_LANGGRAPH_MAX) -> list[PoolDemand]:
+                 langgraph_max: int = DESIGN_LANGGRAPH_MAX, langgraph_processes: int | None = None,
+                 jedisos_pool_size: int = DESIGN_JEDISOS_POOL_SIZE,
+                 jedisos_max_overflow: int = DESIGN_JEDISOS_MAX_OVERFLOW) -> list[PoolDemand]:
     """The design's deployment: one Hindsight server process, JediSOS processes each holding a
-    LangGraph pool and a SQLAlchemy engine (design §1), with Hindsight's real default pools."""
+    LangGraph pool and a SQLAlchemy engine (design §1), with Hindsight's real default pools.
+    Every size can be changed (a design file does); LangGraph runs in every JediSOS process unless told."""
     return [
         PoolDemand("hindsight asyncpg pool", hindsight_pool_max, hindsight_processes,
-                   "HINDSIGHT_API_DB_POOL_MAX_SIZE (default 100)"),
+                   f"HINDSIGHT_API_DB_POOL_MAX_SIZE (default {HINDSIGHT_POOL_MAX})", "hindsight"),
         PoolDemand("hindsight asyncpg read pool", hindsight_read_pool_max, hindsight_processes,
-                   "HINDSIGHT_API_READ_DB_POOL_MAX_SIZE (default 100)"),
-        PoolDemand("langgraph psycopg pool", langgraph_max, jedisos_processes, "design §1 max_size"),
-        PoolDemand("jedisos sqlalchemy engine", DESIGN_JEDISOS_POOL_SIZE + DESIGN_JEDISOS_MAX_OVERFLOW,
-                   jedisos_processes, "design §1 pool_size 5 + max_overflow 10"),
+                   f"HINDSIGHT_API_READ_DB_POOL_MAX_SIZE (default {HINDSIGHT_READ_POOL_MAX})", "hindsight"),
+        PoolDemand("langgraph psycopg pool", langgraph_max,
+                   jedisos_processes if langgraph_processes is None else langgraph_processes,
+                   f"max_size (design §1: {DESIGN_LANGGRAPH_MAX})", "langgraph"),
+        PoolDemand("jedisos sqlalchemy engine", jedisos_pool_size + jedisos_max_overflow, jedisos_processes,
+                   f"pool_size {jedisos_pool_size} + max_overflow {jedisos_max_overflow} "
+                   f"(design §1: {DESIGN_JEDISOS_POOL_SIZE} + {DESIGN_JEDISOS_MAX_OVERFLOW})", "jedisos"),
     ]
 
 

@@ -164,3 +164,22 @@ def diff(expected: Snapshot, actual: Snapshot) -> CatalogDiff:
         elif expected[key] != actual[key]:
             changes.append(Change(kind, name, "changed", expected=expected[key], actual=actual[key]))
     return CatalogDiff(changes)
+
+
+LOOSE_IN_PUBLIC = """
+    SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'function', p.proname FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+    UNION ALL
+    SELECT 'type', t.typname FROM pg_type t WHERE t.typnamespace = 'public'::regnamespace
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid IN (t.oid, t.typelem) AND d.deptype = 'e')
+"""
+
+
+def loose_in_public(url: DatabaseURL) -> list[tuple[str, str]]:
+    """(kind, name) of every relation, function or type in ``public`` that no extension owns (design §1:
+    public holds the shared extensions and nothing else)."""
+    with connect(url) as conn:
+        return [(str(kind), str(name)) for kind, name in conn.execute(LOOSE_IN_PUBLIC).fetchall()]

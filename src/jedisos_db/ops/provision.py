@@ -514,3 +514,16 @@ def ensure_database(url: DatabaseURL, name: str) -> DatabaseURL:
 def drop_database(url: DatabaseURL, name: str) -> None:
     with connect(url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def scratch_database(url: DatabaseURL, name: str) -> Iterator[DatabaseURL]:
+    """A fresh database ``name`` (``vector`` and the jedisos schema, no tables) on the server of ``url``,
+    dropped when the block ends; a leftover of an interrupted run is dropped first."""
+    drop_database(url, name)
+    scratch = create_database(url, name)
+    try:
+        bootstrap(scratch)
+        yield scratch
+    finally:
+        drop_database(url, name)

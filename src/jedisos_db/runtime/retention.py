@@ -102,13 +102,24 @@ BatchHook = Callable[[str, int], Awaitable[None] | None]
 """Called after each committed batch with (rule, rows); tests use it to simulate a crash."""
 
 
-def _purged_severities() -> str:
+def _purged_severities(rule: RetentionRule = AUDIT_RULE) -> str:
     # Literals, not a parameter: the planner sees the same predicate on every batch. The values
-    # are the policy's constants (documented severities, tested), never caller input.
-    return ", ".join(f"'{severity}'" for severity in AUDIT_RULE.only_severities)
+    # are checked documented severities, never free caller input.
+    for severity in rule.only_severities:
+        validation.choice("only_severities", severity, validation.SEVERITIES, required=True)
+    return ", ".join(f"'{severity}'" for severity in rule.only_severities)
 
 
-def audit_delete_sql(schema: str) -> str:
+DOCUMENTED_SQL: Final = {
+    AUDIT_RULE.name: ("DELETE FROM jedisos.audit_logs\nWHERE timestamp < NOW() - INTERVAL '90 days'\n"
+                      "  AND severity IN ('debug', 'info');"),
+    COST_RULE.name: "DELETE FROM jedisos.cost_tracking\nWHERE timestamp < NOW() - INTERVAL '365 days';",
+}
+"""Design §7's retention SQL exactly as written (one unbatched statement per table); the ``documented``
+design runs these, and the tests show what they get wrong."""
+
+
+def audit_delete_sql(schema: str, rule: RetentionRule = AUDIT_RULE) -> str:
     """One batch: the oldest ``:batch`` purgeable rows at or after ``:after``; returns (rows, newest).
 
     ORDER BY timestamp + LIMIT walks idx_audit_timestamp from the oldest end and stops early, and
@@ -120,7 +131,7 @@ def audit_delete_sql(schema: str) -> str:
         WITH gone AS (
             DELETE FROM {schema}.audit_logs WHERE id = ANY(ARRAY(
                 SELECT id FROM {schema}.audit_logs
-                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ({_purged_severities()})
+                WHERE "timestamp" < :cutoff AND "timestamp" >= :after AND severity IN ({_purged_severities(rule)})
                 ORDER BY "timestamp" LIMIT :batch))
             RETURNING "timestamp"
         )
@@ -128,9 +139,9 @@ def audit_delete_sql(schema: str) -> str:
     """
 
 
-def audit_count_sql(schema: str) -> str:
+def audit_count_sql(schema: str, rule: RetentionRule = AUDIT_RULE) -> str:
     return f"""SELECT count(*) FROM {schema}.audit_logs
-               WHERE "timestamp" < :cutoff AND severity IN ({_purged_severities()})"""
+               WHERE "timestamp" < :cutoff AND severity IN ({_purged_severities(rule)})"""
 
 
 def cost_delete_sql(schema: str) -> str:
@@ -181,7 +192,7 @@ Batch = Callable[[], Awaitable[tuple[int, int]]]
 """One transaction of a rule: (rows it removed, rows it went through); a batch that went through none ends it."""
 
 
-async def _in_batches(rule: RetentionRule, batch: Batch, on_batch: BatchHook | None) -> RuleResult:
+async def run_batches(rule: RetentionRule, batch: Batch, on_batch: BatchHook | None) -> RuleResult:
     """Run ``batch`` until it goes through nothing; the result counts the rows removed."""
     total = batches = 0
     while True:
@@ -195,33 +206,37 @@ async def _in_batches(rule: RetentionRule, batch: Batch, on_batch: BatchHook | N
 
 
 async def purge_audit_logs(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
-                           batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
-    """Delete ``debug``/``info`` audit rows older than 90 days, ``batch_size`` per transaction."""
-    cutoff = await _cutoff(engine, AUDIT_RULE, now, batch_size)
+                           batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None,
+                           rule: RetentionRule = AUDIT_RULE) -> RuleResult:
+    """Delete ``debug``/``info`` audit rows older than 90 days (``rule``: a design's own window),
+    ``batch_size`` per transaction."""
+    cutoff = await _cutoff(engine, rule, now, batch_size)
     schema = schema_of(engine)
     if dry_run:
-        return RuleResult(AUDIT_RULE.name, AUDIT_RULE.description,
-                          await _count(engine, audit_count_sql(schema), cutoff), 0, True)
+        return RuleResult(rule.name, rule.description,
+                          await _count(engine, audit_count_sql(schema, rule), cutoff), 0, True)
     after = EARLIEST
 
     async def batch() -> tuple[int, int]:
         nonlocal after  # keyset: the next batch starts past the newest row this one deleted
         async with engine.begin() as conn:
-            deleted, newest = (await conn.execute(text(audit_delete_sql(schema)),
+            deleted, newest = (await conn.execute(text(audit_delete_sql(schema, rule)),
                                                   {"cutoff": cutoff, "after": after, "batch": batch_size})).one()
         after = newest if deleted else after
         return int(deleted), int(deleted)
 
-    return await _in_batches(AUDIT_RULE, batch, on_batch)
+    return await run_batches(rule, batch, on_batch)
 
 
 async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None = None, dry_run: bool = False,
-                                batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None) -> RuleResult:
-    """Delete ``cost_tracking`` rows older than 365 days (batches); revision 009's trigger rolls them up."""
-    cutoff = await _cutoff(engine, COST_RULE, now, batch_size)
+                                batch_size: int = DEFAULT_BATCH, on_batch: BatchHook | None = None,
+                                rule: RetentionRule = COST_RULE) -> RuleResult:
+    """Delete ``cost_tracking`` rows older than 365 days (``rule``: a design's own window), in batches;
+    revision 009's trigger rolls them up."""
+    cutoff = await _cutoff(engine, rule, now, batch_size)
     schema = schema_of(engine)
     if dry_run:
-        return RuleResult(COST_RULE.name, COST_RULE.description,
+        return RuleResult(rule.name, rule.description,
                           await _count(engine, cost_count_sql(schema), cutoff), 0, True)
     async with engine.connect() as conn:
         guarded = (await conn.execute(text(ROLLUP_TRIGGER_SQL),
@@ -237,7 +252,7 @@ async def roll_up_cost_tracking(engine: AsyncEngine, *, now: dt.datetime | None 
                                               {"cutoff": cutoff, "batch": batch_size})).rowcount)
         return deleted, deleted
 
-    return await _in_batches(COST_RULE, batch, on_batch)
+    return await run_batches(rule, batch, on_batch)
 
 
 async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | None, *,
@@ -268,7 +283,7 @@ async def purge_idle_threads(engine: AsyncEngine, checkpointer: Checkpointer | N
         forgotten = await registry.forget(ids, idle_before=cutoff) if ids else 0
         return forgotten, len(ids)
 
-    return await _in_batches(THREAD_RULE, batch, on_batch)
+    return await run_batches(THREAD_RULE, batch, on_batch)
 
 
 async def run(engine: AsyncEngine, *, checkpointer: Checkpointer | None = None, dry_run: bool = False,

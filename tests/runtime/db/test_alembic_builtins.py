@@ -1,4 +1,5 @@
-"""pytest-alembic's built-in checks, on the async (asyncpg) engine the application uses."""
+"""pytest-alembic's built-in checks, on the async (asyncpg) engine the application uses, for our chain and
+for the partitioned design's (issue 10: a design's own migrations are checked like ours)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pytest_alembic.tests import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
+from jedisos_db.harness import designs
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.urls import DatabaseURL
@@ -27,9 +29,11 @@ __all__ = [
 ]
 
 
-@pytest.fixture
-def alembic_config() -> Config:
-    return migrations.alembic_config()
+@pytest.fixture(params=["head", "partitioned"])
+def alembic_config(request: pytest.FixtureRequest) -> Config:
+    """Our chain (001-009), and the partitioned design's, which continues it from its own directory (p010)."""
+    versions = designs.load(request.param).schema.versions if request.param != "head" else ()
+    return migrations.alembic_config(versions=versions)
 
 
 @pytest.fixture

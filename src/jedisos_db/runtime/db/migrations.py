@@ -6,6 +6,8 @@ wheel as ``jedisos_db/alembic``; :func:`script_location` finds whichever exists.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,20 @@ def script_location() -> Path:
     raise MigrationError(f"no Alembic scripts found next to {here}; reinstall jedisos-db")
 
 
-def alembic_config(url: DatabaseURL | None = None) -> Config:
+def alembic_config(url: DatabaseURL | None = None, *, versions: Sequence[Path] = ()) -> Config:
     """An Alembic config for ``url``; env.py reads the URL from ``config.attributes``.
 
     Without ``url``, env.py takes the environment's (``JEDISOS_DB_URL`` or ``POSTGRES_*``).
+    ``versions`` adds directories of a design's own revisions (e.g. ``alembic/variants/partitioned``)
+    after ours: they continue the chain from one of our revisions, which stays unchanged without them.
     """
     cfg = Config()
-    cfg.set_main_option("script_location", str(script_location()))
+    location = script_location()
+    cfg.set_main_option("script_location", str(location))
+    if versions:
+        cfg.set_main_option("path_separator", "os")
+        cfg.set_main_option("version_locations",
+                            os.pathsep.join(str(p) for p in (location / "versions", *versions)))
     cfg.set_main_option("version_table", VERSION_TABLE)
     cfg.set_main_option("version_table_schema", SCHEMA)
     if url is not None:
@@ -45,19 +54,19 @@ def alembic_config(url: DatabaseURL | None = None) -> Config:
     return cfg
 
 
-def upgrade(url: DatabaseURL, revision: str = "head") -> None:
+def upgrade(url: DatabaseURL, revision: str = "head", *, versions: Sequence[Path] = ()) -> None:
     """Bring the schema to ``revision``, all or nothing: a revision that fails is named in a
     :class:`MigrationError` saying the schema is unchanged (env.py runs every step in one transaction)."""
-    _run(url, revision, upgrading=True)
+    _run(url, revision, upgrading=True, versions=versions)
 
 
-def downgrade(url: DatabaseURL, revision: str) -> None:
+def downgrade(url: DatabaseURL, revision: str, *, versions: Sequence[Path] = ()) -> None:
     """Take the schema back to ``revision``; fails like :func:`upgrade`."""
-    _run(url, revision, upgrading=False)
+    _run(url, revision, upgrading=False, versions=versions)
 
 
-def _run(url: DatabaseURL, target: str, *, upgrading: bool) -> None:
-    cfg = alembic_config(url)
+def _run(url: DatabaseURL, target: str, *, upgrading: bool, versions: Sequence[Path]) -> None:
+    cfg = alembic_config(url, versions=versions)
     done: list[str] = []
 
     def applied(*, step: Any, **_: Any) -> None:
@@ -147,8 +156,8 @@ def history() -> list[Revision]:
     return out
 
 
-def head() -> str:
-    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+def head(*, versions: Sequence[Path] = ()) -> str:
+    heads = ScriptDirectory.from_config(alembic_config(versions=versions)).get_heads()
     if len(heads) != 1:
         raise MigrationError(f"expected one head revision, found {len(heads)}: {heads}")
     return heads[0]

@@ -304,6 +304,8 @@ class DailyCostRollup(Base):
 COST_ROLLUP_TRIGGER: Final = "cost_tracking_roll_up_deleted"
 """Revision 009: the statement-level AFTER DELETE trigger on cost_tracking that adds every deleted row
 to ``daily_cost_rollup`` (retention only deletes, and refuses to when the trigger is missing)."""
+COST_ROLLUP_FUNCTION: Final = "roll_up_deleted_costs"
+"""Revision 009: the function that trigger runs (it reads the deleted rows as the transition table ``gone``)."""
 
 
 class LangGraphThread(Base):

@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
@@ -32,13 +33,23 @@ from sqlalchemy.util import greenlet_spawn
 from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
-from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+from jedisos_db.runtime.errors import (
+    ConflictError,
+    DuplicateError,
+    InvalidInputError,
+    JedisosDBError,
+    MissingReferenceError,
+    NotFoundError,
+)
 from jedisos_db.runtime.repositories.validation import uuid_value
 
 ModelT = TypeVar("ModelT", bound=Base)
 
 UNIQUE_VIOLATION = "23505"
 FOREIGN_KEY_VIOLATION = "23503"
+CHECK_VIOLATION = "23514"
+INTEGRITY_CLASS = "23"
+"""SQLSTATE class 23: integrity constraint violations."""
 
 Row = tuple[Any, ...]
 
@@ -204,6 +215,19 @@ class Repository(Generic[ModelT]):
         async with self._transaction(session) as s:
             return (await s.execute(insert(self.model).values(values).returning(primary))).scalar_one()
 
+    @contextlib.contextmanager
+    def _violations(self) -> Iterator[None]:
+        """A constraint violation asyncpg raises itself (``COPY``, the prepared ``INSERT``: no SQLAlchemy in
+        between) as the same typed error :func:`translate` gives."""
+        try:
+            yield
+        except JedisosDBError:
+            raise
+        except Exception as exc:
+            if str(getattr(exc, "sqlstate", None) or "").startswith(INTEGRITY_CLASS):
+                raise translate_driver(exc, self.constraints) from None
+            raise
+
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
         """A pooled asyncpg connection outside any transaction (each statement commits on its own).
@@ -219,7 +243,8 @@ class Repository(Generic[ModelT]):
             # SQLAlchemy never sees the raw driver's errors: a fault here is translated, and the connection
             # closed so the pool's checkout check replaces it.
             async with faults.translating(target, "writing", driver=raw.driver_connection):
-                yield raw.driver_connection
+                with self._violations():
+                    yield raw.driver_connection
         finally:
             await greenlet_spawn(raw.close)
 
@@ -235,7 +260,8 @@ class Repository(Generic[ModelT]):
                 raw = await conn.get_raw_connection()
                 async with faults.translating(faults.target_of(self._engine), "copying rows",
                                               driver=raw.driver_connection):
-                    return await self._copy(raw.driver_connection, rows, in_transaction=True)
+                    with self._violations():
+                        return await self._copy(raw.driver_connection, rows, in_transaction=True)
         async with self._driver() as driver:
             return await self._copy(driver, rows, in_transaction=False)
 
@@ -328,8 +354,24 @@ def _driver_error(exc: DBAPIError) -> BaseException | None:
 
 def translate(exc: IntegrityError, constraints: Mapping[str, str]) -> InvalidInputError:
     """Map a unique or foreign-key violation to :class:`DuplicateError` / :class:`MissingReferenceError`."""
-    cause = _driver_error(exc)
+    return translate_driver(_driver_error(exc), constraints)
+
+
+_PARTITION_KEY = re.compile(r'Partition key of the failing row contains \((?:")?([^")]+)')
+
+
+def translate_driver(cause: BaseException | None, constraints: Mapping[str, str]) -> InvalidInputError:
+    """As :func:`translate`, from the driver's own exception.
+
+    A row no partition accepts (a partitioned design, e.g. a month not created yet) is a conflict with the
+    table's state, naming the partition key.
+    """
     sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate == CHECK_VIOLATION and "no partition" in str(cause):
+        key = _PARTITION_KEY.search(getattr(cause, "detail", None) or "")
+        return ConflictError(key[1] if key else "partition key",
+                             f"no partition accepts this value ({cause}); create it first "
+                             "(jedisos_db.runtime.partitions.ensure_partitions)")
     constraint = getattr(cause, "constraint_name", None) or "?"
     field = constraints.get(constraint, constraint)
     detail = (getattr(cause, "detail", None) or "").strip()

@@ -1,0 +1,33 @@
+"""Timed samples and their quantiles: one definition of p50/p99 for every probe that reports them
+(the pool-independence probe, the retention race)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+class Quantiles:
+    """Nearest-rank quantiles over ``samples`` (seconds), reported in milliseconds. With fewer than 100
+    samples, p99 is their maximum."""
+
+    samples: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        if not ordered:
+            return math.nan
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    @property
+    def p50_ms(self) -> float:
+        return self.quantile(0.50) * 1000
+
+    @property
+    def p99_ms(self) -> float:
+        return self.quantile(0.99) * 1000
+
+
+@dataclass(frozen=True)
+class Samples(Quantiles):
+    samples: list[float]
