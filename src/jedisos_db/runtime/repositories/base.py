@@ -20,18 +20,19 @@ import functools
 import operator
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import Column, DateTime, Table, Text, delete, func, insert, literal, select, update
+from sqlalchemy import Column, DateTime, Table, Text, delete, func, literal, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from jedisos_db.runtime.db.engine import schema_of
-from jedisos_db.runtime.db.models import Base
+from jedisos_db.runtime.db.models import IDEMPOTENCY_KEY, KEYED, Base
 from jedisos_db.runtime.errors import (
     DatabaseUnavailableError,
     DuplicateError,
@@ -179,7 +180,7 @@ class Repository(Generic[ModelT]):
 
     async def _delete(self, key: Any, *, by: str = "id", session: AsyncSession | None = None) -> bool:
         """``DELETE ... RETURNING``: True when a row was deleted."""
-        primary = next(iter(_table(self.model).primary_key.columns))
+        primary = _primary(self.model)
         stmt = delete(self.model).where(self._where(key, by)).returning(primary)
         async with self._transaction(session) as s:
             return (await s.execute(stmt)).first() is not None
@@ -201,9 +202,17 @@ class Repository(Generic[ModelT]):
                 continue
             # The row holds JSON already encoded (what COPY sends); cast it rather than encode it twice.
             values[name] = sql_cast(literal(value, Text), JSONB) if name in json and value is not None else value
-        primary = next(iter(_table(self.model).primary_key.columns))
+        primary = _primary(self.model)
+        key = values.get(IDEMPOTENCY_KEY)
+        stmt = pg_insert(self.model).values(values)
+        if key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEY], index_where=text(KEYED))
         async with self._transaction(session) as s:
-            return (await s.execute(insert(self.model).values(values).returning(primary))).scalar_one()
+            new_id = (await s.execute(stmt.returning(primary))).scalar_one_or_none()
+            if new_id is None:  # the key was written before: that write's id
+                new_id = (await s.execute(select(primary).where(_table(self.model).c[IDEMPOTENCY_KEY] == key))
+                          ).scalar_one()
+            return new_id
 
     @asynccontextmanager
     async def _driver(self) -> AsyncIterator[Any]:
@@ -236,7 +245,10 @@ class Repository(Generic[ModelT]):
             return await self._copy(driver, rows, in_transaction=False)
 
     async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
+        """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
         columns = copy_columns(self.model)
+        key_at = _key_index(self.model)
+        keyed = key_at is not None and any(r[key_at] is not None for r in rows)
         stamped = [i for i, name in enumerate(columns) if name in stamped_columns(self.model)]
         # A stamped column that is None in every row is left out: its default (now()) fills it, with no round
         # trip. One None among given times needs the transaction's now() first, so one transaction holds both.
@@ -248,16 +260,28 @@ class Repository(Generic[ModelT]):
             pick = operator.itemgetter(*keep)
             rows = [pick(r) for r in rows]
             mixed = [keep.index(i) for i in mixed]
+        schema, table = schema_of(self._engine), self.model.__tablename__
         async with contextlib.AsyncExitStack() as stack:
-            if mixed and not in_transaction:
+            if (mixed or keyed) and not in_transaction:
                 await stack.enter_async_context(driver.transaction())
             if mixed:
                 now = await driver.fetchval("SELECT now()")
                 for i in mixed:
                     rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
-                                               columns=columns, records=rows)
-        return len(rows)
+            if not keyed:
+                await driver.copy_records_to_table(table, schema_name=schema, columns=columns, records=rows)
+                return len(rows)
+            # Keyed rows: COPY into a scratch table (CREATE ... AS: no NOT NULL copied, the defaults apply on
+            # the INSERT), then one INSERT that skips every key already stored, by an earlier try or in this batch.
+            names = ", ".join(columns)
+            stage = f"jedisos_stage_{table}"
+            await driver.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+                                 f"SELECT {names} FROM {schema}.{table} WITH NO DATA")
+            await driver.copy_records_to_table(stage, columns=columns, records=rows)
+            status = await driver.execute(f"INSERT INTO {schema}.{table} ({names}) SELECT {names} FROM {stage} "
+                                          f"{_ON_KEY_CONFLICT}")
+            await driver.execute(f"DROP TABLE {stage}")  # a caller's transaction may write another batch
+        return int(status.rsplit(" ", 1)[-1])
 
 
 class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
@@ -281,17 +305,26 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         row = self.event.coerce(event).row
         if session is not None:
             return int(await self._insert_row(row, session=session))
+        key_at = _key_index(self.model)
+        key = None if key_at is None else row[key_at]
+        schema = schema_of(self._engine)
         async with self._driver() as driver:
-            return int(await driver.fetchval(_insert_sql(self.model, schema_of(self._engine)), *row))
+            new_id = await driver.fetchval(_insert_sql(self.model, schema, keyed=key is not None), *row)
+            if new_id is None:  # the key was written before: that write's id
+                new_id = await driver.fetchval(_keyed_id_sql(self.model, schema), key)
+        return int(new_id)
 
     async def write_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """Write rows already validated (each an event's :attr:`RowEvent.row`) with one ``COPY``: the batch
-        writer's path. Returns the number written."""
+        writer's path. Returns the number written (keyed rows already stored are skipped)."""
         return await self._copy_rows(rows, session=session) if rows else 0
 
     async def record_many(self, events: Iterable[EventT | Mapping[str, Any]], *,
                           session: AsyncSession | None = None) -> int:
         """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
+
+        Events with an ``idempotency_key`` already stored (an earlier try of the same batch) are skipped, so a
+        batch retried after an ambiguous failure writes each event once; a batch without keys is a plain COPY.
 
         Every event is validated before anything is sent; an invalid one raises with its row index.
         A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column).
@@ -306,16 +339,36 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         return await self._copy_rows(rows, session=session)
 
 
+_ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOTHING"
+"""Skips a row whose idempotency key is stored (the partial unique index of revision 010)."""
+
+
 @functools.cache
-def _insert_sql(model: type[Base], schema: str) -> str:
+def _key_index(model: type[Base]) -> int | None:
+    """Where the idempotency key sits in a row of ``model``; None for a table without one."""
+    columns = copy_columns(model)
+    return columns.index(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in columns else None
+
+
+@functools.cache
+def _insert_sql(model: type[Base], schema: str, *, keyed: bool = False) -> str:
     """The single-row ``INSERT ... RETURNING`` of :func:`copy_columns` as positional parameters; a stamped
-    column takes ``now()`` where its parameter is NULL (what the column default gives)."""
+    column takes ``now()`` where its parameter is NULL (what the column default gives). ``keyed``: a stored
+    key returns no row instead of failing."""
     columns = copy_columns(model)
     stamped = stamped_columns(model)
     values = [f"coalesce(${i}, now())" if name in stamped else f"${i}" for i, name in enumerate(columns, 1)]
-    primary = next(iter(_table(model).primary_key.columns)).name
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
-            f"VALUES ({', '.join(values)}) RETURNING {primary}")
+            f"VALUES ({', '.join(values)}) {_ON_KEY_CONFLICT if keyed else ''} RETURNING {_primary(model).name}")
+
+
+@functools.cache
+def _keyed_id_sql(model: type[Base], schema: str) -> str:
+    return f"SELECT {_primary(model).name} FROM {schema}.{model.__tablename__} WHERE {IDEMPOTENCY_KEY} = $1"
+
+
+def _primary(model: type[Base]) -> Column[Any]:
+    return next(iter(_table(model).primary_key.columns))
 
 
 def _connection_fault(exc: BaseException) -> bool:
