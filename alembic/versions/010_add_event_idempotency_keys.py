@@ -64,7 +64,8 @@ def _drop_if_invalid(index: str) -> None:
 def upgrade() -> None:
     with bounded_lock_wait(LOCK_TIMEOUT):
         for table in INDEXES:
-            op.add_column(table, sa.Column(COLUMN, sa.String(LENGTH), nullable=True), schema=SCHEMA)
+            # IF NOT EXISTS: a run that failed in the autocommit block below has committed this already.
+            op.execute(f"ALTER TABLE {SCHEMA}.{table} ADD COLUMN IF NOT EXISTS {COLUMN} varchar({LENGTH})")
     if not _concurrently():
         for table in INDEXES:
             op.execute(create_index_sql(table, concurrently=False))

@@ -27,6 +27,7 @@ from sqlalchemy import Column, DateTime, Table, Text, delete, func, literal, sel
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
@@ -262,7 +263,7 @@ class Repository(Generic[ModelT]):
             mixed = [keep.index(i) for i in mixed]
         schema, table = schema_of(self._engine), self.model.__tablename__
         async with contextlib.AsyncExitStack() as stack:
-            if (mixed or keyed) and not in_transaction:
+            if mixed and not in_transaction:
                 await stack.enter_async_context(driver.transaction())
             if mixed:
                 now = await driver.fetchval("SELECT now()")
@@ -271,16 +272,10 @@ class Repository(Generic[ModelT]):
             if not keyed:
                 await driver.copy_records_to_table(table, schema_name=schema, columns=columns, records=rows)
                 return len(rows)
-            # Keyed rows: COPY into a scratch table (CREATE ... AS: no NOT NULL copied, the defaults apply on
-            # the INSERT), then one INSERT that skips every key already stored, by an earlier try or in this batch.
-            names = ", ".join(columns)
-            stage = f"jedisos_stage_{table}"
-            await driver.execute(f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
-                                 f"SELECT {names} FROM {schema}.{table} WITH NO DATA")
-            await driver.copy_records_to_table(stage, columns=columns, records=rows)
-            status = await driver.execute(f"INSERT INTO {schema}.{table} ({names}) SELECT {names} FROM {stage} "
-                                          f"{_ON_KEY_CONFLICT}")
-            await driver.execute(f"DROP TABLE {stage}")  # a caller's transaction may write another batch
+            # Keyed rows: one INSERT of the batch as arrays (one per column, unnested back into rows) that skips
+            # every key already stored, by an earlier try or earlier in this batch. COPY cannot skip a row.
+            status = await driver.execute(_keyed_insert_sql(self.model, schema, columns),
+                                          *(list(values) for values in zip(*rows, strict=True)))
         return int(status.rsplit(" ", 1)[-1])
 
 
@@ -360,6 +355,15 @@ def _insert_sql(model: type[Base], schema: str, *, keyed: bool = False) -> str:
     values = [f"coalesce(${i}, now())" if name in stamped else f"${i}" for i, name in enumerate(columns, 1)]
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
             f"VALUES ({', '.join(values)}) {_ON_KEY_CONFLICT if keyed else ''} RETURNING {_primary(model).name}")
+
+
+@functools.cache
+def _keyed_insert_sql(model: type[Base], schema: str, columns: tuple[str, ...]) -> str:
+    """``INSERT ... SELECT FROM unnest($1::type[], ...) ON CONFLICT DO NOTHING`` of ``columns``."""
+    table, dialect = _table(model), PGDialect()
+    arrays = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(columns, 1))
+    return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({arrays}) {_ON_KEY_CONFLICT}")
 
 
 @functools.cache
