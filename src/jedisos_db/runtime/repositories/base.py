@@ -27,7 +27,7 @@ from sqlalchemy import Column, DateTime, Table, Text, delete, func, literal, sel
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
@@ -274,7 +274,7 @@ class Repository(Generic[ModelT]):
                 return len(rows)
             # Keyed rows: one INSERT of the batch as arrays (one per column, unnested back into rows) that skips
             # every key already stored, by an earlier try or earlier in this batch. COPY cannot skip a row.
-            status = await driver.execute(_keyed_insert_sql(self.model, schema, columns),
+            status = await driver.execute(_keyed_insert_sql(self.model, schema, columns, self._engine.dialect),
                                           *(list(values) for values in zip(*rows, strict=True)))
         return int(status.rsplit(" ", 1)[-1])
 
@@ -358,9 +358,9 @@ def _insert_sql(model: type[Base], schema: str, *, keyed: bool = False) -> str:
 
 
 @functools.cache
-def _keyed_insert_sql(model: type[Base], schema: str, columns: tuple[str, ...]) -> str:
+def _keyed_insert_sql(model: type[Base], schema: str, columns: tuple[str, ...], dialect: Dialect) -> str:
     """``INSERT ... SELECT FROM unnest($1::type[], ...) ON CONFLICT DO NOTHING`` of ``columns``."""
-    table, dialect = _table(model), PGDialect()
+    table = _table(model)
     arrays = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(columns, 1))
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
             f"SELECT * FROM unnest({arrays}) {_ON_KEY_CONFLICT}")
