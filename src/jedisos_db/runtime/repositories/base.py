@@ -247,28 +247,18 @@ class Repository(Generic[ModelT]):
 
     async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
         """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
-        columns = copy_columns(self.model)
         key_at = _key_index(self.model)
         keyed = key_at is not None and any(r[key_at] is not None for r in rows)
-        stamped = [i for i, name in enumerate(columns) if name in stamped_columns(self.model)]
-        # A stamped column that is None in every row is left out: its default (now()) fills it, with no round
-        # trip. One None among given times needs the transaction's now() first, so one transaction holds both.
-        unstamped = [i for i in stamped if all(r[i] is None for r in rows)]
-        mixed = [i for i in stamped if i not in unstamped and any(r[i] is None for r in rows)]
-        if unstamped:
-            keep = [i for i in range(len(columns)) if i not in unstamped]
-            columns = tuple(columns[i] for i in keep)
-            pick = operator.itemgetter(*keep)
-            rows = [pick(r) for r in rows]
-            mixed = [keep.index(i) for i in mixed]
+        plan = _StampPlan(self.model, lambda i: [r[i] is None for r in rows])
+        if plan.pick is not None:
+            rows = [plan.pick(r) for r in rows]
+        columns, mixed = plan.columns, plan.mixed
         schema, table = schema_of(self._engine), self.model.__tablename__
         async with contextlib.AsyncExitStack() as stack:
             if mixed and not in_transaction:
                 await stack.enter_async_context(driver.transaction())
             if mixed:
-                now = await driver.fetchval("SELECT now()")
-                for i in mixed:
-                    rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
+                rows = _StampPlan.fill(rows, mixed, await driver.fetchval("SELECT now()"))
             if not keyed:
                 await driver.copy_records_to_table(table, schema_name=schema, columns=columns, records=rows)
                 return len(rows)
@@ -277,6 +267,36 @@ class Repository(Generic[ModelT]):
             status = await driver.execute(_keyed_insert_sql(self.model, schema, columns, self._engine.dialect),
                                           *(list(values) for values in zip(*rows, strict=True)))
         return int(status.rsplit(" ", 1)[-1])
+
+
+class _StampPlan:
+    """How a batch's stamped columns (``timestamp``: None means the write's time) are sent.
+
+    A stamped column that is None in every row is left out: its default (``now()``) fills it, with no round
+    trip. One None among given times needs the transaction's ``now()`` first (``mixed``: positions in the
+    rows as sent), so one transaction holds that read and the write.
+    """
+
+    def __init__(self, model: type[Base], nones: Callable[[int], list[bool]]) -> None:
+        columns = copy_columns(model)
+        stamped = [i for i, name in enumerate(columns) if name in stamped_columns(model)]
+        none = {i: nones(i) for i in stamped}
+        left_out = [i for i in stamped if all(none[i])]
+        keep = [i for i in range(len(columns)) if i not in left_out]
+        self.columns = tuple(columns[i] for i in keep)
+        self.pick: Callable[[Row], Row] | None = cast(Callable[[Row], Row], operator.itemgetter(*keep)) \
+            if left_out else None
+        self.mixed = [keep.index(i) for i in stamped if i not in left_out and any(none[i])]
+
+    @staticmethod
+    def fill(rows: list[Row], mixed: list[int], now: Any) -> list[Row]:
+        for i in mixed:
+            rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
+        return rows
+
+
+STREAM_CHUNK: Final = 500
+"""Rows validated at a time when a large batch of plain dicts streams into its COPY."""
 
 
 class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
@@ -321,17 +341,51 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         Events with an ``idempotency_key`` already stored (an earlier try of the same batch) are skipped, so a
         batch retried after an ambiguous failure writes each event once; a batch without keys is a plain COPY.
 
-        Every event is validated before anything is sent; an invalid one raises with its row index.
-        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column).
+        An invalid event raises :class:`InvalidInputError` with its row index, and nothing is written.
+        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column). Every
+        event is validated before anything is sent, except for a large batch of plain dicts without keys and
+        without ``session``: it is validated :data:`STREAM_CHUNK` rows at a time *while* the COPY streams, so
+        the client's validation and the server's COPY overlap instead of adding up (an invalid row then
+        aborts the COPY, which writes nothing, being one statement).
         """
         items = events if isinstance(events, list) else list(events)
-        rows = self.fast_rows(items)
-        if rows is None:
-            event = self.event
-            rows = [e.row if type(e) is event else event.coerce(e, i).row for i, e in enumerate(items)]
+        if session is None and len(items) > STREAM_CHUNK and all(
+                type(d) is dict and d.get(IDEMPOTENCY_KEY) is None for d in items):
+            return await self._stream(cast(list[dict[str, Any]], items))
+        rows = self._rows(items)
         if not rows:
             return 0
         return await self._copy_rows(rows, session=session)
+
+    def _rows(self, items: list[Any], start: int = 0) -> list[Row]:
+        """The rows of ``items`` (validated); an error names its index in the batch (``start`` + position)."""
+        rows = self.fast_rows(items)
+        if rows is None:
+            event = self.event
+            rows = [e.row if type(e) is event else event.coerce(e, start + i).row for i, e in enumerate(items)]
+        return rows
+
+    async def _stream(self, items: list[dict[str, Any]]) -> int:
+        columns = copy_columns(self.model)
+        plan = _StampPlan(self.model, lambda i: [d.get(columns[i]) is None for d in items])
+        pick, mixed = plan.pick, plan.mixed
+
+        async def rows(now: Any) -> AsyncIterator[Row]:
+            for start in range(0, len(items), STREAM_CHUNK):
+                chunk = self._rows(items[start:start + STREAM_CHUNK], start)
+                if pick is not None:
+                    chunk = [pick(r) for r in chunk]
+                for row in _StampPlan.fill(chunk, mixed, now) if mixed else chunk:
+                    yield row
+
+        async with self._driver() as driver, contextlib.AsyncExitStack() as stack:
+            now = None
+            if mixed:
+                await stack.enter_async_context(driver.transaction())
+                now = await driver.fetchval("SELECT now()")
+            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
+                                               columns=plan.columns, records=rows(now))
+        return len(items)
 
 
 _ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOTHING"
