@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
@@ -105,6 +105,7 @@ class RowEvent(Protocol):
 
 
 EventT = TypeVar("EventT", bound=RowEvent)
+T = TypeVar("T")
 
 
 class Repository(Generic[ModelT]):
@@ -227,8 +228,27 @@ class Repository(Generic[ModelT]):
             raw = await self._engine.raw_connection()
             try:
                 yield raw.driver_connection
+            except BaseException as exc:
+                # Bypassing SQLAlchemy, a fault here is ours to handle: a connection cut (or a call cancelled)
+                # mid-operation is left unusable, and must not go back to the pool. Refused input is harmless.
+                if not isinstance(exc, JedisosDBError):
+                    await greenlet_spawn(raw.invalidate, exc)
+                raise
             finally:
                 await greenlet_spawn(raw.close)
+
+    async def _on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(driver)`` on a pooled connection (:meth:`_driver`), tried once more on another connection
+        when the first failed before sending anything: a server that cut a pooled connection may have been
+        heard (its goodbye read) but not seen closed yet, and asyncpg then refuses to start the operation."""
+        try:
+            async with self._driver() as driver:
+                return await work(driver)
+        except DatabaseUnavailableError as exc:
+            if not isinstance(exc.__cause__, asyncpg.InternalClientError):
+                raise
+        async with self._driver() as driver:
+            return await work(driver)
 
     async def _copy_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, all or nothing.
@@ -242,8 +262,7 @@ class Repository(Generic[ModelT]):
                 raw = await conn.get_raw_connection()
                 with database_faults(self._engine):
                     return await self._copy(raw.driver_connection, rows, in_transaction=True)
-        async with self._driver() as driver:
-            return await self._copy(driver, rows, in_transaction=False)
+        return await self._on_driver(lambda driver: self._copy(driver, rows, in_transaction=False))
 
     async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
         """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
@@ -323,11 +342,14 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         key_at = _key_index(self.model)
         key = None if key_at is None else row[key_at]
         schema = schema_of(self._engine)
-        async with self._driver() as driver:
+
+        async def insert(driver: Any) -> int:
             new_id = await driver.fetchval(_insert_sql(self.model, schema, keyed=key is not None), *row)
             if new_id is None:  # the key was written before: that write's id
                 new_id = await driver.fetchval(_keyed_id_sql(self.model, schema), key)
-        return int(new_id)
+            return int(new_id)
+
+        return await self._on_driver(insert)
 
     async def write_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """Write rows already validated (each an event's :attr:`RowEvent.row`) with one ``COPY``: the batch
@@ -378,14 +400,17 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
                 for row in _StampPlan.fill(chunk, mixed, now) if mixed else chunk:
                     yield row
 
-        async with self._driver() as driver, contextlib.AsyncExitStack() as stack:
-            now = None
-            if mixed:
-                await stack.enter_async_context(driver.transaction())
-                now = await driver.fetchval("SELECT now()")
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
-                                               columns=plan.columns, records=rows(now))
-        return len(items)
+        async def copy(driver: Any) -> int:
+            async with contextlib.AsyncExitStack() as stack:
+                now = None
+                if mixed:
+                    await stack.enter_async_context(driver.transaction())
+                    now = await driver.fetchval("SELECT now()")
+                await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
+                                                   columns=plan.columns, records=rows(now))
+            return len(items)
+
+        return await self._on_driver(copy)
 
 
 _ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOTHING"
@@ -437,7 +462,10 @@ def _connection_fault(exc: BaseException) -> bool:
         return exc.connection_invalidated or (cause is not None and cause is not exc and _connection_fault(cause))
     if isinstance(exc, asyncpg.InterfaceError):
         return "connection is closed" in str(exc)
-    return isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError)
+    # InternalClientError: asyncpg refusing to start an operation on a connection still reading a server's
+    # goodbye ("another operation is in progress"): the connection is gone.
+    return isinstance(exc, OSError | asyncpg.InternalClientError | asyncpg.PostgresConnectionError
+                      | asyncpg.exceptions.OperatorInterventionError)
 
 
 @contextlib.contextmanager
