@@ -266,9 +266,8 @@ class Repository(Generic[ModelT]):
 
     async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
         """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
-        key_at = _key_index(self.model)
-        keyed = key_at is not None and any(r[key_at] is not None for r in rows)
         plan = _StampPlan(self.model, lambda i: [r[i] is None for r in rows])
+        keyed = plan.keyed
         if plan.pick is not None:
             rows = [plan.pick(r) for r in rows]
         columns, mixed = plan.columns, plan.mixed
@@ -301,11 +300,17 @@ class _StampPlan:
         stamped = [i for i, name in enumerate(columns) if name in stamped_columns(model)]
         none = {i: nones(i) for i in stamped}
         left_out = [i for i in stamped if all(none[i])]
+        key_at = _key_index(model)
+        if key_at is not None and all(nones(key_at)):
+            # No key in the batch: the column is left out too (NULL anyway), so an unkeyed COPY sends one column
+            # less and still works on a database below revision 010.
+            left_out.append(key_at)
         keep = [i for i in range(len(columns)) if i not in left_out]
         self.columns = tuple(columns[i] for i in keep)
         self.pick: Callable[[Row], Row] | None = cast(Callable[[Row], Row], operator.itemgetter(*keep)) \
             if left_out else None
         self.mixed = [keep.index(i) for i in stamped if i not in left_out and any(none[i])]
+        self.keyed = key_at is not None and key_at not in left_out
 
     @staticmethod
     def fill(rows: list[Row], mixed: list[int], now: Any) -> list[Row]:
