@@ -10,7 +10,7 @@ mode). Every backend of the writer's pool is terminated, again and again, while 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from sqlalchemy import text
@@ -41,12 +41,14 @@ async def writer_engine(migrated_db: DatabaseURL, clean: AsyncEngine) -> AsyncIt
         await engine.dispose()
 
 
-async def _kill_while_writing(admin: AsyncEngine, writer: EventWriter[AuditEvent], done: asyncio.Event) -> int:
-    """Terminate every backend of the writer's pool KILLS times, each once more rows were stored since the last
-    (so each lands mid-stream); returns how many kills found a backend."""
-    hits = 0
-    for _ in range(KILLS):
-        target = await count(admin, "audit_logs") + 200
+async def _kill_while_writing(admin: AsyncEngine, done: asyncio.Event,
+                              enough: Callable[[], bool] = lambda: True) -> int:
+    """Terminate every backend of the writer's pool, each time once more rows were stored since the last (so
+    each lands mid-stream), at least KILLS times and until ``enough()``; returns how many kills found a backend."""
+    hits = kills = 0
+    while kills < KILLS or not enough():
+        kills += 1
+        target = await count(admin, "audit_logs") + 100
         while not done.is_set() and await count(admin, "audit_logs") < target:
             pass
         if done.is_set():
@@ -62,7 +64,7 @@ async def _kill_while_writing(admin: AsyncEngine, writer: EventWriter[AuditEvent
 
 async def test_commit_mode_every_acknowledged_event_is_stored_once(clean: AsyncEngine,
                                                                    writer_engine: AsyncEngine) -> None:
-    producers, per_producer = 8, 400
+    producers, per_producer = 8, 1500
     acknowledged: set[str] = set()
     failures = 0
     done = asyncio.Event()
@@ -83,7 +85,8 @@ async def test_commit_mode_every_acknowledged_event_is_stored_once(clean: AsyncE
                     break
 
         async with asyncio.timeout(WAIT):
-            killer = asyncio.create_task(_kill_while_writing(clean, writer, done))
+            # Until a kill cuts a flush in flight (most land between two short keyed INSERTs).
+            killer = asyncio.create_task(_kill_while_writing(clean, done, lambda: failures > 0))
             await asyncio.gather(*(produce(p) for p in range(producers)))
             done.set()
             hits = await killer
@@ -117,7 +120,7 @@ async def test_enqueue_mode_loses_at_most_the_batches_in_flight(clean: AsyncEngi
                     reported.append(exc)
 
     async with asyncio.timeout(WAIT):
-        killer = asyncio.create_task(_kill_while_writing(clean, writer, done))
+        killer = asyncio.create_task(_kill_while_writing(clean, done))
         await produce()
         done.set()
         hits = await killer
