@@ -65,6 +65,8 @@ def _configure(default_schema: str | None = None, **kwargs: Any) -> None:
         include_object=include_object,
         compare_type=True,
         compare_server_default=True,
+        # migrations.upgrade() counts the steps that ran, to name the one that failed.
+        on_version_apply=config.attributes.get("on_version_apply"),
         **kwargs,
     )
 

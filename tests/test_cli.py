@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -42,13 +43,17 @@ def test_up_then_current_reports_head_with_server_and_pgvector_versions(
     assert f"pgvector {provision.server_info(url).pgvector_version}" in current
 
 
+@pytest.mark.claim("S1-single-instance")
 def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db: DatabaseURL,
-                                                                      request: pytest.FixtureRequest) -> None:
+                                                                      request: pytest.FixtureRequest,
+                                                                      claim: ClaimRecorder) -> None:
     if request.config.getoption("--test-dsn"):
         pytest.skip("--test-dsn given: the versions are whatever that server runs")
     info = provision.server_info(migrated_db)
-    assert info.server_version == "18.6"
-    assert info.pgvector_version == "0.8.6"
+    claim.figures(server_version=info.server_version, pgvector_version=str(info.pgvector_version))
+    assert info.server_version == "18.6", f"expected PostgreSQL 18.6, the server runs {info.server_version}"
+    assert info.pgvector_version == "0.8.6", f"expected pgvector 0.8.6, the server has {info.pgvector_version}"
+    claim.holds(f"the server runs PostgreSQL {info.server_version} with pgvector {info.pgvector_version}")
 
 
 def test_upgrade_downgrade_history(database_factory: DatabaseFactory) -> None:

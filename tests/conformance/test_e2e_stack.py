@@ -11,12 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import catalog, startup
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.owners import OWNERS
 from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
-from tests.conformance.test_order import _state, _tables
+from tests.conformance.test_order import _state, _tables, check_same_catalog
 from tests.plugins.databases import DatabaseFactory
 from tests.rich_tables import row_of, table_rows
 
@@ -34,6 +35,7 @@ def _hindsight_installed() -> None:
     _require_hindsight()
 
 
+@pytest.mark.claim("S1-single-instance")
 def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
     """design §1: one database, three schemas, each filled by its owner under its own role."""
     assert stack.hindsight_ran, stack.steps
@@ -43,7 +45,8 @@ def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
     assert _tables(stack.url, "public") == set()
 
 
-def test_hindsight_end_to_end_under_its_role(stack: Stack) -> None:
+@pytest.mark.claim("S2-graph-in-postgres")
+def test_hindsight_end_to_end_under_its_role(stack: Stack, claim: ClaimRecorder) -> None:
     """design §2: retain → recall finds it → entities listed → bank deleted, via the real REST API."""
     flow = stack.hindsight_flow
     print(f"\nhindsight flow: {flow}")
@@ -57,8 +60,12 @@ def test_hindsight_end_to_end_under_its_role(stack: Stack) -> None:
     assert "Alice" in {str(e.get("canonical_name")) for e in entities["items"]}, entities
     assert flow["deleted"] == 200
     assert flow["recall_after_delete"] == 404
+    claim.partial(f"the real server retained, recalled ({len(recall)} result(s)) and listed {entities['total']} "
+                  f"entities on PostgreSQL alone, no graph database; graph traversal itself is not exercised",
+                  recalled=len(recall), entities=int(entities["total"]))
 
 
+@pytest.mark.claim("S2-rest-api-only")
 def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
     """design §2 "직접 SQL 금지": every statement on hindsight objects came from hindsight_app, on
     Hindsight's own tagged connections (hindsight-api / hindsight-migrations)."""
@@ -75,10 +82,12 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
                                     for s in strangers)
 
 
-def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack) -> None:
+@pytest.mark.claim("S2-rest-api-only")
+def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack, claim: ClaimRecorder) -> None:
     """design §2: 42501 for every read and write by jedisos_app on each of Hindsight's real tables."""
-    assert len(never._relations(stack.url, "hindsight")) >= 20
-    never.test_jedisos_app_is_refused_everywhere_outside_jedisos(stack, "hindsight")
+    relations = never._relations(stack.url, "hindsight")
+    assert len(relations) >= 20, f"the real Hindsight schema has only {len(relations)} relations: {relations}"
+    never.check_refused_outside_jedisos(stack, "hindsight", claim)
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +100,19 @@ def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, 
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S1-any-order")
 @pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_works_with_real_hindsight(order: tuple[str, ...], database_factory: DatabaseFactory,
-                                               design_state_with_hindsight: dict[str, catalog.Snapshot]) -> None:
+                                               design_state_with_hindsight: dict[str, catalog.Snapshot],
+                                               claim: ClaimRecorder) -> None:
     """design §1 "마이그레이션 순서": with Hindsight's real migrations, every order ends in the same catalog."""
     url = database_factory("e2e_order_" + "_".join(o[0] for o in order), bootstrap=False)
     startup.run_steps(url, order)
-    state = _state(url)
-    for schema, expected in design_state_with_hindsight.items():
-        difference = catalog.diff(expected, state[schema])
-        assert not difference, f"order {order}, schema {schema}: {difference.render()}"
+    check_same_catalog(design_state_with_hindsight, url, order, claim)
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S1-migration-order")
 def test_cli_up_twice_fills_three_schemas(database_factory: DatabaseFactory) -> None:
     """`jedisos-db up --dsn URL` twice on a fresh database: three populated schemas, public without
     tables, the second run a no-op (issue "must show")."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
@@ -25,12 +28,16 @@ def _relations(url: DatabaseURL, schema: str, kinds: str = "rpvm") -> set[str]:
              "WHERE n.nspname = %s AND c.relkind = ANY(%s)", [schema, list(kinds)])}
 
 
-def test_each_schema_holds_exactly_its_owners_objects(stack: Stack) -> None:
+@pytest.mark.claim("S1-single-instance", "S1-schema-per-owner", "S3-langgraph-tables")
+def test_each_schema_holds_exactly_its_owners_objects(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1: langgraph holds LangGraph's four tables, jedisos our models and version table,
     nothing of either lands in the other; each schema's objects belong to its owner's role."""
-    assert _relations(stack.url, "langgraph", "rp") == LANGGRAPH_TABLES
+    langgraph = _relations(stack.url, "langgraph", "rp")
+    claim.figures(claim="S3-langgraph-tables", documented_tables=len(LANGGRAPH_TABLES), real_tables=len(langgraph))
+    assert langgraph == LANGGRAPH_TABLES, f"langgraph holds {sorted(langgraph)}, the design: {sorted(LANGGRAPH_TABLES)}"
     ours = {t.name for t in models.Base.metadata.tables.values()}
-    assert _relations(stack.url, "jedisos") == ours | {"schema_migrations"}
+    jedisos = _relations(stack.url, "jedisos")
+    assert jedisos == ours | {"schema_migrations"}, f"jedisos holds {sorted(jedisos)}"
     hindsight = _relations(stack.url, "hindsight")
     assert not (hindsight & (LANGGRAPH_TABLES | ours)), hindsight
     owners = _rows(stack.url, "SELECT n.nspname, pg_get_userbyid(c.relowner), count(*) FROM pg_class c "
@@ -38,9 +45,24 @@ def test_each_schema_holds_exactly_its_owners_objects(stack: Stack) -> None:
                               "WHERE n.nspname IN ('jedisos', 'langgraph', 'hindsight') GROUP BY 1, 2")
     expected = {g.schema: g.role for g in stack.report.grants}
     assert all(expected[str(schema)] == role for schema, role, _ in owners), owners
+    for cid in ("S1-single-instance", "S1-schema-per-owner"):
+        claim.figures(claim=cid, jedisos_relations=len(jedisos), langgraph_relations=len(langgraph),
+                      hindsight_relations=len(hindsight))
+    if stack.hindsight_ran:
+        claim.holds(f"database {stack.database} holds jedisos ({len(jedisos)} relations), langgraph ({len(langgraph)}) "
+                    f"and hindsight ({len(hindsight)}) side by side on one server", claim="S1-single-instance")
+    else:
+        claim.partial(f"database {stack.database} holds jedisos ({len(jedisos)} relations) and langgraph "
+                      f"({len(langgraph)}) on one server; Hindsight is not installed (pip install '.[hindsight]'), "
+                      f"so its schema was not built", claim="S1-single-instance")
+    claim.holds(f"each schema holds only its owner's relations ({len(jedisos)} jedisos, {len(langgraph)} langgraph, "
+                f"{len(hindsight)} hindsight), each owned by its owner's role", claim="S1-schema-per-owner")
+    claim.holds(f"langgraph holds exactly the four documented tables: {', '.join(sorted(langgraph))}",
+                claim="S3-langgraph-tables")
 
 
-def test_no_foreign_key_crosses_schemas(stack: Stack) -> None:
+@pytest.mark.claim("S1-schema-per-owner")
+def test_no_foreign_key_crosses_schemas(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1: the owners share no foreign keys, so each can migrate or drop its schema alone."""
     fks = _rows(stack.url, """
         SELECT con.conname, src.nspname, dst.nspname FROM pg_constraint con
@@ -50,8 +72,10 @@ def test_no_foreign_key_crosses_schemas(stack: Stack) -> None:
     assert fks, "no foreign keys at all: the check would be vacuous"
     crossing = [fk for fk in fks if fk[1] != fk[2]]
     assert not crossing, f"foreign keys crossing schemas: {crossing}"
+    claim.holds(f"none of the {len(fks)} foreign keys crosses a schema", foreign_keys=len(fks), crossing_keys=0)
 
 
+@pytest.mark.claim("S1-schema-per-owner")
 def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
     """design §1: hindsight.alembic_version, langgraph.checkpoint_migrations and
     jedisos.schema_migrations each live in their owner's schema only."""
@@ -66,7 +90,8 @@ def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
     assert ("alembic_version" in present) == hindsight_ran
 
 
-def test_public_holds_extensions_only(stack: Stack) -> None:
+@pytest.mark.claim("S1-schema-per-owner", "S1-vector-once")
+def test_public_holds_extensions_only(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1 "pgvector 확장": public holds the shared extensions and nothing else."""
     loose = _rows(stack.url, """
         SELECT 'relation', c.relname FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace
@@ -80,10 +105,19 @@ def test_public_holds_extensions_only(stack: Stack) -> None:
     assert not loose, f"public holds non-extension objects: {loose}"
     exts = {str(r[0]) for r in _rows(stack.url, "SELECT e.extname FROM pg_extension e "
                                                 "WHERE e.extnamespace = 'public'::regnamespace")}
-    assert "vector" in exts
+    assert "vector" in exts, f"no vector extension in public, only {sorted(exts)}"
+    [(vectors, users)] = _rows(stack.url, """
+        SELECT (SELECT count(*) FROM pg_extension WHERE extname = 'vector'),
+               (SELECT count(DISTINCT c.relnamespace) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 WHERE a.atttypid = 'vector'::regtype AND c.relnamespace <> 'public'::regnamespace)""")
+    claim.holds(f"public holds only the extensions {', '.join(sorted(exts))} and no other object",
+                claim="S1-schema-per-owner", public_extensions=len(exts), public_other_objects=0)
+    claim.holds(f"{vectors} vector extension, in public, serves the vector columns of {users} schema(s)",
+                claim="S1-vector-once", vector_extensions=int(str(vectors)), schemas_using_vector=int(str(users)))
 
 
-def test_no_name_collides(stack: Stack) -> None:
+@pytest.mark.claim("S1-no-name-collisions")
+def test_no_name_collides(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1 "테이블/인덱스/시퀀스 이름 충돌": no relation, index or sequence name is used in
     two of the three schemas, so an unqualified name can never reach another owner's object."""
     names = _rows(stack.url, "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n "
@@ -93,3 +127,5 @@ def test_no_name_collides(stack: Stack) -> None:
     collisions = {n: sorted(str(s) for m, s in names if m == n) for n, c in counts.items() if c > 1}
     assert len(names) > 20
     assert not collisions, f"names used in more than one schema: {collisions}"
+    claim.holds(f"{len(names)} relation, index and sequence names across the schemas, none used twice",
+                names=len(names), collisions=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import roles
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
@@ -35,11 +36,16 @@ def _touches(statement: Statement, schema: str, names: list[str]) -> bool:
 # (a) ----------------------------------------------------------------------------------------
 
 
-def test_source_scan_finds_no_direct_sql_outside_the_sanctioned_modules() -> None:
+@pytest.mark.claim("S10-no-direct-sql")
+def test_source_scan_finds_no_direct_sql_outside_the_sanctioned_modules(claim: ClaimRecorder) -> None:
     """design §2/§3: no SQL or SQLAlchemy construct in src/ names hindsight/langgraph objects,
     except the LangGraph checkpointer factory and the Hindsight package."""
     findings = scan_tree(SRC)
+    files = len(list(SRC.rglob("*.py")))
+    claim.figures(scan_files=files, scan_findings=len(findings), scan_sanctioned_patterns=len(SANCTIONED))
     assert findings == [], "direct SQL on foreign schemas:\n" + "\n".join(map(str, findings))
+    claim.holds(f"(a) the source scan of {files} modules in src/ found no SQL on hindsight or langgraph outside "
+                f"the {len(SANCTIONED)} sanctioned owner modules")
 
 
 def test_source_scan_sees_the_sanctioned_module_it_excuses() -> None:
@@ -60,6 +66,7 @@ def test_source_scan_sees_the_sanctioned_module_it_excuses() -> None:
     'conn.execute("SET search_path TO hindsight")',
     'q = "INSERT INTO checkpoint_writes VALUES (1)"',
 ])
+@pytest.mark.claim("S10-no-direct-sql")
 def test_source_scan_fails_on_a_planted_sample(planted: str) -> None:
     """The scanner can fail: each planted construct is reported."""
     assert scan_source(planted, "planted.py"), f"not detected: {planted}"
@@ -77,7 +84,8 @@ def test_source_scan_leaves_innocent_code_alone(innocent: str) -> None:
 # (b) ----------------------------------------------------------------------------------------
 
 
-def test_statements_touching_langgraph_came_from_langgraph(stack: Stack) -> None:
+@pytest.mark.claim("S3-langgraph-api-only", "S10-no-direct-sql")
+def test_statements_touching_langgraph_came_from_langgraph(stack: Stack, claim: ClaimRecorder) -> None:
     """design §3: every statement the server saw on ``langgraph`` objects came from LangGraph's own
     tagged connections (role langgraph_app, application_name jedisos-langgraph)."""
     role = stack.report.by_owner("langgraph").role
@@ -95,20 +103,28 @@ def test_statements_touching_langgraph_came_from_langgraph(stack: Stack) -> None
         assert by_source[source] >= 5, f"{source} saw too little of LangGraph: {by_source}"
     strangers = [s for s in touching if s.role != role
                  or (s.application is not None and s.application != "jedisos-langgraph")]
+    claim.figures(statements_on_langgraph=len(touching), statements_on_langgraph_from_others=len(strangers))
     assert not strangers, "statements on langgraph from other connections:\n" + "\n".join(
         f"  {s.source} role={s.role} app={s.application}: {s.text[:120]}" for s in strangers)
+    claim.holds(f"(b) all {len(touching)} statements the server saw on langgraph objects "
+                f"({', '.join(sorted(sources))}) came from {role} on LangGraph's own connections")
 
 
-def test_statements_touching_hindsight_came_from_hindsight(stack: Stack) -> None:
+@pytest.mark.claim("S2-rest-api-only", "S10-no-direct-sql")
+def test_statements_touching_hindsight_came_from_hindsight(stack: Stack, claim: ClaimRecorder) -> None:
     """design §2: every statement the server saw on ``hindsight`` objects came from Hindsight's role."""
     role = stack.report.by_owner("hindsight").role
     names = _relations(stack.url, "hindsight")
-    strangers = [s for s in stack.statements if _touches(s, "hindsight", names) and s.role != role]
+    touching = [s for s in stack.statements if _touches(s, "hindsight", names)]
+    strangers = [s for s in touching if s.role != role]
+    claim.figures(statements_on_hindsight=len(touching), statements_on_hindsight_from_others=len(strangers))
     assert not strangers, "statements on hindsight from other connections:\n" + "\n".join(
         f"  {s.source} role={s.role} app={s.application}: {s.text[:120]}" for s in strangers)
+    claim.holds(f"(b) all {len(touching)} statements the server saw on hindsight objects came from {role}")
 
 
-def test_jedisos_statements_stay_in_jedisos(stack: Stack) -> None:
+@pytest.mark.claim("S10-no-direct-sql")
+def test_jedisos_statements_stay_in_jedisos(stack: Stack, claim: ClaimRecorder) -> None:
     """design §10: what jedisos_app sent names only its own objects."""
     jedisos = stack.report.by_owner("jedisos").role
     mine = [s for s in stack.statements if s.role == jedisos]
@@ -117,6 +133,8 @@ def test_jedisos_statements_stay_in_jedisos(stack: Stack) -> None:
         names = _relations(stack.url, schema)
         bad = [s.text[:120] for s in mine if _touches(s, schema, names)]
         assert not bad, f"jedisos_app touched {schema}: {bad}"
+    claim.holds(f"(b) none of the {len(mine)} statements {jedisos} sent named a langgraph or hindsight object",
+                jedisos_statements=len(mine), jedisos_statements_on_foreign_schemas=0)
 
 
 def test_the_log_carries_application_names(stack: Stack) -> None:
@@ -142,10 +160,18 @@ def _attempts(schema: str, relation: str | None) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("schema", ["langgraph", "hindsight"])
-def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema: str) -> None:
+@pytest.mark.parametrize("schema", [
+    pytest.param("langgraph", marks=pytest.mark.claim("S3-langgraph-api-only", "S10-no-direct-sql")),
+    pytest.param("hindsight", marks=pytest.mark.claim("S2-rest-api-only", "S10-no-direct-sql")),
+])
+def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema: str, claim: ClaimRecorder) -> None:
     """design §2/§3 "직접 SQL 금지": under the least-privilege roles, every read and write by
     jedisos_app into hindsight/langgraph fails with SQLSTATE 42501."""
+    check_refused_outside_jedisos(stack, schema, claim)
+
+
+def check_refused_outside_jedisos(stack: Stack, schema: str, claim: ClaimRecorder) -> None:
+    """Every read and write jedisos_app tries on each relation of ``schema`` is refused with 42501."""
     relations = _relations(stack.url, schema)
     if schema == "langgraph":
         assert set(relations) >= {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
@@ -162,17 +188,25 @@ def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema:
     wrong = {q: o for q, o in outcomes.items() if o != "42501"}
     assert not wrong, f"expected 42501 for every statement, server answered: {wrong}"
     assert len(outcomes) >= 6
+    figures = {f"refused_on_{schema}": len(outcomes), f"allowed_on_{schema}": 0}
+    # Figure names are never claim= or fix=, which is all mypy fears of a dict's keys here.
+    claim.holds(f"(c) all {len(outcomes)} reads and writes jedisos_app tried on {len(relations)} {schema} "
+                f"relations were refused with 42501", **figures)  # type: ignore[arg-type]
 
 
-def test_owner_roles_cannot_reach_each_other(stack: Stack) -> None:
+@pytest.mark.claim("S10-no-direct-sql")
+def test_owner_roles_cannot_reach_each_other(stack: Stack, claim: ClaimRecorder) -> None:
     """design §1: isolation holds in every direction, not just for jedisos_app."""
-    assert roles.privilege_leaks(stack.url, stack.report) == []
+    leaks = roles.privilege_leaks(stack.url, stack.report)
+    claim.figures(privilege_leaks=len(leaks))
+    assert leaks == [], f"roles with rights outside their schema: {leaks}"
     with (psycopg.connect(stack.owner_urls["langgraph"].libpq(), autocommit=True) as conn,
           pytest.raises(psycopg.errors.InsufficientPrivilege)):
         conn.execute("SELECT * FROM jedisos.installed_tools")
     with (psycopg.connect(stack.owner_urls["hindsight"].libpq(), autocommit=True) as conn,
           pytest.raises(psycopg.errors.InsufficientPrivilege)):
         conn.execute("SELECT * FROM langgraph.checkpoints")
+    claim.holds(f"(c) none of the {len(stack.report.grants)} owner roles has USAGE or CREATE on another owner's schema")
 
 
 def test_the_stack_ran_under_the_roles(stack: Stack) -> None:

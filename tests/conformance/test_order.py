@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import catalog, hindsight, startup
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -46,6 +47,23 @@ def _state(url: DatabaseURL) -> dict[str, catalog.Snapshot]:
     return state
 
 
+def objects(state: dict[str, catalog.Snapshot]) -> int:
+    """How many catalog objects a state holds, over all schemas (the size of what the diffs compare)."""
+    return sum(len(snap) for snap in state.values())
+
+
+def check_same_catalog(expected: dict[str, catalog.Snapshot], url: DatabaseURL, order: tuple[str, ...],
+                       claim: ClaimRecorder) -> None:
+    """``url`` (started in ``order``) holds exactly the catalog of ``expected``, schema by schema."""
+    state = _state(url)
+    for schema, snap in expected.items():
+        difference = catalog.diff(snap, state[schema])
+        assert not difference, f"order {'-'.join(order)}, schema {schema}: {difference.render()}"
+    claim.holds(f"start-up in another order than the design's ended in the same catalog "
+                f"({objects(expected)} objects over {len(expected)} schemas, no difference)",
+                catalog_objects=objects(expected))
+
+
 def _tables(url: DatabaseURL, schema: str) -> set[str]:
     with connect(url) as conn:
         return {r[0] for r in conn.execute(
@@ -60,7 +78,8 @@ def design_state(database_factory: DatabaseFactory) -> dict[str, catalog.Snapsho
     return _state(url)
 
 
-def test_design_order_works(database_factory: DatabaseFactory) -> None:
+@pytest.mark.claim("S1-migration-order")
+def test_design_order_works(database_factory: DatabaseFactory, claim: ClaimRecorder) -> None:
     """design §1 "마이그레이션 순서": extension → Hindsight → LangGraph setup() → jedisos Alembic."""
     url = database_factory("order_steps", bootstrap=False)
     steps = startup.run_steps(url)
@@ -74,21 +93,23 @@ def test_design_order_works(database_factory: DatabaseFactory) -> None:
     assert migrations.current(url) == migrations.head()
     assert {"checkpoints", "checkpoint_migrations"} <= _tables(url, "langgraph")
     assert _tables(url, "public") == set()
+    claim.holds("the design's order ran: " + ", ".join(f"{s.name} {s.status}" for s in steps) +
+                f"; jedisos at {migrations.head()}, LangGraph's tables in langgraph, none in public",
+                steps_applied=sum(s.status == "applied" for s in steps))
 
 
+@pytest.mark.claim("S1-any-order")
 @pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_of_the_owners_works(order: tuple[str, ...], database_factory: DatabaseFactory,
-                                         design_state: dict[str, catalog.Snapshot]) -> None:
+                                         design_state: dict[str, catalog.Snapshot], claim: ClaimRecorder) -> None:
     """design §1: the owners do not depend on each other, so any order ends in the same catalog."""
     url = database_factory("order_" + "_".join(o[0] for o in order), bootstrap=False)
     startup.run_steps(url, order)
-    state = _state(url)
-    for schema in SCHEMAS:
-        difference = catalog.diff(design_state[schema], state[schema])
-        assert not difference, f"order {order}, schema {schema}: {difference.render()}"
+    check_same_catalog(design_state, url, order, claim)
 
 
-def test_rerun_is_a_no_op(database_factory: DatabaseFactory) -> None:
+@pytest.mark.claim("S1-migration-order")
+def test_rerun_is_a_no_op(database_factory: DatabaseFactory, claim: ClaimRecorder) -> None:
     """design §1: a second start-up run changes nothing (every step unchanged, same catalog)."""
     url = database_factory("order_rerun", bootstrap=False)
     startup.run_steps(url)
@@ -99,8 +120,11 @@ def test_rerun_is_a_no_op(database_factory: DatabaseFactory) -> None:
     after = _state(url)
     for schema in SCHEMAS:
         assert not catalog.diff(before[schema], after[schema]), catalog.diff(before[schema], after[schema]).render()
+    claim.holds(f"a second start-up run left every step unchanged and the {objects(before)} catalog objects as they "
+                f"were", catalog_objects=objects(before), changed_on_rerun=0)
 
 
+@pytest.mark.claim("S1-migration-order")
 def test_cli_up_twice(database_factory: DatabaseFactory) -> None:
     """`jedisos-db up --dsn URL` twice on a fresh database: schemas populated, public without
     tables, the second run a no-op."""
@@ -126,6 +150,7 @@ def test_an_order_must_name_each_owner_once(empty_db: DatabaseURL) -> None:
         startup.run_steps(empty_db, owner_urls={"nobody": empty_db})
 
 
+@pytest.mark.claim("S1-migration-order")
 def test_startup_report_shows_the_second_run_changed_nothing(database_factory: DatabaseFactory) -> None:
     """design §1: `up` twice; the report of the second run says nothing changed, step by step."""
     url = database_factory("order_report", bootstrap=False)

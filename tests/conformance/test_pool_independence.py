@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from jedisos_db.cli import render
 from jedisos_db.cli.main import app
 from jedisos_db.harness import pools
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import startup
 from jedisos_db.runtime import checkpointer, urls
 from jedisos_db.runtime.db import migrations
@@ -54,8 +55,16 @@ def test_load_processes_get_the_url_in_their_environment_only() -> None:
     assert env[pools.ENV_TARGET] == "http://127.0.0.1:8888"
     assert "http://127.0.0.1:8888" not in argv
 
-def _check(report: pools.IndependenceReport, kinds: list[str]) -> None:
+def _check(report: pools.IndependenceReport, kinds: list[str], claim: ClaimRecorder) -> None:
+    """The structural facts of independence, asserted; the latencies recorded as the claim's figures."""
     print("\n" + render.to_text(render.pools_report(report)))
+    figures: dict[str, float | int] = {}
+    for lat in report.latencies:
+        key = lat.probe + ("_idle" if lat.condition == "idle" else "_with_" + lat.condition.split()[0] + "_saturated")
+        figures[f"{key}_p50_ms"] = round(lat.p50_ms, 2)
+        figures[f"{key}_p99_ms"] = round(lat.p99_ms, 2)
+    figures.update({f"{kind}_pool_max": sat.max_size for kind, sat in report.saturations.items() if kind in kinds})
+    claim.figures(**figures)  # type: ignore[arg-type]  # the names are probe/condition keys, never claim=
     for kind in kinds:
         sat = report.saturations[kind]
         assert not sat.errors, f"load on {kind} failed: {sat.errors}"
@@ -72,11 +81,19 @@ def _check(report: pools.IndependenceReport, kinds: list[str]) -> None:
             lat = report.get(other, f"{kind} saturated")
             assert not lat.errors, f"{other} failed while {kind} was saturated: {lat.errors[:3]}"
             assert len(lat.samples) == SAMPLES
+    worst = max((lat for lat in report.latencies if lat.condition != "idle"), key=lambda lat: lat.p99_ms)
+    idle = report.get(worst.probe, "idle")
+    claim.holds(f"with each of {', '.join(kinds)} saturated in turn at its pool maximum, all {SAMPLES} probes of "
+                f"the other pools completed; worst case {worst.probe} under {worst.condition}: p50 "
+                f"{worst.p50_ms:.1f} ms / p99 {worst.p99_ms:.1f} ms against {idle.p50_ms:.1f} / {idle.p99_ms:.1f} ms "
+                f"idle")
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S1-pool-independence")
 async def test_langgraph_and_jedisos_pools_are_independent(database_factory: DatabaseFactory,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           claim: ClaimRecorder) -> None:
     """design §1: saturating LangGraph's pool does not stop JediSOS's engine, and the reverse.
 
     Run with a password in the URL: the load processes really started must not carry it in argv."""
@@ -91,7 +108,7 @@ async def test_langgraph_and_jedisos_pools_are_independent(database_factory: Dat
 
     monkeypatch.setattr(asyncio, "create_subprocess_exec", recording_exec)  # pools calls it through the module
     report = await pools.measure(url, samples=SAMPLES)
-    _check(report, ["langgraph", "jedisos"])
+    _check(report, ["langgraph", "jedisos"], claim)
     assert [argv[-2] for argv in started] == ["langgraph", "jedisos"]
     leaked = [argv for argv in started if any(_secret_of(url) in a or url.host in a for a in argv)]
     assert not leaked, f"a load process got the URL on its command line: {leaked}"
@@ -99,8 +116,10 @@ async def test_langgraph_and_jedisos_pools_are_independent(database_factory: Dat
 
 @pytest.mark.e2e
 @pytest.mark.slow
+@pytest.mark.claim("S1-pool-independence")
 async def test_all_three_pools_are_independent(database_factory: DatabaseFactory,
-                                               hindsight_server_factory: HindsightFactory) -> None:
+                                               hindsight_server_factory: HindsightFactory,
+                                               claim: ClaimRecorder) -> None:
     """design §1: Hindsight (through its REST API), LangGraph and JediSOS, each saturated in turn."""
     url = database_factory("pools_e2e", bootstrap=False)
     await asyncio.to_thread(startup.run_steps, url)
@@ -108,12 +127,14 @@ async def test_all_three_pools_are_independent(database_factory: DatabaseFactory
     settings = hindsight.server.settings
     maximum = settings.pool_max_size + settings.read_pool_max_size
     report = await pools.measure(url, hindsight_url=hindsight.base_url, hindsight_pool_max=maximum, samples=SAMPLES)
-    _check(report, ["langgraph", "jedisos", "hindsight"])
+    claim.figures(hindsight_server_peak=report.server_peaks["hindsight"])
+    _check(report, ["langgraph", "jedisos", "hindsight"], claim)
     assert 0 < report.server_peaks["hindsight"] <= maximum, (
         f"Hindsight connections seen under load: {report.server_peaks['hindsight']}, its pools allow {maximum}")
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S1-pool-independence")
 def test_cli_pools_prints_the_figures(database_factory: DatabaseFactory) -> None:
     """`jedisos-db pools --dsn URL` on a database at the start-up state prints p50/p99 per probe and
     condition, and migrates nothing."""

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from jedisos_db.cli import render
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import budget, provision
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.urls import DatabaseURL
@@ -15,8 +16,17 @@ from tests.plugins.databases import DatabaseFactory
 from tests.plugins.roles import RolesFactory
 from tests.rich_tables import row_of
 
+HEAD_BUDGET = ("at head: `jedisos-db budget` checks the pools against the server, and capping Hindsight's pools "
+               "(HINDSIGHT_API_DB_POOL_MAX_SIZE / HINDSIGHT_API_READ_DB_POOL_MAX_SIZE) makes room")
 
-def test_design_max_connections_200_is_false_with_hindsight_defaults() -> None:
+
+def _record_budget(claim: ClaimRecorder, verdict: budget.BudgetVerdict) -> None:
+    claim.figures(demand=verdict.demand, available=verdict.available, max_connections=verdict.max_connections,
+                  headroom=verdict.headroom)
+
+
+@pytest.mark.claim("S1-max-connections-200", shows="fails")
+def test_design_max_connections_200_is_false_with_hindsight_defaults(claim: ClaimRecorder) -> None:
     """design §1 "충돌 방지 체크리스트": "max_connections=200" is NOT enough once Hindsight's default
     pools (100 + 100 read) sit beside LangGraph (max 10) and JediSOS (5 + 10 overflow)."""
     verdict = budget.design_verdict()
@@ -25,8 +35,13 @@ def test_design_max_connections_200_is_false_with_hindsight_defaults() -> None:
     assert verdict.available == 200 - 3
     assert not verdict.fits, verdict
     assert verdict.headroom == -28
+    claim.fails(f"the documented pools ask for {verdict.demand} connections (Hindsight 100 + 100, LangGraph 10, "
+                f"JediSOS 5 + 10) of {verdict.available} usable at max_connections={verdict.max_connections}",
+                fix=HEAD_BUDGET)
+    _record_budget(claim, verdict)
 
 
+@pytest.mark.claim("S1-max-connections-200", shows="fails")
 def test_hindsight_defaults_alone_exhaust_the_design_server() -> None:
     """design §1: even one Hindsight process with default pools asks for more than 200 - 3 slots."""
     alone = budget.connection_budget(budget.design_pools(jedisos_processes=0), max_connections=200)
@@ -62,8 +77,9 @@ def test_server_verdict_reads_the_real_settings(server_url: DatabaseURL, server_
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S1-max-connections-200", shows="fails")
 async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, database_factory: DatabaseFactory,
-                                                     roles_factory: RolesFactory) -> None:
+                                                     roles_factory: RolesFactory, claim: ClaimRecorder) -> None:
     """design §1: opening the design's pools at their ceilings on the server, as the application
     roles (not superusers, so the reserved slots are closed to them), is refused with SQLSTATE
     53300 (too many clients) exactly when the budget says it does not fit."""
@@ -83,12 +99,16 @@ async def test_design_pools_really_exhaust_the_server(server_url: DatabaseURL, d
     finally:
         await asyncio.gather(*(c.close() for c in opened), return_exceptions=True)
     print(f"opened {len(opened)} of {verdict.demand} before the server refused")
+    _record_budget(claim, verdict)
+    claim.figures(opened_before_refusal=len(opened))
     if verdict.fits:
         assert refused is None, f"budget fits but the server refused after {len(opened)}"
     else:
         assert refused is not None, f"budget says {verdict.demand} > {verdict.available}, but all opened"
         assert refused.sqlstate == "53300"
         assert len(opened) <= verdict.available
+        claim.fails(f"opening the documented pools' {verdict.demand} connections on a server with max_connections="
+                    f"{verdict.max_connections}: refused with SQLSTATE 53300 after {len(opened)}", fix=HEAD_BUDGET)
 
 
 def test_cli_budget_reports_the_shortfall(server_url: DatabaseURL) -> None:

@@ -71,6 +71,7 @@ def test_resolve_target_prefers_dsn_then_jedisos_db_url_then_postgres_parts(no_t
         provision.given_target("postgresql://u@h", field="--pg-dsn")
 
 
+@pytest.mark.claim("S1-vector-once")
 def test_bootstrap_puts_vector_in_public_and_is_idempotent(empty_db: DatabaseURL) -> None:
     provision.bootstrap(empty_db)  # empty_db is bootstrapped already: this is the rerun
     with connect(empty_db) as conn:
@@ -197,3 +198,26 @@ def test_log_excerpt_keeps_only_the_last_severe_lines() -> None:
     assert provision.log_excerpt("LOG:  all fine") == ""
     with pytest.raises(ConfigError, match="start_timeout"):
         provision.EmbeddedServer(start_timeout=0)
+
+
+def test_a_list_of_preload_libraries_is_stored_as_a_list(settings_server: provision.EmbeddedServer) -> None:
+    """``"a,b"`` used to be stored as the one quoted name ``"a,b"`` (and then the server would not start)."""
+    two = provision.ServerSettings(shared_preload_libraries="pg_stat_statements, auto_explain")
+    try:
+        url = provision.EmbeddedServer(settings_server.data_dir, two).start()
+        assert provision.server_info(url).shared_preload_libraries == "pg_stat_statements, auto_explain"
+        assert "shared_preload_libraries = 'pg_stat_statements, auto_explain'" in _auto_conf(settings_server)
+        with connect(url) as conn:  # both loaded: auto_explain's parameters exist only once it is
+            assert conn.execute("SHOW auto_explain.log_min_duration").fetchone() == ("-1",)
+        # The same list written differently is no change: no restart.
+        again = provision.EmbeddedServer(settings_server.data_dir, provision.ServerSettings(
+            shared_preload_libraries="pg_stat_statements,auto_explain"))
+        with connect(url) as conn:
+            started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+        with connect(again.start()) as conn:
+            assert conn.execute("SELECT pg_postmaster_start_time()").fetchone() == started
+    finally:
+        provision.EmbeddedServer(settings_server.data_dir).start()  # back to the default one library
+    restored = settings_server.url()
+    assert restored is not None
+    assert provision.server_info(restored).shared_preload_libraries == "pg_stat_statements"

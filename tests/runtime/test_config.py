@@ -37,6 +37,7 @@ def test_jedisos_db_url_wins_and_is_taken_whole(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().database_url.libpq() == "postgresql://app:pw@db.internal:6432/jedisos"
 
 
+@pytest.mark.claim("S1-jedisos-schema-env")
 def test_overrides_pool_schema_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {**POSTGRES, "JEDISOS_DB_SCHEMA": "jedisos_staging", "JEDISOS_DB_POOL_SIZE": "20",
                           "JEDISOS_DB_MAX_OVERFLOW": "0", "JEDISOS_DB_STATEMENT_TIMEOUT_MS": "5000"})

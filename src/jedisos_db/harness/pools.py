@@ -399,6 +399,8 @@ async def measure(url: DatabaseURL, *, hindsight_url: str | None = None, hindsig
     :func:`require_ready` raises otherwise). ``hindsight_pool_max``: the Hindsight server's pool +
     read pool maximum, for the report.
     """
+    if samples < 1:  # no timings: every percentile would print as nan
+        raise ConfigError("samples", f"must be at least 1 timed operation per probe; got {samples}")
     await asyncio.to_thread(require_ready, url)
     s = settings or LoadSettings()
     report = IndependenceReport(settings=provision.server_info(url).settings, load=s)

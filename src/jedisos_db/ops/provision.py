@@ -185,13 +185,14 @@ class EmbeddedServer:
         wanted = self.settings.as_parameters()
         with connect(url) as conn:
             current = check_settings(conn, wanted)
-            changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+            changed = {k: v for k, v in wanted.items() if _normal(k, current.get(k)) != _normal(k, v)}
             if not changed:
                 return False
             self._previous_conf.write_text(self._auto_conf.read_text())
             for name, value in changed.items():
                 try:
-                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+                    conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name),
+                                                                            _setting_value(name, value)))
                 except psycopg.Error as exc:  # a rule pg_settings does not expose (units, string checks)
                     self._restore_previous_conf()
                     raise ConfigError(name, str(exc).splitlines()[0]) from None
@@ -307,6 +308,26 @@ class EmbeddedServer:
     def _say(self, message: str) -> None:
         if self.progress is not None:
             self.progress(message)
+
+
+LIST_PARAMETERS = frozenset({"shared_preload_libraries", "session_preload_libraries", "local_preload_libraries",
+                             "search_path", "temp_tablespaces"})
+"""Parameters PostgreSQL takes as a quoted list (GUC_LIST_QUOTE): ``'a,b'`` given as one literal is stored as
+the single name ``"a,b"``, so their items go to ALTER SYSTEM as separate literals."""
+
+
+def _items(value: str) -> list[str]:
+    return [item.strip().strip('"') for item in value.split(",") if item.strip()]
+
+
+def _setting_value(name: str, value: str) -> sql.Composable:
+    if name in LIST_PARAMETERS and _items(value):
+        return sql.SQL(", ").join(sql.Literal(item) for item in _items(value))
+    return sql.Literal(value)
+
+
+def _normal(name: str, value: str | None) -> object:
+    return _items(value) if name in LIST_PARAMETERS and value is not None else value
 
 
 class _PgCtlFailed(DatabaseUnavailableError):

@@ -16,6 +16,12 @@ verified facts) is a psycopg 3 pool whose connections see only ``langgraph`` on 
 Each saver serialises its queries behind one ``asyncio.Lock``, so a saver never holds more than
 one connection at a time; the pool is sized for that (1..2) rather than the design's 2..10.
 
+Faults (issue 11): every pooled connection is checked on checkout (``check_connection``), so the first
+call after a server restart gets a fresh connection instead of the dead one; opening a connection,
+waiting for a free one and each statement are bounded (:class:`PoolSizing`, defaults from
+``runtime.config``); and whatever psycopg raises for an unreachable server comes out of the pool as
+``DatabaseUnavailableError`` (``runtime.db.faults``).
+
 This module and ``jedisos_db.runtime.hindsight`` are the only places allowed to name ``langgraph`` /
 ``hindsight`` objects in SQL (the conformance source scan enforces it); everything else goes
 through the saver's own API, thread retention included (``adelete_thread``, ``aprune``).
@@ -23,6 +29,7 @@ through the saver's own API, thread retention included (``adelete_thread``, ``ap
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -31,11 +38,13 @@ from typing import Any, Literal
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import sql
+from psycopg import AsyncConnection, Connection, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.config import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_POOL_TIMEOUT_S, Settings, check_wait
+from jedisos_db.runtime.db import faults
+from jedisos_db.runtime.db.connect import connect, libpq_connect_timeout
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import LANGGRAPH_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
@@ -55,15 +64,28 @@ class PoolSizing:
 
     min_size: int = 1
     max_size: int = 2
-    timeout: float = 30.0
+    timeout: float = DEFAULT_POOL_TIMEOUT_S
+    """Seconds to wait for a free connection on checkout (and for ``open`` to fill ``min_size``)."""
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    statement_timeout_ms: int = Settings.model_fields["statement_timeout_ms"].get_default()
+    """The server's limit per statement, as the jedisos engine's (0 = none)."""
+
+    @property
+    def hold_limit(self) -> float | None:
+        """Longest one use of a pooled connection may take: waiting for it, checking it, one statement;
+        None without a statement limit (``setup()``'s migrations)."""
+        if self.statement_timeout_ms == 0:
+            return None
+        return self.timeout + self.connect_timeout + self.statement_timeout_ms / 1000
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
             raise ConfigError("min_size", f"must be >= 0, got {self.min_size}")
         if self.max_size < max(self.min_size, 1):
             raise ConfigError("max_size", f"must be >= max(min_size, 1), got {self.max_size} (min {self.min_size})")
-        if self.timeout <= 0:
-            raise ConfigError("timeout", f"must be > 0 seconds, got {self.timeout}")
+        check_wait("timeout", self.timeout)
+        check_wait("connect_timeout", self.connect_timeout)
+        check_wait("statement_timeout_ms", self.statement_timeout_ms / 1000, zero_allowed=True)
 
 
 def _check_schema(schema: str) -> str:
@@ -73,14 +95,17 @@ def _check_schema(schema: str) -> str:
     return schema
 
 
-def connection_kwargs(schema: str = SCHEMA, application_name: str = APPLICATION_NAME) -> dict[str, Any]:
+def connection_kwargs(schema: str = SCHEMA, application_name: str = APPLICATION_NAME,
+                      sizing: PoolSizing | None = None) -> dict[str, Any]:
     """psycopg connection arguments every LangGraph connection is opened with."""
+    sizing = sizing or PoolSizing()
     return {
         "autocommit": True,
         "prepare_threshold": None,
         "row_factory": dict_row,
         "options": f"-c search_path={_check_schema(schema)}",
         "application_name": application_name,
+        "connect_timeout": libpq_connect_timeout(sizing.connect_timeout),
     }
 
 
@@ -125,22 +150,78 @@ def _pool_args(url: DatabaseURL, schema: str, sizing: PoolSizing | None, applica
         "min_size": sizing.min_size,
         "max_size": sizing.max_size,
         "timeout": sizing.timeout,
-        "kwargs": connection_kwargs(schema, application_name),
+        "kwargs": connection_kwargs(schema, application_name, sizing),
         "name": application_name,
         "open": False,
     }
 
 
+def _statement_timeout(sizing: PoolSizing | None) -> sql.Composed:
+    # A session SET rather than `options`: the search_path option is the one verified (and PgBouncer-proof
+    # via ALTER ROLE) setting there; this one is ours and applied when the pool opens each connection.
+    return sql.SQL("SET statement_timeout = {}").format((sizing or PoolSizing()).statement_timeout_ms)
+
+
+class CheckedAsyncPool(AsyncConnectionPool[Any]):
+    """The saver's pool: a connection is checked before it is handed out, and an unreachable server
+    (on checkout, open, or mid-statement) is a ``DatabaseUnavailableError`` naming it."""
+
+    def __init__(self, url: DatabaseURL, sizing: PoolSizing | None = None, **kwargs: Any) -> None:
+        statement = _statement_timeout(sizing)
+
+        async def configure(conn: AsyncConnection[Any]) -> None:
+            await conn.execute(statement)
+
+        super().__init__(check=AsyncConnectionPool.check_connection, configure=configure, **kwargs)
+        self.target = url
+        self.hold_limit = (sizing or PoolSizing()).hold_limit
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:  # noqa: ASYNC109  (psycopg's signature)
+        # psycopg has no client-side statement timeout: a server that stopped answering (SIGSTOP, a dead
+        # host behind a live socket) would hold the caller forever. The whole use of one connection is
+        # bounded instead; psycopg then tries to cancel the query (up to 5 s) before it gives up.
+        async with (faults.translating(self.target, "checkpointing"), asyncio.timeout(self.hold_limit),
+                    super().connection(timeout) as conn):
+            yield conn
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109  (psycopg's signature)
+        async with faults.translating(self.target, faults.CONNECTING):
+            await super().open(wait=wait, timeout=timeout)
+
+
+class CheckedPool(ConnectionPool[Any]):
+    """The synchronous twin of :class:`CheckedAsyncPool`."""
+
+    def __init__(self, url: DatabaseURL, sizing: PoolSizing | None = None, **kwargs: Any) -> None:
+        statement = _statement_timeout(sizing)
+
+        def configure(conn: Connection[Any]) -> None:
+            conn.execute(statement)
+
+        super().__init__(check=ConnectionPool.check_connection, configure=configure, **kwargs)
+        self.target = url
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[Any]:
+        with faults.translating(self.target, "checkpointing"), super().connection(timeout) as conn:
+            yield conn
+
+    def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        with faults.translating(self.target, faults.CONNECTING):
+            super().open(wait=wait, timeout=timeout)
+
+
 def async_pool(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
-               application_name: str = APPLICATION_NAME) -> AsyncConnectionPool[Any]:
+               application_name: str = APPLICATION_NAME) -> CheckedAsyncPool:
     """An unopened ``AsyncConnectionPool`` confined to ``schema``; ``await pool.open()`` it."""
-    return AsyncConnectionPool(**_pool_args(url, schema, sizing, application_name))
+    return CheckedAsyncPool(url, sizing, **_pool_args(url, schema, sizing, application_name))
 
 
 def sync_pool(url: DatabaseURL, *, schema: str = SCHEMA, sizing: PoolSizing | None = None,
-              application_name: str = APPLICATION_NAME) -> ConnectionPool[Any]:
+              application_name: str = APPLICATION_NAME) -> CheckedPool:
     """The synchronous twin of :func:`async_pool` (unopened)."""
-    return ConnectionPool(**_pool_args(url, schema, sizing, application_name))
+    return CheckedPool(url, sizing, **_pool_args(url, schema, sizing, application_name))
 
 
 @asynccontextmanager
@@ -151,7 +232,7 @@ async def open_checkpointer(url: DatabaseURL, *, schema: str = SCHEMA, sizing: P
     ``setup()`` run first (both idempotent). The pool closes on exit."""
     ensure_schema(url, schema)
     pool = async_pool(url, schema=schema, sizing=sizing, application_name=application_name)
-    await pool.open(wait=True)
+    await pool.open(wait=True, timeout=(sizing or PoolSizing()).timeout)
     try:
         saver = AsyncPostgresSaver(pool)
         if setup:
@@ -167,7 +248,7 @@ def open_sync_checkpointer(url: DatabaseURL, *, schema: str = SCHEMA, sizing: Po
     """The synchronous twin of :func:`open_checkpointer` (``PostgresSaver`` on a ``ConnectionPool``)."""
     ensure_schema(url, schema)
     pool = sync_pool(url, schema=schema, sizing=sizing, application_name=application_name)
-    pool.open(wait=True)
+    pool.open(wait=True, timeout=(sizing or PoolSizing()).timeout)
     try:
         saver = PostgresSaver(pool)
         if setup:
@@ -181,7 +262,8 @@ def setup(url: DatabaseURL, *, schema: str = SCHEMA) -> tuple[int | None, int | 
     """Create ``schema`` and run LangGraph's migrations in it; return (version before, after)."""
     ensure_schema(url, schema)
     before = migration_version(url, schema)
-    with open_sync_checkpointer(url, schema=schema, sizing=PoolSizing(min_size=1, max_size=1)):
+    # No statement limit: like Alembic's, LangGraph's migrations may build indexes on a full table.
+    with open_sync_checkpointer(url, schema=schema, sizing=PoolSizing(min_size=1, max_size=1, statement_timeout_ms=0)):
         pass
     return before, migration_version(url, schema)
 

@@ -26,6 +26,13 @@ from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
+MAX_WAIT_S = 86_400
+"""The longest wait any timeout may be set to (a day): beyond it a value is a typo (ms for s), not a policy."""
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+"""Seconds to open a connection, for every pool and one-off connection of the package."""
+DEFAULT_POOL_TIMEOUT_S = 30.0
+"""Seconds to wait for a free pooled connection (the jedisos engine and the LangGraph pool)."""
+
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 # Field name -> the environment variable a user sets; errors must name the latter.
@@ -40,6 +47,8 @@ ENV_NAMES = {
     "pool_size": "JEDISOS_DB_POOL_SIZE",
     "max_overflow": "JEDISOS_DB_MAX_OVERFLOW",
     "statement_timeout_ms": "JEDISOS_DB_STATEMENT_TIMEOUT_MS",
+    "connect_timeout_s": "JEDISOS_DB_CONNECT_TIMEOUT_S",
+    "pool_timeout_s": "JEDISOS_DB_POOL_TIMEOUT_S",
     "application_name": "JEDISOS_DB_APPLICATION_NAME",
     "fernet_keys": "JEDISOS_FERNET_KEYS",
 }
@@ -95,7 +104,17 @@ class Settings(DatabaseSettings):
     # Section 1: create_async_engine(db_url, pool_size=5, max_overflow=10).
     pool_size: int = Field(default=5, ge=1, le=1000, validation_alias="JEDISOS_DB_POOL_SIZE")
     max_overflow: int = Field(default=10, ge=0, le=1000, validation_alias="JEDISOS_DB_MAX_OVERFLOW")
-    statement_timeout_ms: int = Field(default=30_000, ge=0, validation_alias="JEDISOS_DB_STATEMENT_TIMEOUT_MS")
+    # Every wait a caller can meet has a bound (issue 11): the server cancels a statement after
+    # statement_timeout (0 = no limit, for migrations and retention); the client gives up on a server
+    # that does not answer at all (SIGSTOP, black hole) after connect_timeout_s, or after the statement
+    # timeout plus connect_timeout_s for a statement (see engine.py); pool_timeout_s bounds the wait
+    # for a free pooled connection.
+    statement_timeout_ms: int = Field(default=30_000, ge=0, le=MAX_WAIT_S * 1000,
+                                      validation_alias="JEDISOS_DB_STATEMENT_TIMEOUT_MS")
+    connect_timeout_s: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0, le=MAX_WAIT_S,
+                                     validation_alias="JEDISOS_DB_CONNECT_TIMEOUT_S")
+    pool_timeout_s: float = Field(default=DEFAULT_POOL_TIMEOUT_S, gt=0, le=MAX_WAIT_S,
+                                  validation_alias="JEDISOS_DB_POOL_TIMEOUT_S")
     application_name: str = Field(default="jedisos-app", min_length=1, max_length=63,
                                   validation_alias="JEDISOS_DB_APPLICATION_NAME")
     fernet_keys: SecretStr | None = Field(default=None, validation_alias="JEDISOS_FERNET_KEYS")
@@ -103,6 +122,15 @@ class Settings(DatabaseSettings):
     @property
     def db_schema(self) -> str:
         return self.jedisos_db_schema
+
+    @property
+    def command_timeout_s(self) -> float | None:
+        """How long the client waits for any answer to a statement: the server's own limit plus one
+        connect timeout (a server that cannot even cancel its statement by then is not answering).
+        None with no statement limit: a migration may rightly run for hours."""
+        if self.statement_timeout_ms == 0:
+            return None
+        return self.statement_timeout_ms / 1000 + self.connect_timeout_s
 
     def __repr__(self) -> str:
         # pydantic masks SecretStr already; the URL property is never part of the repr.
@@ -121,6 +149,16 @@ def _build(cls: type[S], overrides: dict[str, Any]) -> S:
         loc = str(first["loc"][0]) if first["loc"] else "settings"
         name = ENV_NAMES.get(loc.lower(), loc.upper())
         raise ConfigError(name, first["msg"].lower()) from None
+
+
+def check_wait(field: str, seconds: float, *, zero_allowed: bool = False) -> float:
+    """``seconds`` when it is a sane wait (> 0, or 0 when that means "no limit"; at most a day), else a
+    :class:`ConfigError` naming ``field``: for timeouts given as arguments rather than settings."""
+    low_ok = seconds >= 0 if zero_allowed else seconds > 0
+    if not (low_ok and seconds <= MAX_WAIT_S):
+        bound = ">= 0" if zero_allowed else "> 0"
+        raise ConfigError(field, f"must be {bound} and at most {MAX_WAIT_S} seconds (a day); got {seconds}")
+    return seconds
 
 
 def env_database_url() -> DatabaseURL | None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from jedisos_db.runtime.errors import ConfigError
 
+MAX_PORT = 65535
 _ACCEPTED_SCHEMES = {"postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"}
 
 
@@ -109,6 +110,8 @@ def parse(text: str | URL, *, field: str = "--dsn") -> DatabaseURL:
             raise ConfigError(field, "is empty; expected postgresql://user:password@host:port/dbname")
         try:
             parsed = make_url(text.strip())
+        except ValueError as exc:  # a port that is not a number ("host:abc")
+            raise ConfigError(field, f"has a port that is not a number ({exc}); expected host:5432") from None
         except ArgumentError as exc:
             raise ConfigError(
                 field, f"is not a database URL ({exc}); expected postgresql://user@host/db"
@@ -123,6 +126,8 @@ def parse(text: str | URL, *, field: str = "--dsn") -> DatabaseURL:
         raise ConfigError(field, "names no database; add /dbname to the URL")
     if not parsed.host and "host" not in parsed.query:
         raise ConfigError(field, "names no host; give host[:port] or ?host=/socket/dir")
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        raise ConfigError(field, f"port {parsed.port} is outside 1-{MAX_PORT}")
     if parsed.host and parsed.host.startswith("/"):
         # A socket directory as host (e.g. POSTGRES_HOST=/run/postgresql) would render as a path
         # and be read as the database name; libpq and asyncpg both take it as ?host=.

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from jedisos_db.harness.hindsight import server as hs
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import catalog
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.db.connect import connect
@@ -20,7 +21,9 @@ from tests.plugins.hindsight import RunningHindsight
 pytestmark = pytest.mark.e2e
 
 
-def test_migrations_fill_schema_hindsight_and_leave_public_to_extensions(hindsight_server: RunningHindsight) -> None:
+@pytest.mark.claim("S1-hindsight-needs-pgvector", "S1-hindsight-schema-env", "S1-vector-once")
+def test_migrations_fill_schema_hindsight_and_leave_public_to_extensions(hindsight_server: RunningHindsight,
+                                                                        claim: ClaimRecorder) -> None:
     """Design §1 (migration order, Hindsight first) and §2: Hindsight's Alembic owns ``hindsight``."""
     with connect(hindsight_server.database_url) as conn:
         tables = {r[0] for r in conn.execute(
@@ -32,12 +35,27 @@ def test_migrations_fill_schema_hindsight_and_leave_public_to_extensions(hindsig
         extensions = dict(conn.execute(
             "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
         ).fetchall())
+        trusted = conn.execute("SELECT bool_or(v.trusted) FROM pg_available_extension_versions v "
+                               "WHERE v.name = 'vector' AND v.installed").fetchone()
     assert {"alembic_version", "banks", "memory_units", "entities"} <= tables, sorted(tables)
     assert public == [], f"public must hold extensions only, found relations {public}"
     assert {name: extensions.get(name) for name in ("vector", "pg_trgm", "btree_gin")} == dict.fromkeys(
         ("vector", "pg_trgm", "btree_gin"), "public"), extensions
+    claim.partial(f"Hindsight's migrations installed vector, pg_trgm and btree_gin in public and filled {len(tables)} "
+                  f"tables in hindsight; its raw asyncpg SQL and <=> operator are not checked here",
+                  claim="S1-hindsight-needs-pgvector", hindsight_tables=len(tables))
+    claim.holds(f"with HINDSIGHT_API_DATABASE_SCHEMA=hindsight its migrations created schema hindsight and "
+                f"{len(tables)} tables in it", claim="S1-hindsight-schema-env", hindsight_tables=len(tables))
+    vector_trusted = bool(trusted and trusted[0])
+    if vector_trusted:
+        claim.holds("one vector extension in public, created once, serves Hindsight's schema", claim="S1-vector-once")
+    else:
+        claim.partial("one vector extension in public serves Hindsight's schema, but vector is not a trusted "
+                      "extension: a superuser must create it before Hindsight's own role can run its migrations",
+                      claim="S1-vector-once", vector_trusted=vector_trusted)
 
 
+@pytest.mark.claim("S1-hindsight-migrates-on-start")
 def test_second_migration_run_changes_nothing(hindsight_server: RunningHindsight) -> None:
     """Design §1: start-up is repeatable; Hindsight's own migrations are a no-op the second time."""
     before = catalog.snapshot(hindsight_server.database_url, hm.SCHEMA)
@@ -48,6 +66,7 @@ def test_second_migration_run_changes_nothing(hindsight_server: RunningHindsight
     assert not difference.changes, difference
 
 
+@pytest.mark.claim("S1-hindsight-own-pool")
 def test_server_connections_are_its_own_and_tagged(hindsight_server: RunningHindsight) -> None:
     """Design §1 (each owner its own pool): the API's connections carry application_name hindsight-api."""
     database = hindsight_server.database_url.database
@@ -97,6 +116,7 @@ def test_a_server_that_cannot_start_reports_its_log_tail(server_url: DatabaseURL
 
 
 @pytest.mark.usefixtures("hindsight_installed")
+@pytest.mark.claim("S1-hindsight-schema-env", "S1-hindsight-migrates-on-start")
 def test_the_server_migrates_its_schema_on_start_when_asked(database_factory: DatabaseFactory,
                                                            tmp_path: Path) -> None:
     """Design §1 step 2: "Hindsight 서버 시작 → Alembic으로 hindsight 스키마 마이그레이션 (자동)" — true,

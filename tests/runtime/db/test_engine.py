@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 from sqlalchemy.pool import NullPool, QueuePool
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.config import load_settings
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import _LAST_USED, PING_AFTER_IDLE, _check_on_checkout, create_engine, schema_of
@@ -16,7 +20,10 @@ from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.urls import DatabaseURL
 
 
+@pytest.mark.claim("S10-sqlalchemy-asyncpg", "S10-engine-pool")
 async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: DatabaseURL) -> None:
+    """design §1/§10: the package's engine is SQLAlchemy's async engine over asyncpg, pool_size 5 +
+    max_overflow 10 by default, with a liveness check on checkout, and answers on the server."""
     engine = create_engine(url=migrated_db)
     try:
         pool = engine.pool
@@ -31,7 +38,9 @@ async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: Datab
         await engine.dispose()
 
 
+@pytest.mark.claim("S10-engine-pool")
 async def test_overrides_and_statement_timeout_is_enforced(migrated_db: DatabaseURL) -> None:
+    """The pool sizes are settings, not constants: other sizes and a statement timeout take effect on the server."""
     engine = create_engine(url=migrated_db, pool_size=2, max_overflow=1, application_name="worker-7",
                            statement_timeout_ms=100)
     try:
@@ -60,6 +69,7 @@ async def test_null_pool_for_one_shot_work_and_extra_session_settings(migrated_d
         await engine.dispose()
 
 
+@pytest.mark.claim("S1-jedisos-schema-env")
 async def test_engine_from_settings_and_another_schema(migrated_db: DatabaseURL,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """JEDISOS_DB_SCHEMA redirects every repository, including the COPY path."""
@@ -115,3 +125,29 @@ async def test_a_connection_the_server_closed_or_lost_is_replaced_on_checkout(mi
                 assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
     finally:
         await engine.dispose()
+
+
+@pytest.mark.claim("S10-engine-pool")
+async def test_the_documented_engine_settings_hold_fifteen_connections(migrated_db: DatabaseURL,
+                                                                       claim: ClaimRecorder) -> None:
+    """design §10 [JS-A005], run as written (only a short pool_timeout added so the 16th wait ends fast):
+    ``create_async_engine(url, echo=False, pool_size=5, max_overflow=10)`` holds at most 15 connections."""
+    engine = create_async_engine(migrated_db.asyncpg(), echo=False, pool_size=5, max_overflow=10, pool_timeout=0.5,
+                                 connect_args={"server_settings": {"application_name": "jedisos-design-engine"}})
+    try:
+        async with AsyncExitStack() as held:
+            connections: list[AsyncConnection] = await asyncio.gather(
+                *(held.enter_async_context(engine.connect()) for _ in range(15)))
+            on_server = (await connections[0].execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'jedisos-design-engine'"))).scalar_one()
+            with pytest.raises(PoolTimeoutError) as waited:
+                async with engine.connect():
+                    pass
+        claim.figures(pool_size=engine.pool.size(), max_overflow=10, echo=int(engine.echo),  # type: ignore[attr-defined]
+                      connections_held=len(connections), connections_on_server=on_server)
+        assert (engine.pool.size(), engine.echo) == (5, False), "the documented settings did not take"  # type: ignore[attr-defined]
+        assert on_server == 15, f"the server saw {on_server} connections of the design's engine, expected 5 + 10"
+    finally:
+        await engine.dispose()
+    claim.holds(f"the documented engine (echo=False, pool_size=5, max_overflow=10) held {on_server} connections on "
+                f"the server and made the 16th wait until its timeout ({str(waited.value).split(',')[0]})")

@@ -43,6 +43,7 @@ def test_revision_chain_is_001_to_006() -> None:
     assert migrations.head() == revs[-1].revision
 
 
+@pytest.mark.claim("S1-jedisos-migrations-create-schema")
 def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: DatabaseURL) -> None:
     """design §6: 001 installed_tools+audit_logs, 002 cost_tracking (+view), 003 ... 006 mcp_servers."""
     seen: set[str] = {VERSION_TABLE}
@@ -70,6 +71,7 @@ def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(m
     assert migrations.current(migrated_db) == migrations.head()
 
 
+@pytest.mark.claim("S1-jedisos-migrations-create-schema")
 def test_downgrade_base_leaves_only_the_version_table(empty_db: DatabaseURL) -> None:
     migrations.upgrade(empty_db)
     migrations.downgrade(empty_db, "base")

@@ -25,6 +25,7 @@ ENTITIES_URL = f"{BANK_URL}/entities"
 SECRET = "sk-live-7f3a9c-DO-NOT-LOG"
 
 
+@pytest.mark.claim("S2-bank-per-user")
 def test_bank_id_for_prefixes_the_user() -> None:
     """Design §2-3: one bank per user, ``jedisos-{user_id}``."""
     assert hc.bank_id_for("u1") == "jedisos-u1"

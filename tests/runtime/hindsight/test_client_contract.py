@@ -23,6 +23,7 @@ import respx
 from pydantic import BaseModel
 
 from jedisos_db.harness.hindsight import contract
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.hindsight import client as hc
 from jedisos_db.runtime.hindsight import models as hm
 
@@ -130,6 +131,10 @@ CASES = [
     Case("delete_bank", "DELETE", "/v1/default/banks/{bank_id}", lambda c: c.delete_bank(BANK), hm.DeleteResult),
 ]
 IDS = [case.name for case in CASES]
+DESIGN_ROUTES = {"retain": "S2-retain-route", "list_entities": "S2-entities-route"}
+"""The client methods whose route design §2-3 documents (recall's is judged apart: the design names /reflect)."""
+ROUTE_PARAMS = [pytest.param(case, id=case.name, marks=[pytest.mark.claim(DESIGN_ROUTES[case.name])]
+                             if case.name in DESIGN_ROUTES else []) for case in CASES]
 
 
 def _example(case: Case) -> Any:
@@ -155,14 +160,16 @@ def test_the_recorded_contract_is_the_servers_own() -> None:
     assert ch.recorded_contract_path().name == f"openapi-{DOCUMENT['info']['version']}.json"
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", ROUTE_PARAMS)
 def test_route_and_verb_exist(case: Case) -> None:
+    """The route and verb the client calls exist in the real server's recorded contract, with a 200 answer."""
     op = ch.operation(DOCUMENT, case.method, case.template)
     assert "200" in op["responses"], f"{case.method} {case.template} has no 200 response: {sorted(op['responses'])}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", ROUTE_PARAMS)
 async def test_request_matches_the_contract(case: Case) -> None:
+    """What the client sends on the route validates against the request schema of the recorded contract."""
     request, _ = await _run(case)
     op = ch.operation(DOCUMENT, case.method, case.template)
     assert request.method == case.method
@@ -176,8 +183,9 @@ async def test_request_matches_the_contract(case: Case) -> None:
     assert ch.query_problems(DOCUMENT, op, request.url.params) == []
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", ROUTE_PARAMS)
 def test_fields_the_client_reads_exist_in_the_response(case: Case) -> None:
+    """Every field the client reads from the route's answer is in the recorded contract's response schema."""
     op = ch.operation(DOCUMENT, case.method, case.template)
     assert ch.fields_missing_from_schema(DOCUMENT, case.reads, ch.response_schema(DOCUMENT, op)) == []
 
@@ -262,7 +270,8 @@ def test_the_client_sends_auth_where_the_contract_reads_it() -> None:
 class TestDesignRecallSnippet:
     """Design §2-3 documents ``recall()`` as ``POST /v1/default/banks/{bank_id}/reflect`` -> ``list[dict]``."""
 
-    async def test_design_recall_via_reflect_is_false(self) -> None:
+    @pytest.mark.claim("S2-recall-route", shows="fails")
+    async def test_design_recall_via_reflect_is_false(self, claim: ClaimRecorder) -> None:
         """Run the design's recall the way it is written: the contract's /reflect answer is not memories."""
         reflect = ch.operation(DOCUMENT, "POST", "/v1/default/banks/{bank_id}/reflect")
         answer_schema = ch.resolve(DOCUMENT, ch.response_schema(DOCUMENT, reflect))
@@ -277,13 +286,42 @@ class TestDesignRecallSnippet:
         assert "results" not in answer_schema["properties"]
         assert set(answer_schema["required"]) == {"text"}, answer_schema["required"]
         assert reflect["operationId"] == "reflect"
+        claim.fails(f"in the recorded {DOCUMENT['info']['version']} contract POST …/reflect is operation "
+                    f"{reflect['operationId']!r} answering an object with {sorted(answer_schema['required'])}, "
+                    f"not a list of memories", fix=RECALL_AT_HEAD)
 
-    def test_recall_is_memories_recall(self) -> None:
+    @pytest.mark.claim("S2-recall-route", shows="fails")
+    def test_recall_is_memories_recall(self, claim: ClaimRecorder) -> None:
+        """The contract's recall is another route: ``POST …/memories/recall``, answering ``results``."""
         recall = ch.operation(DOCUMENT, "POST", "/v1/default/banks/{bank_id}/memories/recall")
         schema = ch.resolve(DOCUMENT, ch.response_schema(DOCUMENT, recall))
         assert recall["operationId"] == "recall_memories"
         assert "results" in schema["required"]
         assert ch.resolve(DOCUMENT, schema["properties"]["results"]["items"])["title"] == "RecallResult"
+        claim.fails("the contract's recall operation is POST …/memories/recall (recall_memories, a list of "
+                    "RecallResult under results), not the design's …/reflect", fix=RECALL_AT_HEAD)
+
+
+RECALL_AT_HEAD = "fixed at head: HindsightClient.recall posts to …/memories/recall (runtime/hindsight/client.py)"
+
+
+class TestDesignEntitiesSnippet:
+    """Design §2-3 documents ``get_entities()`` as ``GET /v1/default/banks/{bank_id}/entities`` -> ``list[dict]``."""
+
+    @pytest.mark.claim("S2-entities-route")
+    def test_design_get_entities_answers_one_page_not_a_list(self, claim: ClaimRecorder) -> None:
+        """The route exists, but its answer is one page of entities, not the whole list."""
+        entities = ch.operation(DOCUMENT, "GET", "/v1/default/banks/{bank_id}/entities")
+        schema = ch.resolve(DOCUMENT, ch.response_schema(DOCUMENT, entities))
+        assert schema.get("type") == "object", f"GET …/entities answers a {schema.get('type')}, not an object"
+        page = {"items", "total", "limit", "offset"}
+        assert page <= set(schema["properties"]), f"GET …/entities answers {sorted(schema['properties'])}"
+        limit = next(p for p in entities.get("parameters", []) if p["name"] == "limit")
+        default = ch.resolve(DOCUMENT, limit["schema"]).get("default")
+        claim.partial(f"GET …/entities exists, but answers one page {{{', '.join(sorted(page))}}} (default limit "
+                      f"{default}), not a list: a caller reading it once misses every entity past the page",
+                      fix="fixed at head: HindsightClient.iter_entities walks every page",
+                      default_page_size=default if isinstance(default, int) else str(default))
 
 
 class TestDriftIsCaught:

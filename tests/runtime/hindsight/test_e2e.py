@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from jedisos_db.harness.hindsight import contract
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.errors import BankNotFoundError, HindsightRequestError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from tests.plugins.databases import DatabaseFactory
@@ -26,7 +27,8 @@ FACTS = ["Alice works at Acme Corp in Seoul and likes hiking on weekends.",
          "Bob is a pianist who lives in Busan."]
 
 
-async def test_memory_lifecycle_through_the_api_only(hindsight_server: RunningHindsight) -> None:
+@pytest.mark.claim("S2-retain-route", "S2-entities-route", "S2-bank-per-user")
+async def test_memory_lifecycle_through_the_api_only(hindsight_server: RunningHindsight, claim: ClaimRecorder) -> None:
     """Design §2-3 ([JS-B001]): retain, recall, reflect, entities — then the bank is gone and recall is 404."""
     bank = bank_id_for("e2e-lifecycle")
     async with HindsightClient(hindsight_server.base_url, timeout=120) as client:
@@ -51,6 +53,14 @@ async def test_memory_lifecycle_through_the_api_only(hindsight_server: RunningHi
         first_page = await client.list_entities(bank, limit=1)
         assert first_page.total == len(names)
         assert len(first_page.items) == 1
+        claim.holds(f"POST …/banks/{bank}/memories retained {retained.items_count} items on the real server",
+                    claim="S2-retain-route", retained_items=retained.items_count)
+        claim.partial(f"GET …/banks/{bank}/entities answered a page of {len(first_page.items)} of {first_page.total} "
+                      f"entities (items, total, limit, offset), not a list; walking the pages found {len(names)}",
+                      claim="S2-entities-route", fix="fixed at head: HindsightClient.iter_entities walks every page",
+                      entities_total=first_page.total)
+        claim.holds(f"the real server keeps a bank {bank!r} (jedisos-{{user_id}}) for one user, created by retain",
+                    claim="S2-bank-per-user")
 
         texts = [u.text async for u in client.iter_memories(bank, page_size=1)]
         assert any(t and "Acme" in t for t in texts), texts
@@ -97,7 +107,9 @@ async def test_semantic_retrieval_works_with_our_embeddings(hindsight_server: Ru
     assert all("Busan" not in r["text"] for r in results), [r["text"] for r in results]
 
 
-async def test_design_recall_via_reflect_does_not_return_memories(hindsight_server: RunningHindsight) -> None:
+@pytest.mark.claim("S2-recall-route", shows="fails")
+async def test_design_recall_via_reflect_does_not_return_memories(hindsight_server: RunningHindsight,
+                                                                  claim: ClaimRecorder) -> None:
     """Design §2-3: ``recall() -> list[dict]`` as ``POST …/reflect``. Run as written against the real
     server, it gets an LLM-written answer object, not the stored memories — the claim is false."""
     bank = bank_id_for("e2e-design-recall")
@@ -113,6 +125,10 @@ async def test_design_recall_via_reflect_does_not_return_memories(hindsight_serv
     assert "results" not in answer
     assert set(answer) >= {"text"}, sorted(answer)
     assert any("Acme" in m.text for m in real)  # the real recall route does return the memory
+    claim.fails(f"the design's recall (POST …/reflect) got an answer object with keys {sorted(answer)}, no memories; "
+                f"POST …/memories/recall returned {len(real)} memories for the same query",
+                fix="fixed at head: HindsightClient.recall posts to …/memories/recall (runtime/hindsight/client.py)",
+                memories_via_reflect=0, memories_via_recall=len(real))
 
 
 def test_the_running_server_agrees_with_the_recorded_contract(hindsight_server: RunningHindsight) -> None:

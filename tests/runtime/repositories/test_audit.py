@@ -19,6 +19,7 @@ from tests.plugins.tables import count
 NOW = dt.datetime.now(dt.UTC)
 
 
+@pytest.mark.claim("S10-sqlalchemy-asyncpg")
 async def test_record_returns_id_and_stores_every_field(clean: AsyncEngine) -> None:
     repo = AuditLogRepository(clean)
     envelope = uuid.uuid4()

@@ -1,5 +1,9 @@
-"""Bad input across the repositories: each kind raises a typed error naming the field, and nothing is
-written (every jedisos table has the same row count before and after). Hypothesis covers the boundaries.
+"""Bad input across the repositories and the settings: each kind raises a typed error naming the field,
+and nothing is written (every jedisos table has the same row count before and after). The few unusual
+inputs that are accepted on purpose are listed in ACCEPTED with the rule that makes them fine, and checked
+to store what the rule says. Hypothesis covers the boundaries.
+
+The counts (issue 11): ``pytest tests/runtime/repositories/test_bad_input.py -k counts -s`` prints them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,17 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jedisos_db.runtime.db.models import AuditLog, Base, CostRecord, InstalledTool
-from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError
+from jedisos_db.harness import pools
+from jedisos_db.runtime import checkpointer, urls
+from jedisos_db.runtime.config import load_settings
+from jedisos_db.runtime.db.models import AuditLog, Base, CostRecord, InstalledTool, McpServer
+from jedisos_db.runtime.errors import (
+    ConfigError,
+    DuplicateError,
+    InvalidInputError,
+    MissingReferenceError,
+)
+from jedisos_db.runtime.hindsight.retry import HindsightClientSettings
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
@@ -81,12 +94,45 @@ async def _package_row(e: AsyncEngine, c: SecretCipher) -> None:
     await MarketplaceRepository(e).upsert({"package_name": "p", "package_type": "skill"})
 
 
+async def _mcp_server(e: AsyncEngine, c: SecretCipher) -> None:
+    await ToolRepository(e, c).install(ToolSpec(name="a", version="1", tier=2),
+                                       McpServerSpec(server_name="s", docker_image="i"))
+
+
+def health_check(at: dt.datetime) -> Action:
+    async def check(e: AsyncEngine, c: SecretCipher) -> McpServer:
+        repo = McpServerRepository(e, c)
+        return await repo.record_health_check((await repo.get_by_name("s")).id, healthy=True, at=at)
+
+    return check
+
+
+def settings_(**kw: Any) -> Action:
+    """Settings from the environment plus ``kw`` (by field name): no database is touched."""
+    async def load(e: AsyncEngine, c: SecretCipher) -> object:
+        return load_settings(**{"jedisos_db_url": "postgresql://u@h/db", **kw})
+
+    return load
+
+
+def sync(build: Callable[[], object]) -> Action:
+    async def run(e: AsyncEngine, c: SecretCipher) -> object:
+        return build()
+
+    return run
+
+
+LONE = "\ud800"
+"""A lone surrogate: what a JSON decoder with surrogatepass, or a bad slice of UTF-16, hands over."""
+AT_PLUS_14 = dt.timezone(dt.timedelta(hours=14))
+
+
 @dataclass(frozen=True)
 class Case:
     kind: str
     action: Action
     field: str
-    error: type[InvalidInputError] = InvalidInputError
+    error: type[InvalidInputError] | type[ConfigError] = InvalidInputError
     setup: Action | None = None
 
 
@@ -161,6 +207,94 @@ CASES = [
     Case("marketplace: link to a missing tool",
          lambda e, c: MarketplaceRepository(e).link("p", uuid.uuid4(), "1"), "installed_tool_id",
          MissingReferenceError, _package_row),
+    # issue 11: inputs that used to raise untyped errors or were accepted silently
+    Case("audit: lone surrogate in text (batch)", audit(action=f"a{LONE}"), "action"),
+    Case("audit: lone surrogate in text (one event)",
+         lambda e, c: AuditLogRepository(e).record({"event_type": "x", "user_id": LONE}), "user_id"),
+    Case("audit: lone surrogate in a JSON value", audit(details={"k": LONE}), "details"),
+    Case("audit: lone surrogate in a JSON key", audit(details={LONE: 1}), "details"),
+    Case("cost: lone surrogate in model", cost(model=f"m{LONE}"), "model"),
+    Case("tools: lone surrogate in description", tool(description=LONE), "description"),
+    Case("prefs: lone surrogate in user_id", lambda e, c: PreferencesRepository(e).get_or_create(LONE), "user_id"),
+    Case("schedules: lone surrogate in the payload", schedule(action_payload={"t": LONE}), "action_payload"),
+    Case("cost: cost_usd=1e30 (float)", cost(cost_usd=1e30), "cost_usd"),
+    Case("cost: cost_usd=1e30 (Decimal)", cost(cost_usd=Decimal("1e30")), "cost_usd"),
+    Case("audit: datetime.min at +14:00 (batch)", audit(timestamp=dt.datetime.min.replace(tzinfo=AT_PLUS_14)),
+         "timestamp"),
+    Case("cost: datetime.min at +14:00", cost(timestamp=dt.datetime.min.replace(tzinfo=AT_PLUS_14)), "timestamp"),
+    Case("schedules: cron that never fires (30 February)", schedule(cron_expr="0 0 30 2 *"), "cron_expr"),
+    Case("tools: get by a non-UUID id", lambda e, c: ToolRepository(e, c).get("abc"), "tool_id"),  # type: ignore[arg-type]
+    Case("tools: uninstall a non-UUID id", lambda e, c: ToolRepository(e, c).uninstall(42),  # type: ignore[arg-type]
+         "tool_id"),
+    Case("mcp: transition a non-UUID id",
+         lambda e, c: McpServerRepository(e, c).transition("abc", "running"), "server_id"),  # type: ignore[arg-type]
+    Case("audit: IPv6 with a zone (fe80::1%eth0)", audit(ip_address="fe80::1%eth0"), "ip_address"),
+    Case("mcp: naive health-check time", health_check(dt.datetime(2026, 1, 1)), "at", setup=_mcp_server),
+    Case("settings: JEDISOS_DB_URL port 99999", settings_(jedisos_db_url="postgresql://u@h:99999/db"),
+         "JEDISOS_DB_URL", ConfigError),
+    Case("settings: JEDISOS_DB_URL port abc", settings_(jedisos_db_url="postgresql://u@h:abc/db"),
+         "JEDISOS_DB_URL", ConfigError),
+    Case("settings: POSTGRES_PORT 99999",
+         settings_(jedisos_db_url=None, postgres_user="u", postgres_host="h", postgres_db="d", postgres_port=99999),
+         "POSTGRES_PORT", ConfigError),
+    Case("settings: statement timeout of 30 years", settings_(statement_timeout_ms=10**12),
+         "JEDISOS_DB_STATEMENT_TIMEOUT_MS", ConfigError),
+    Case("settings: negative statement timeout", settings_(statement_timeout_ms=-1),
+         "JEDISOS_DB_STATEMENT_TIMEOUT_MS", ConfigError),
+    Case("settings: zero connect timeout", settings_(connect_timeout_s=0), "JEDISOS_DB_CONNECT_TIMEOUT_S",
+         ConfigError),
+    Case("settings: pool timeout over a day", settings_(pool_timeout_s=86_401), "JEDISOS_DB_POOL_TIMEOUT_S",
+         ConfigError),
+    Case("langgraph: pool checkout timeout over a day", sync(lambda: checkpointer.PoolSizing(timeout=1e9)),
+         "timeout", ConfigError),
+    Case("langgraph: negative connect timeout", sync(lambda: checkpointer.PoolSizing(connect_timeout=-1)),
+         "connect_timeout", ConfigError),
+    Case("hindsight: read timeout over a day", sync(lambda: HindsightClientSettings(read_timeout=1e9)),
+         "read_timeout", ConfigError),
+    Case("pools: --samples 0", lambda e, c: pools.measure(urls.parse(e.url), samples=0), "samples", ConfigError),
+]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An unusual input taken on purpose: ``rule`` says why, ``check`` what is stored (it raises otherwise)."""
+
+    kind: str
+    rule: str
+    check: Action
+
+
+async def _rounded_cost(e: AsyncEngine, c: SecretCipher) -> None:
+    await CostRepository(e).record({"model": "m", "provider": "p", "cost_usd": 1e-30, "source": "agent"})
+    async with e.connect() as conn:
+        assert (await conn.execute(text("SELECT cost_usd FROM jedisos.cost_tracking"))).scalar_one() == 0
+
+
+async def _no_statement_limit(e: AsyncEngine, c: SecretCipher) -> None:
+    settings = load_settings(jedisos_db_url="postgresql://u@h/db", statement_timeout_ms=0)
+    assert settings.command_timeout_s is None
+
+
+async def _max_at_plus_14(e: AsyncEngine, c: SecretCipher) -> None:
+    at = dt.datetime.max.replace(tzinfo=AT_PLUS_14)  # 9999-12-31 09:59:59 UTC: exists, so it is stored
+    await AuditLogRepository(e).record_many([{"event_type": "e", "timestamp": at}])
+    async with e.connect() as conn:
+        assert (await conn.execute(text("SELECT timestamp FROM jedisos.audit_logs"))).scalar_one() == at
+
+
+async def _mapped_ipv4(e: AsyncEngine, c: SecretCipher) -> None:
+    await AuditLogRepository(e).record({"event_type": "e", "ip_address": "::ffff:10.0.0.1"})
+    async with e.connect() as conn:
+        stored = (await conn.execute(text("SELECT host(ip_address) FROM jedisos.audit_logs"))).scalar_one()
+    assert stored == "::ffff:10.0.0.1"
+
+
+ACCEPTED = [
+    Accepted("cost: cost_usd=1e-30", "rounded to DECIMAL(10,6) like every cost: stored as 0", _rounded_cost),
+    Accepted("settings: statement timeout 0", "0 is PostgreSQL's 'no limit' (migrations, retention); the "
+                                              "client then sets no statement wait either", _no_statement_limit),
+    Accepted("audit: datetime.max at +14:00", "exists in UTC (9999-12-31 09:59:59)", _max_at_plus_14),
+    Accepted("audit: IPv4-mapped IPv6", "a valid INET value, stored as given", _mapped_ipv4),
 ]
 
 
@@ -172,6 +306,7 @@ async def row_counts(engine: AsyncEngine) -> dict[str, int]:
 
 def test_at_least_thirty_kinds() -> None:
     assert len({c.kind for c in CASES}) >= 30
+    assert len({c.kind for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
@@ -182,9 +317,55 @@ async def test_bad_input_is_a_typed_error_naming_the_field_and_writes_nothing(
     before = await row_counts(clean)
     with pytest.raises(case.error) as info:
         await case.action(clean, cipher)
-    assert info.value.field == case.field, str(info.value)
-    assert str(info.value).startswith((f"{case.field}:", f"row 1: {case.field}:")), str(info.value)
+    error = info.value
+    assert isinstance(error, InvalidInputError | ConfigError)
+    assert error.field == case.field, str(error)
+    assert str(error).startswith((f"{case.field}:", f"row 1: {case.field}:")), str(error)
     assert await row_counts(clean) == before
+
+
+@pytest.mark.parametrize("accepted", ACCEPTED, ids=[a.kind for a in ACCEPTED])
+async def test_documented_acceptances_store_what_their_rule_says(
+        clean: AsyncEngine, cipher: SecretCipher, accepted: Accepted) -> None:
+    await accepted.check(clean, cipher)
+
+
+async def _empty(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {', '.join(f'{SCHEMA}.{t}' for t in TABLES)} CASCADE"))
+
+
+async def test_bad_input_counts(clean: AsyncEngine, cipher: SecretCipher) -> None:
+    """The issue's table: tried, typed and naming the field, silently accepted, rows a rejected call wrote."""
+    typed = silent = written = 0
+    wrong: list[str] = []
+    for case in CASES:
+        await _empty(clean)
+        if case.setup is not None:
+            await case.setup(clean, cipher)
+        before = await row_counts(clean)
+        try:
+            await case.action(clean, cipher)
+        except (InvalidInputError, ConfigError) as exc:
+            if isinstance(exc, case.error) and exc.field == case.field:
+                typed += 1
+            else:
+                wrong.append(f"{case.kind}: {type(exc).__name__} {exc}")
+        except Exception as exc:  # untyped: counted, then reported below
+            wrong.append(f"{case.kind}: untyped {type(exc).__name__} {exc}")
+        else:
+            silent += 1
+            wrong.append(f"{case.kind}: accepted silently")
+        written += sum((await row_counts(clean)).values()) - sum(before.values())
+    for accepted in ACCEPTED:
+        await _empty(clean)
+        await accepted.check(clean, cipher)
+    await _empty(clean)
+    print(f"\n| tried | typed, naming the field | accepted, documented | silently accepted | "
+          f"rows written by a rejected call |\n|---|---|---|---|---|\n"
+          f"| {len(CASES) + len(ACCEPTED)} | {typed} | {len(ACCEPTED)} | {silent} | {written} |")
+    assert not wrong, wrong
+    assert (typed, silent, written) == (len(CASES), 0, 0)
 
 
 # --- boundaries, with hypothesis ---------------------------------------------------------------

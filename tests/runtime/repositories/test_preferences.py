@@ -13,6 +13,7 @@ from jedisos_db.runtime.repositories.preferences import PreferencesRepository
 from tests.plugins.tables import server_clock_passes
 
 
+@pytest.mark.claim("S2-bank-per-user")
 async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine) -> None:
     prefs = await PreferencesRepository(clean).get_or_create("alice")
     assert prefs.primary_model == "claude-sonnet-5-20260203"

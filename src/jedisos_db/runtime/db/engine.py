@@ -4,7 +4,11 @@ The design (claim ``S10-engine-pool`` in docs/design-claims.md) sizes it ``pool_
 max_overflow=10``; both stay overridable. Connections are checked on checkout (a server restart must
 not surface as an error on the next request, see :func:`_check_on_checkout`), carry an
 ``application_name`` so ``pg_stat_activity`` tells this pool from Hindsight's and LangGraph's, and a
-``statement_timeout`` so one runaway query cannot hold a pool slot forever.
+``statement_timeout`` so one runaway query cannot hold a pool slot forever. Every wait is bounded by the
+settings (``config.Settings``): opening a connection (``connect_timeout_s``), any answer to a statement
+(``command_timeout_s``: a hung server never runs its statement_timeout), a free pooled connection
+(``pool_timeout_s``). Any connection fault on any path of the engine comes out as
+``DatabaseUnavailableError`` (``faults.install``).
 
 When ``JEDISOS_DB_SCHEMA`` names another schema than ``jedisos``, the models (which say
 ``jedisos``) are redirected with SQLAlchemy's ``schema_translate_map``.
@@ -27,6 +31,7 @@ from sqlalchemy.pool import ConnectionPoolEntry, NullPool, PoolProxiedConnection
 from sqlalchemy.util import await_only
 
 from jedisos_db.runtime.config import Settings
+from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -40,6 +45,7 @@ def create_engine(
     max_overflow: int | None = None,
     application_name: str | None = None,
     statement_timeout_ms: int | None = None,
+    connect_timeout_s: float | None = None,
     server_settings: Mapping[str, str] | None = None,
     **engine_kwargs: Any,
 ) -> AsyncEngine:
@@ -57,6 +63,8 @@ def create_engine(
     defaults = settings or Settings.model_construct()
     schema = schema or defaults.db_schema
     timeout = defaults.statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+    waits = defaults.model_copy(update={"statement_timeout_ms": timeout, "connect_timeout_s":
+                                        connect_timeout_s or defaults.connect_timeout_s})
     session = {
         "application_name": application_name or defaults.application_name,
         "statement_timeout": str(timeout),
@@ -68,12 +76,15 @@ def create_engine(
     if engine_kwargs.get("poolclass") is not NullPool:
         engine_kwargs["pool_size"] = defaults.pool_size if pool_size is None else pool_size
         engine_kwargs["max_overflow"] = defaults.max_overflow if max_overflow is None else max_overflow
+        engine_kwargs.setdefault("pool_timeout", defaults.pool_timeout_s)
     engine = create_async_engine(
         url.asyncpg(),
-        connect_args={"server_settings": session},
+        connect_args={"server_settings": session, "timeout": waits.connect_timeout_s,
+                      "command_timeout": waits.command_timeout_s},
         execution_options=options,
         **engine_kwargs,
     )
+    faults.install(engine, url)
     event.listen(engine.sync_engine.pool, "checkout", _check_on_checkout)
     event.listen(engine.sync_engine.pool, "checkin", _note_checkin)
     return engine
@@ -105,7 +116,10 @@ def _check_on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, proxy
         try:
             await_only(driver.fetchrow(";"))
         except Exception as exc:
-            raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+            # At once: the pool's own invalidation first tries a graceful close for 2 s, which a hung server
+            # (the ping timed out) makes the caller wait out in full.
+            driver.terminate()
+            raise DisconnectionError(f"connection failed its ping: {faults.reason(exc)}") from exc
 
 
 def schema_of(engine: AsyncEngine) -> str:

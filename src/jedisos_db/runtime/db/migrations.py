@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -15,7 +16,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from jedisos_db.runtime.errors import MigrationError
+from jedisos_db.runtime.db import faults
+from jedisos_db.runtime.errors import JedisosDBError, MigrationError
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -44,11 +46,53 @@ def alembic_config(url: DatabaseURL | None = None) -> Config:
 
 
 def upgrade(url: DatabaseURL, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    """Bring the schema to ``revision``, all or nothing: a revision that fails is named in a
+    :class:`MigrationError` saying the schema is unchanged (env.py runs every step in one transaction)."""
+    _run(url, revision, upgrading=True)
 
 
 def downgrade(url: DatabaseURL, revision: str) -> None:
-    command.downgrade(alembic_config(url), revision)
+    """Take the schema back to ``revision``; fails like :func:`upgrade`."""
+    _run(url, revision, upgrading=False)
+
+
+def _run(url: DatabaseURL, target: str, *, upgrading: bool) -> None:
+    cfg = alembic_config(url)
+    done: list[str] = []
+
+    def applied(*, step: Any, **_: Any) -> None:
+        done.append(step.up_revision_id if upgrading else step.down_revision_ids)
+
+    cfg.attributes["on_version_apply"] = applied
+    try:
+        (command.upgrade if upgrading else command.downgrade)(cfg, target)
+    except (JedisosDBError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if faults.is_connection_fault(exc):
+            raise faults.unavailable(url, "migrating", 0.0, exc) from exc
+        at = current(url)  # read after the rollback: what the schema really is now
+        failed = _failed_step(cfg, at, target, len(done), upgrading)
+        raise MigrationError(
+            f"{'upgrade' if upgrading else 'downgrade'} to {target} failed at revision {failed}: "
+            f"{faults.reason(exc)}; all steps ran in one transaction and were rolled back, the schema is "
+            f"unchanged (still at {at or 'no revision'})") from exc
+
+
+def _failed_step(cfg: Config, at: str | None, target: str, steps_done: int, upgrading: bool) -> str:
+    """The revision whose step failed: the first one after the ``steps_done`` that succeeded."""
+    script = ScriptDirectory.from_config(cfg)
+    try:
+        upper, lower = (target, at) if upgrading else (at, target)
+        path = [r for r in script.iterate_revisions(upper, lower) if r is not None]
+    except Exception:  # an unknown target, or a graph Alembic cannot walk: say so rather than guess
+        return "?"
+    if upgrading:
+        path.reverse()  # iterate_revisions walks from the newest down
+    if steps_done >= len(path):
+        return "?"
+    step = path[steps_done]
+    return f"{step.revision} ({(step.doc or '').strip()})" if step.doc else step.revision
 
 
 def current(url: DatabaseURL) -> str | None:

@@ -33,30 +33,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
+from jedisos_db.runtime.config import MAX_WAIT_S
 from jedisos_db.runtime.errors import ConfigError
 
 
 class HindsightClientSettings(BaseModel):
     """How long each wait of :class:`~jedisos_db.runtime.hindsight.client.HindsightClient` may last,
-    and how often it tries again. Every field has a default; a bad value is a ``ConfigError`` naming it."""
+    and how often it tries again. Every field has a default; a bad value (a wait not above 0, or over a
+    day, ``config.MAX_WAIT_S``) is a ``ConfigError`` naming it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    connect_timeout: float = Field(default=5.0, gt=0)
+    connect_timeout: float = Field(default=5.0, gt=0, le=MAX_WAIT_S)
     """Seconds to open a TCP connection."""
-    read_timeout: float = Field(default=60.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0, le=MAX_WAIT_S)
     """Seconds between two bytes of the answer (a synchronous retain runs the LLM before answering)."""
-    write_timeout: float = Field(default=60.0, gt=0)
+    write_timeout: float = Field(default=60.0, gt=0, le=MAX_WAIT_S)
     """Seconds to send the request."""
-    pool_timeout: float = Field(default=10.0, gt=0)
+    pool_timeout: float = Field(default=10.0, gt=0, le=MAX_WAIT_S)
     """Seconds to wait for a free connection of the client's own pool."""
     max_retries: int = Field(default=3, ge=0)
     """Attempts after the first."""
     backoff: float = Field(default=0.25, ge=0)
     """First wait without ``Retry-After``; doubles per retry."""
-    backoff_max: float = Field(default=5.0, ge=0)
+    backoff_max: float = Field(default=5.0, ge=0, le=MAX_WAIT_S)
     """Longest wait without ``Retry-After``."""
-    retry_after_max: float = Field(default=30.0, ge=0)
+    retry_after_max: float = Field(default=30.0, ge=0, le=MAX_WAIT_S)
     """Longest ``Retry-After`` the client honours; beyond it the call fails at once with the server's figure."""
 
     def __init__(self, **values: Any) -> None:

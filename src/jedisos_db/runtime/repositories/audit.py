@@ -101,8 +101,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
     envelope = [d.get("envelope_id") for d in items]
     key = [d.get("idempotency_key") for d in items]
     ok = (
-        v.column_types(ts, {dt.datetime, type(None)})
-        and all(t is None or t.utcoffset() is not None for t in ts)
+        v.column_timestamps(ts)
         and v.column_text(event_type, _EVENT_TYPE, required=True)
         and v.column_choice(severity, v.SEVERITIES, required=True)
         and v.column_text(user_id, _USER_ID)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
 import asyncpg
-from sqlalchemy import Column, DateTime, Table, Text, delete, func, literal, select, text, update
+from sqlalchemy import Column, DateTime, Table, Text, Uuid, delete, func, literal, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,16 +32,17 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
+from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import IDEMPOTENCY_KEY, KEYED, Base
 from jedisos_db.runtime.errors import (
     DatabaseUnavailableError,
     DuplicateError,
     InvalidInputError,
-    JedisosDBError,
     MissingReferenceError,
     NotFoundError,
 )
+from jedisos_db.runtime.repositories.validation import uuid_value
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -117,6 +118,8 @@ class Repository(Generic[ModelT]):
     """What one row is called in a :class:`NotFoundError` ("no tool with id ...")."""
     constraints: ClassVar[Mapping[str, str]] = {}
     """Constraint name -> the field a violation of it is reported on."""
+    key_field: ClassVar[str] = "id"
+    """What the caller calls the primary key (``tool_id``), for the error when it is not a UUID."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -145,7 +148,10 @@ class Repository(Generic[ModelT]):
         return NotFoundError(f"{self.model.__tablename__}: no {self.noun} with {by} {shown}")
 
     def _where(self, key: Any, by: str) -> Any:
-        return getattr(self.model, by) == key
+        column = getattr(self.model, by)
+        if isinstance(column.type, Uuid):  # 'abc' would reach asyncpg and fail there, untyped
+            key = uuid_value(self.key_field if by == "id" else by, key, required=True)
+        return column == key
 
     async def _find(self, key: Any, *, by: str = "id", lock: bool = False,
                     session: AsyncSession | None = None) -> ModelT | None:
@@ -223,19 +229,17 @@ class Repository(Generic[ModelT]):
         No ORM session, no ``BEGIN``/``COMMIT`` round trips: for writes that are one statement, hence
         atomic already (one ``INSERT``, one ``COPY``).
         """
-        with database_faults(self._engine):
+        target = faults.target_of(self._engine)
+        async with faults.translating(target, faults.CONNECTING):  # the pool's own wait (pool_timeout) too
             # The pool's connection itself: an AsyncConnection around it costs as much as the INSERT.
             raw = await self._engine.raw_connection()
-            try:
+        try:
+            # SQLAlchemy never sees the raw driver's errors: a fault here is translated, and the connection
+            # closed so the pool's checkout check replaces it.
+            async with faults.translating(target, "writing", driver=raw.driver_connection):
                 yield raw.driver_connection
-            except BaseException as exc:
-                # Bypassing SQLAlchemy, a fault here is ours to handle: a connection cut (or a call cancelled)
-                # mid-operation is left unusable, and must not go back to the pool. Refused input is harmless.
-                if not isinstance(exc, JedisosDBError):
-                    await greenlet_spawn(raw.invalidate, exc)
-                raise
-            finally:
-                await greenlet_spawn(raw.close)
+        finally:
+            await greenlet_spawn(raw.close)
 
     async def _on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """``work(driver)`` on a pooled connection (:meth:`_driver`), tried once more on another connection
@@ -260,7 +264,8 @@ class Repository(Generic[ModelT]):
             async with self._transaction(session) as s:
                 conn = await s.connection()
                 raw = await conn.get_raw_connection()
-                with database_faults(self._engine):
+                async with faults.translating(faults.target_of(self._engine), "copying rows",
+                                              driver=raw.driver_connection):
                     return await self._copy(raw.driver_connection, rows, in_transaction=True)
         return await self._on_driver(lambda driver: self._copy(driver, rows, in_transaction=False))
 
@@ -457,34 +462,6 @@ def _keyed_id_sql(model: type[Base], schema: str) -> str:
 
 def _primary(model: type[Base]) -> Column[Any]:
     return next(iter(_table(model).primary_key.columns))
-
-
-def _connection_fault(exc: BaseException) -> bool:
-    """True for a lost, refused or timed-out connection (and a statement cancelled by the server), from
-    SQLAlchemy or straight from asyncpg."""
-    if isinstance(exc, DBAPIError):
-        cause = _driver_error(exc)
-        return exc.connection_invalidated or (cause is not None and cause is not exc and _connection_fault(cause))
-    if isinstance(exc, asyncpg.InterfaceError):
-        return "connection is closed" in str(exc)
-    # InternalClientError: asyncpg refusing to start an operation on a connection still reading a server's
-    # goodbye ("another operation is in progress"): the connection is gone.
-    return isinstance(exc, OSError | asyncpg.InternalClientError | asyncpg.PostgresConnectionError
-                      | asyncpg.exceptions.OperatorInterventionError)
-
-
-@contextlib.contextmanager
-def database_faults(engine: AsyncEngine) -> Iterator[None]:
-    """Re-raise a connection fault as :class:`DatabaseUnavailableError` (retryable), naming the server."""
-    try:
-        yield
-    except JedisosDBError:
-        raise
-    except Exception as exc:
-        if not _connection_fault(exc):
-            raise
-        reason = str(exc) or type(exc).__name__
-        raise DatabaseUnavailableError(f"database at {engine.url.render_as_string()} unavailable: {reason}") from exc
 
 
 def _driver_error(exc: DBAPIError) -> BaseException | None:

@@ -123,8 +123,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         return None
     total = [i + o if t is None else t for t, i, o in zip(total, input_tokens, output_tokens, strict=True)]
     ok = (
-        v.column_types(ts, {dt.datetime, type(None)})
-        and all(t is None or t.utcoffset() is not None for t in ts)
+        v.column_timestamps(ts)
         and v.column_text(model, _MODEL, required=True)
         and v.column_text(provider, _PROVIDER, required=True)
         and v.column_integer(total)

@@ -87,6 +87,7 @@ class McpServerRepository(Repository[McpServer]):
 
     model = McpServer
     noun = "server"
+    key_field = "server_id"
     constraints = CONSTRAINTS
 
     def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
@@ -125,6 +126,7 @@ class McpServerRepository(Repository[McpServer]):
         """Stamp ``last_health_check``; a failed check of a running server moves it to ``error``."""
         v.flag("healthy", healthy)
         v.text("error_message", error_message, None)
+        at = v.timestamp("at", at)
         async with self._transaction(session) as s:
             current = (await self._get(server_id, lock=True, session=s)).status
             values: dict[str, Any] = {"last_health_check": at if at is not None else func.now()}

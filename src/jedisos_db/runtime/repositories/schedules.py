@@ -11,7 +11,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from sqlalchemy import func, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,8 @@ from jedisos_db.runtime.repositories.base import Repository
 _USER_ID = v.varchar_limit(Schedule, "user_id")
 _NAME = v.varchar_limit(Schedule, "name")
 _CRON = v.varchar_limit(Schedule, "cron_expr")
+_CRON_PROBE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+"""Start of a leap year: an expression that fires at all fires within croniter's search from here."""
 
 
 def check_cron(value: Any) -> str:
@@ -35,6 +37,10 @@ def check_cron(value: Any) -> str:
                                                f"got {len(fields)} in {expr!r}")
     if not croniter.is_valid(expr):
         raise InvalidInputError("cron_expr", f"{expr!r} is not a valid cron expression")
+    try:  # valid field by field, yet it may name a date that never comes (0 0 30 2 *: 30 February)
+        croniter(expr, _CRON_PROBE).get_next(dt.datetime)
+    except CroniterBadDateError:
+        raise InvalidInputError("cron_expr", f"{expr!r} never fires (no such date)") from None
     return expr
 
 

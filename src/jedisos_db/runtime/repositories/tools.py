@@ -82,6 +82,7 @@ class ToolRepository(Repository[InstalledTool]):
 
     model = InstalledTool
     noun = "tool"
+    key_field = "tool_id"
     constraints = CONSTRAINTS
 
     def __init__(self, engine: AsyncEngine, cipher: SecretCipher | None = None) -> None:
@@ -123,6 +124,7 @@ class ToolRepository(Repository[InstalledTool]):
             return list((await s.execute(stmt)).scalars())
 
     async def mcp_server(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> McpServer | None:
+        tool_id = v.uuid_value("tool_id", tool_id, required=True)  # type: ignore[assignment]
         async with self._transaction(session) as s:
             return (await s.execute(select(McpServer).where(McpServer.tool_id == tool_id))).scalar_one_or_none()
 
@@ -147,6 +149,7 @@ class ToolRepository(Repository[InstalledTool]):
 
     async def uninstall(self, tool_id: uuid.UUID, *, session: AsyncSession | None = None) -> None:
         """Unlink marketplace rows, then delete the tool (its MCP server row cascades); one transaction."""
+        tool_id = v.uuid_value("tool_id", tool_id, required=True)  # type: ignore[assignment]
         async with self._transaction(session) as s:
             await s.execute(
                 update(MarketplacePackage).where(MarketplacePackage.installed_tool_id == tool_id)

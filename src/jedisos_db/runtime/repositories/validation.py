@@ -75,14 +75,28 @@ def varchar_limit(model: type[DeclarativeBase], column: str) -> int:
 
 
 def timestamp(name: str, value: Any) -> dt.datetime | None:
-    """A timezone-aware datetime (a naive one would be read in the server's TimeZone, silently)."""
+    """A timezone-aware datetime (a naive one would be read in the server's TimeZone, silently) that
+    exists in UTC (``datetime.min`` at +14:00 is in year 0, which Python cannot represent)."""
     if value is None:
         return None
     if not isinstance(value, dt.datetime):
         raise InvalidInputError(name, f"must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInputError(name, "must be timezone-aware (e.g. datetime.now(UTC))")
+    if not _in_utc_range(value):
+        raise InvalidInputError(name, f"{value.isoformat()} is outside years 1-9999 in UTC")
     return value
+
+
+def _in_utc_range(value: dt.datetime) -> bool:
+    # Only the first and last year can leave the range by their offset; the others skip the conversion.
+    if dt.MINYEAR < value.year < dt.MAXYEAR:
+        return True
+    try:
+        value.astimezone(dt.UTC)
+    except OverflowError:
+        return False
+    return True
 
 
 def _show(value: Any) -> str:
@@ -104,6 +118,19 @@ def text(field: str, value: Any, limit: int | None, *, required: bool = False) -
         raise InvalidInputError(field, f"is {len(value)} characters; the column is VARCHAR({limit})")
     if "\x00" in value:
         raise InvalidInputError(field, "contains a NUL character, which PostgreSQL text cannot store")
+    if not value.isascii():  # O(1) in CPython; only non-ASCII text can hold a lone surrogate
+        utf8(field, value)
+    return value
+
+
+def utf8(field: str, value: str) -> str:
+    """``value`` when it encodes as UTF-8: a lone surrogate (``"\ud800"``, e.g. from a bad JSON
+    decode) cannot be sent to PostgreSQL."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(field, f"contains a lone surrogate ({value[exc.start]!r} at {exc.start}), "
+                                       "which is not valid UTF-8") from None
     return value
 
 
@@ -154,8 +181,12 @@ def decimal(field: str, value: Any, *, precision: int, scale: int, low: Decimal 
         raise InvalidInputError(field, f"must be finite; got {number}")
     if low is not None and number < low:
         raise InvalidInputError(field, f"must be >= {low}; got {number}")
+    # Checked before rounding too: quantize() of a huge value (1e30) exceeds the decimal context's precision.
+    too_big = Decimal(10) ** (precision - scale)
+    if abs(number) >= too_big + 1:
+        raise InvalidInputError(field, f"{number} does not fit DECIMAL({precision},{scale}) (max {too_big})")
     quantized = number.quantize(Decimal(1).scaleb(-scale))
-    if abs(quantized) >= Decimal(10) ** (precision - scale):
+    if abs(quantized) >= too_big:
         raise InvalidInputError(
             field, f"{number} does not fit DECIMAL({precision},{scale}) (max {10 ** (precision - scale)})"
         )
@@ -202,9 +233,11 @@ def _encode(field: str, value: Any) -> str:
     except TypeError:
         pass
     try:
-        return _JSON.encode(value)
+        document = _JSON.encode(value)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(field, f"is not JSON-serialisable ({exc})") from None
+    # orjson refuses lone surrogates (so valid UTF-8 never gets here); the stdlib writes them through.
+    return document if document.isascii() else utf8(field, document)
 
 
 _ORJSON_OPTIONS: Final = (orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
@@ -237,16 +270,21 @@ def ip_address(field: str, value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6
     if value is None:
         return None
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return value
+        value = str(value)  # an address object may carry a zone too: one check below
     if type(value) is not str:
         raise InvalidInputError(field, f"must be an IP address string, got {type(value).__name__}")
     try:
-        return _parse_ip(value)
+        address = _parse_ip(value)
     except ValueError:
         raise InvalidInputError(field, f"is not an IPv4 or IPv6 address: {_show(value)}") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise InvalidInputError(field, f"{value!r} has a zone (%{address.scope_id}), which INET cannot store; "
+                                       "drop it or keep it in a text field")
+    return address
 
 
 def uuid_value(field: str, value: Any, *, required: bool = False) -> uuid.UUID | None:
+    """A UUID, or its text form."""
     if value is None:
         if required:
             raise InvalidInputError(field, "is required")
@@ -286,7 +324,22 @@ def column_text(values: list[Any], limit: int | None, *, required: bool = False)
         return False
     if limit is not None and max(map(len, present)) > limit:
         return False
-    return "\x00" not in "".join(present)
+    joined = "".join(present)
+    return "\x00" not in joined and (joined.isascii() or _encodes(joined))
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def column_timestamps(values: list[Any]) -> bool:
+    """Every value None or an aware datetime that exists in UTC (what :func:`timestamp` accepts)."""
+    return column_types(values, {dt.datetime, _NONE}) and all(
+        t is None or (t.utcoffset() is not None and _in_utc_range(t)) for t in values)
 
 
 def column_choice(values: list[Any], allowed: Sequence[Any], *, required: bool = False) -> bool:

@@ -1,0 +1,302 @@
+"""Faults injected into a private embedded server while the data layer works (issue 11 point 9).
+
+- every jedisos backend killed (``pg_terminate_backend``), then the server crash-restarted
+  (``pg_ctl -m immediate``) and brought back by ``jedisos-db up``, during concurrent audit and cost
+  batch writes through the repositories: no acknowledged row is lost, no batch is half-written;
+- a hung server (postmaster and backends stopped with SIGSTOP): every caller gets
+  ``DatabaseUnavailableError`` within the configured timeouts;
+- after a restart, the LangGraph pool's first call succeeds (connections are checked on checkout).
+
+Concurrent ``up`` x3 is tests/conformance/test_order.py; a migration failing half-way is
+tests/runtime/db/test_faults.py. The figures of docs/faults.md come from
+``pytest tests/ops/test_faults.py -m faults -s`` (each test prints its row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.runnables import RunnableConfig
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.ops import provision, startup
+from jedisos_db.runtime import checkpointer, config
+from jedisos_db.runtime.db.connect import connect, libpq_connect_timeout
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import DatabaseUnavailableError
+from jedisos_db.runtime.repositories.audit import AuditLogRepository
+from jedisos_db.runtime.repositories.cost import CostRepository
+from jedisos_db.runtime.urls import DatabaseURL
+
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
+
+BATCH = 200
+"""Rows per batch; every row of a batch carries the batch's marker (its session_id)."""
+WRITERS = 4
+KILL_ROUNDS = 3
+PROGRESS_WAIT = 60.0
+"""Longest wait for the writers to acknowledge more batches (a condition, bounded)."""
+
+
+@dataclass
+class Private:
+    server: provision.EmbeddedServer
+    url: DatabaseURL  # its jedisos database, at the design's start-up state
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Private]:
+    """A server of this module's own, brought up by `up` like a user's: these tests crash and stop it."""
+    data_dir = tmp_path_factory.mktemp("faults") / "pg"
+    with pytest.MonkeyPatch.context() as env:
+        for name in config.ENV_NAMES.values():
+            env.delenv(name, raising=False)
+        report = startup.up(data_dir=data_dir, settings=provision.ServerSettings(max_connections=60))
+    server = provision.EmbeddedServer(data_dir, provision.ServerSettings(max_connections=60))
+    try:
+        yield Private(server, report.url)
+    finally:
+        server.stop()
+
+
+def _postmaster_pid(server: provision.EmbeddedServer) -> int:
+    return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+@contextmanager
+def hung(server: provision.EmbeddedServer) -> Iterator[None]:
+    """The postmaster and every backend stopped (SIGSTOP) for the block; always continued afterwards."""
+    postmaster = _postmaster_pid(server)
+    pids = [postmaster, *_children(postmaster)]
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def _kill_backends(url: DatabaseURL, application_name: str) -> int:
+    with connect(url) as conn:
+        killed = conn.execute("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                              "WHERE datname = current_database() AND application_name = %s",
+                              [application_name]).fetchone()
+    return int(killed[0]) if killed else 0
+
+
+# --- acknowledged writes survive killed backends and a crash ------------------------------------------
+
+
+@dataclass
+class Writes:
+    acknowledged: dict[str, list[str]] = field(default_factory=lambda: {"audit": [], "cost": []})
+    failed_typed: int = 0
+    untyped: list[str] = field(default_factory=list)
+    up: asyncio.Event = field(default_factory=asyncio.Event)
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: bool = False
+
+    @property
+    def count(self) -> int:
+        return sum(map(len, self.acknowledged.values()))
+
+    async def reach(self, total: int) -> None:
+        """Wait (bounded) until ``total`` batches are acknowledged."""
+        async with asyncio.timeout(PROGRESS_WAIT):
+            while self.count < total:
+                self.progress.clear()
+                await self.progress.wait()
+
+
+def _batch(kind: str, marker: str) -> list[dict[str, Any]]:
+    if kind == "audit":
+        return [{"event_type": "fault_test", "session_id": marker, "details": {"i": i}} for i in range(BATCH)]
+    return [{"model": "m", "provider": "p", "cost_usd": 0.001, "source": "agent", "session_id": marker,
+             "input_tokens": i} for i in range(BATCH)]
+
+
+async def _writer(engine: AsyncEngine, kind: str, number: int, writes: Writes) -> None:
+    repo = AuditLogRepository(engine) if kind == "audit" else CostRepository(engine)
+    sent = 0
+    while not writes.stop:
+        marker = f"{kind}-{number}-{sent}"
+        sent += 1
+        try:
+            await repo.record_many(_batch(kind, marker))
+        except DatabaseUnavailableError:
+            writes.failed_typed += 1  # ambiguous: may or may not have committed; never counted as acknowledged
+            await writes.up.wait()
+            continue
+        except Exception as exc:
+            writes.untyped.append(f"{type(exc).__name__}: {exc}")
+            await writes.up.wait()
+            continue
+        writes.acknowledged[kind].append(marker)
+        writes.progress.set()
+
+
+async def _stored(engine: AsyncEngine) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    async with engine.connect() as conn:
+        for table in ("audit_logs", "cost_tracking"):
+            rows = await conn.execute(text(f"SELECT session_id, count(*) FROM jedisos.{table} "
+                                           "WHERE session_id IS NOT NULL GROUP BY session_id"))
+            counts.update({marker: int(n) for marker, n in rows})
+    return counts
+
+
+async def _up_after_crash(private: Private) -> float:
+    private.server._pg_ctl(["-m", "immediate", "stop"])  # a crash: no checkpoint, recovery on start
+    started = time.monotonic()
+    with pytest.MonkeyPatch.context() as env:
+        for name in config.ENV_NAMES.values():
+            env.delenv(name, raising=False)
+        report = await asyncio.to_thread(startup.up, data_dir=private.server.data_dir,
+                                         settings=private.server.settings)
+    assert report.url == private.url
+    return time.monotonic() - started
+
+
+@pytest.fixture
+async def engine(private: Private) -> AsyncIterator[AsyncEngine]:
+    eng = create_engine(url=private.url, connect_timeout_s=2)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+async def test_killed_backends_and_a_crash_lose_no_acknowledged_row_and_leave_no_partial_batch(
+        private: Private, engine: AsyncEngine) -> None:
+    writes = Writes()
+    writes.up.set()
+    tasks = [asyncio.create_task(_writer(engine, kind, n, writes))
+             for n in range(WRITERS // 2) for kind in ("audit", "cost")]
+    try:
+        killed = 0
+        for _ in range(KILL_ROUNDS):
+            await writes.reach(writes.count + 2 * WRITERS)
+            killed += await asyncio.to_thread(_kill_backends, private.url, "jedisos-app")
+        await writes.reach(writes.count + 2 * WRITERS)
+        writes.up.clear()
+        up_seconds = await _up_after_crash(private)
+        writes.up.set()
+        await writes.reach(writes.count + 2 * WRITERS)  # and they go on after the crash
+    finally:
+        writes.stop = True
+        writes.up.set()
+        await asyncio.gather(*tasks)
+    stored = await _stored(engine)
+    acknowledged = [m for markers in writes.acknowledged.values() for m in markers]
+    lost = sum(BATCH - stored[m] for m in acknowledged)
+    partial = sum(1 for n in stored.values() if n != BATCH)
+    print(f"\n| backend kills x{KILL_ROUNDS} ({killed} backends) + crash restart x1 | {len(acknowledged)} batches "
+          f"acknowledged ({len(acknowledged) * BATCH} rows), {writes.failed_typed} failed typed | lost {lost} | "
+          f"partial batches {partial} | up after crash {up_seconds:.1f} s |")
+    assert writes.untyped == []
+    assert killed > 0
+    assert writes.failed_typed > 0, "no fault reached a writer: the test injected nothing"
+    assert lost == 0
+    assert partial == 0
+
+
+# --- a hung server --------------------------------------------------------------------------------
+
+STATEMENT_MS = 1000
+CONNECT_S = 1.0
+MARGIN_S = 2.0
+CALLERS = 15
+PSYCOPG_CANCEL_S = 10.0
+"""How long psycopg spends on an interrupted query before it drops the connection (LangGraph's pool): up
+to 5 s to send the cancel request, then up to 5 s for the query to end."""
+
+
+async def test_a_hung_server_gives_every_caller_the_typed_error_within_the_timeout(private: Private) -> None:
+    """Used to block 15 callers for as long as the server was stopped (40 s in the issue)."""
+    settings = config.Settings.model_construct(statement_timeout_ms=STATEMENT_MS, connect_timeout_s=CONNECT_S)
+    engine = create_engine(settings, url=private.url)
+    sizing = checkpointer.PoolSizing(timeout=CONNECT_S, connect_timeout=CONNECT_S, statement_timeout_ms=STATEMENT_MS)
+    assert settings.command_timeout_s is not None
+    assert sizing.hold_limit is not None
+    limits = {
+        "engine": settings.command_timeout_s + CONNECT_S,  # a pooled connection's ping, then a new connection
+        "psycopg connect": float(libpq_connect_timeout(CONNECT_S)),
+        "langgraph": sizing.hold_limit + PSYCOPG_CANCEL_S,
+    }
+    audit, cost = AuditLogRepository(engine), CostRepository(engine)
+    calls: list[Callable[[], Any]] = [
+        audit.count,
+        lambda: audit.record_many(_batch("audit", "hung")),  # COPY
+        lambda: cost.record(_batch("cost", "hung")[0]),  # INSERT
+    ]
+    outcomes: list[tuple[str, str, float]] = []
+
+    async def call(path: str, fn: Callable[[], Any]) -> None:
+        started = time.monotonic()
+        try:
+            await fn()
+            kind = "answered"
+        except DatabaseUnavailableError:
+            kind = "typed"
+        except Exception as exc:
+            kind = f"untyped {type(exc).__name__}: {exc}"
+        outcomes.append((path, kind, time.monotonic() - started))
+
+    def psycopg_call() -> None:
+        connect(private.url, connect_timeout=CONNECT_S).close()
+
+    thread: RunnableConfig = {"configurable": {"thread_id": checkpointer.thread_id_for("hung"), "checkpoint_ns": ""}}
+    try:
+        await asyncio.gather(*(audit.count() for _ in range(5)))  # warm pooled connections
+        async with checkpointer.open_checkpointer(private.url, sizing=sizing) as saver:
+            with hung(private.server):
+                await asyncio.gather(*(call("engine", calls[i % len(calls)]) for i in range(CALLERS)),
+                                     call("psycopg connect", lambda: asyncio.to_thread(psycopg_call)),
+                                     call("langgraph", lambda: saver.aget_tuple(thread)))
+        for path, limit in limits.items():
+            mine = [(kind, seconds) for p, kind, seconds in outcomes if p == path]
+            slowest = max(seconds for _, seconds in mine)
+            print(f"\n| hung server (SIGSTOP): {path} | {len(mine)} callers | typed "
+                  f"{sum(1 for kind, _ in mine if kind == 'typed')} | slowest {slowest:.1f} s | bound {limit:.1f} s |")
+            assert [kind for kind, _ in mine] == ["typed"] * len(mine), mine
+            assert slowest < limit + MARGIN_S, (path, mine)
+        assert await audit.count() >= 0  # SIGCONT: the same engine works again
+    finally:
+        await engine.dispose()
+
+
+# --- LangGraph after a restart ----------------------------------------------------------------------
+
+
+async def test_langgraph_first_call_after_a_restart_succeeds(private: Private) -> None:
+    config_: RunnableConfig = {"configurable": {"thread_id": checkpointer.thread_id_for("restart"),
+                                                "checkpoint_ns": ""}}
+    async with checkpointer.open_checkpointer(private.url) as saver:
+        assert await saver.aget_tuple(config_) is None  # the pool holds a live connection now
+        private.server._pg_ctl(["-m", "fast", "restart"])
+        assert await saver.aget_tuple(config_) is None  # the first call after the restart
