@@ -24,7 +24,7 @@ from jedisos_db.runtime.repositories.writer import EventWriter
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.tables import count
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 APP = "jedisos-writer-under-fire"
 KILLS = 4
