@@ -4,13 +4,17 @@
 - Autogenerate only ever sees ``jedisos``: ``hindsight``, ``langgraph`` and ``public`` belong to
   others, so it must never propose touching them.
 - Upgrades and downgrades run in one transaction behind an advisory lock, so two processes
-  starting at once apply each revision once and both succeed.
+  starting at once apply each revision once and both succeed. The lock is session-level and polled
+  (``pg_try_advisory_lock``) outside any transaction: a revision that must build an index
+  ``CONCURRENTLY`` (revision 010) commits inside its ``autocommit_block``, and a waiter that blocked in a
+  statement would hold a snapshot that index build waits for, a cycle no deadlock detector sees.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from typing import Any
 
 from alembic import context
@@ -18,11 +22,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
+from sqlalchemy.util import await_only
 
 from jedisos_db.runtime import config as runtime_config
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.db.models import VIEW_INFO, Base
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.db.revision_columns import AUTOCOMMIT_BLOCKS
+from jedisos_db.runtime.errors import ConfigError, LockTimeoutError
 from jedisos_db.runtime.owners import MIGRATION_LOCK_KEY, SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -73,13 +79,52 @@ def _configure(default_schema: str | None = None, partitions: frozenset[str] = f
     )
 
 
+LOCK_WAIT_SECONDS = 900.0
+"""How long a run waits for another run's migrations before it gives up (LockTimeoutError)."""
+LOCK_POLL_SECONDS = (0.01, 0.5)
+"""First and longest pause between two tries of the lock (doubling in between)."""
+
+
+def _take_migration_lock(connection: Connection) -> None:
+    """The session-level migration lock, polled: between tries this connection holds no snapshot."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    pause, longest = LOCK_POLL_SECONDS
+    while True:
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY}).scalar_one()
+        connection.commit()
+        if got:
+            return
+        if time.monotonic() > deadline:
+            raise LockTimeoutError(f"another migration run held the migration lock for more than "
+                                   f"{LOCK_WAIT_SECONDS:.0f} s; try again when it has finished")
+        await_only(asyncio.sleep(pause))
+        pause = min(pause * 2, longest)
+
+
 def do_run_migrations(connection: Connection) -> None:
     partitions = frozenset(str(n) for n in connection.execute(text(PARTITIONS_SQL)).scalars())
     _configure(default_schema=connection.dialect.default_schema_name, partitions=partitions, connection=connection)
-    with context.begin_transaction():
-        # Taken before Alembic reads the version table: a second process waits here and
-        # then finds the revisions already applied.
+    # A revision may commit half-way (an autocommit block, for CREATE INDEX CONCURRENTLY) only when this file
+    # owns the transaction; see AUTOCOMMIT_BLOCKS.
+    config.attributes[AUTOCOMMIT_BLOCKS] = not connection.in_transaction()
+    if connection.in_transaction():
+        # Handed over inside the caller's transaction (pytest-alembic): the lock may not commit it.
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        _migrate(connection)
+        return
+    # Taken before Alembic reads the version table: a second process waits here and then finds the
+    # revisions already applied. Closing the connection (NullPool) releases it too, whatever happens.
+    _take_migration_lock(connection)
+    try:
+        _migrate(connection)
+    finally:
+        connection.rollback()
+        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY})
+        connection.commit()
+
+
+def _migrate(connection: Connection) -> None:
+    with context.begin_transaction():
         # Only when missing: CREATE SCHEMA checks the database CREATE right even with IF NOT EXISTS,
         # and the least-privilege jedisos_app owns its schema but may not create schemas.
         connection.execute(text(

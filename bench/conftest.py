@@ -26,6 +26,7 @@ pytest_plugins = ["tests.plugins.server", "tests.plugins.databases"]
 _STASH_INFO = pytest.StashKey[provision.ServerInfo]()
 _STASH_RATES = pytest.StashKey[dict[str, dict[str, float]]]()
 _STASH_TABLES = pytest.StashKey[list[str]]()
+_STASH_NOTES = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -57,6 +58,7 @@ def conn(runner: asyncio.Runner, migrated_db: DatabaseURL) -> Iterator[asyncpg.C
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STASH_RATES] = {}
     config.stash[_STASH_TABLES] = []
+    config.stash[_STASH_NOTES] = []
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -92,6 +94,11 @@ class Rates:
 
     def __init__(self, config: pytest.Config) -> None:
         self._rates = config.stash[_STASH_RATES]
+        self._notes = config.stash[_STASH_NOTES]
+
+    def note(self, line: str) -> None:
+        """A line for the end-of-run summary (e.g. a latency percentile)."""
+        self._notes.append(line)
 
     def record(self, benchmark: Any, group: str, name: str, rows: int) -> None:
         """Rows/s from the *median* round: on a shared machine one stalled round skews the mean."""
@@ -131,9 +138,17 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         unit = "rows deleted/s" if group.startswith("retention") else "rows/s"
         tr.write_line(f"\n{group}: {unit}, median round (ratio to raw COPY in this run)" if "best" not in group
                       else f"\n{group}: {unit} (ratio to raw COPY's best round)")
+        single = by_name.get("single_insert")
         for name, rate in sorted(by_name.items(), key=lambda kv: -kv[1]):
             ratio = f"{rate / copy:.3f}x COPY" if copy else "-"
-            tr.write_line(f"  {name:<24} {rate:>12,.0f} rows/s   {ratio}")
+            if single and name == "repository_single":  # the single-event path's own yardstick
+                ratio += f"   {rate / single:.3f}x raw single INSERT"
+            tr.write_line(f"  {name:<26} {rate:>12,.0f} rows/s   {ratio}")
+    notes = config.stash.get(_STASH_NOTES, [])
+    if notes:
+        tr.write_line("")
+        for line in notes:
+            tr.write_line(line)
     for table in config.stash.get(_STASH_TABLES, []):
         tr.write_line("")
         for line in table.splitlines():

@@ -23,12 +23,9 @@ queueing behind a long transaction (and every writer behind it): it fails instea
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import sqlalchemy as sa
 from alembic import op
 
+from jedisos_db.runtime.db.revision_columns import bounded_lock_wait
 from jedisos_db.runtime.owners import SCHEMA
 
 revision = "009"
@@ -77,23 +74,13 @@ FOR EACH STATEMENT EXECUTE FUNCTION {FUNCTION}()
 """
 
 
-@contextmanager
-def _bounded_lock_wait() -> Iterator[None]:
-    """lock_timeout for this revision's statements only (every revision runs in one transaction)."""
-    bind = op.get_bind()
-    before = bind.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one()
-    bind.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": LOCK_TIMEOUT})
-    yield
-    bind.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": before})
-
-
 def upgrade() -> None:
-    with _bounded_lock_wait():
+    with bounded_lock_wait(LOCK_TIMEOUT):
         op.execute(CREATE_FUNCTION)
         op.execute(CREATE_TRIGGER)
 
 
 def downgrade() -> None:
-    with _bounded_lock_wait():
+    with bounded_lock_wait(LOCK_TIMEOUT):
         op.execute(f"DROP TRIGGER {TRIGGER} ON {SCHEMA}.cost_tracking")
         op.execute(f"DROP FUNCTION {FUNCTION}()")

@@ -31,4 +31,4 @@ def test_every_benchmark_runs_once(server_url: DatabaseURL) -> None:
     summary = re.search(r"(\d+) passed", run.stdout)
     assert summary, tail
     # 3 writers + 4 repository paths, x2 (audit, cost); 2 retention; 2 recall tables + 6 kNN.
-    assert int(summary.group(1)) == 24, tail
+    assert int(summary.group(1)) == 30, tail

@@ -99,6 +99,7 @@ def audit_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | N
             },
             "ip_address": ipaddress.IPv4Address(rng.getrandbits(32)),
             "envelope_id": _uuid(rng),
+            "idempotency_key": None,  # what a write that is never retried sends (bench/test_writes.py sets keys)
         })
     return rows
 
@@ -125,6 +126,7 @@ def cost_rows(n: int, *, seed: int = 0, users: int = 10, start: dt.datetime | No
             "user_id": f"user-{rng.randrange(users):05d}",
             "latency_ms": rng.randint(150, 30000),
             "status": _weighted(rng, COST_STATUS_WEIGHTS),
+            "idempotency_key": None,
         })
     return rows
 

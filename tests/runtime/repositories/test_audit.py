@@ -7,10 +7,13 @@ import uuid
 from ipaddress import ip_address
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jedisos_db.runtime.errors import InvalidInputError
+from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
+from jedisos_db.runtime.repositories.base import STREAM_CHUNK
 from tests.plugins.tables import count
 
 NOW = dt.datetime.now(dt.UTC)
@@ -93,3 +96,22 @@ def test_event_repr_is_plain_and_row_is_precomputed() -> None:
     assert event.row[1:3] == ("login", "info")
     assert event.row[9] == '{"a":1}'
     assert "row=" not in repr(event)
+
+
+async def test_a_large_batch_of_dicts_streams_and_a_bad_row_late_in_it_writes_nothing(clean: AsyncEngine) -> None:
+    """Past STREAM_CHUNK plain dicts are validated while the COPY streams: a bad row in a later chunk still
+    names its index in the whole batch, and the aborted COPY leaves no row."""
+    repo = AuditLogRepository(clean)
+    n = 3 * STREAM_CHUNK + 7
+    rows: list[dict[str, object]] = [{"event_type": f"e{i}"} for i in range(n)]
+    rows[2 * STREAM_CHUNK + 3] = {"event_type": "bad", "severity": "loud"}
+    with pytest.raises(InvalidInputError, match="severity") as caught:
+        await repo.record_many(rows)
+    assert caught.value.index == 2 * STREAM_CHUNK + 3
+    assert await count(clean, "audit_logs") == 0
+    rows[2 * STREAM_CHUNK + 3] = {"event_type": "fixed", "timestamp": NOW}  # one given time among defaults
+    assert await repo.record_many(rows) == n
+    async with clean.connect() as conn:
+        stamps = (await conn.execute(text(f"SELECT count(DISTINCT timestamp), min(timestamp) FROM {SCHEMA}.audit_logs"
+                                          ))).one()
+    assert tuple(stamps) == (2, NOW)  # the others share their transaction's now()

@@ -43,18 +43,19 @@ def test_an_events_row_is_in_copy_column_order() -> None:
     envelope = uuid.uuid4()
     event = AuditEvent("login", severity="warning", user_id="u", channel="web", session_id="s", tool_name="t",
                        action="a", result="denied", details={"k": 1}, ip_address="10.0.0.1",
-                       envelope_id=envelope, timestamp=T0)
+                       envelope_id=envelope, timestamp=T0, idempotency_key="k1")
     row = dict(zip(audit.COPY_COLUMNS, event.row, strict=True))
     assert (row["timestamp"], row["event_type"], row["severity"], row["user_id"], row["channel"]) == (
         T0, "login", "warning", "u", "web")
     assert (row["session_id"], row["tool_name"], row["action"], row["result"]) == ("s", "t", "a", "denied")
     assert (row["details"], str(row["ip_address"]), row["envelope_id"]) == ('{"k":1}', "10.0.0.1", envelope)
+    assert row["idempotency_key"] == "k1"
     call = CostEvent("m", "p", input_tokens=3, output_tokens=4, cost_usd="0.5", source="forge", session_id="s",
-                     user_id="u", latency_ms=9, status="timeout", timestamp=T0)
+                     user_id="u", latency_ms=9, status="timeout", timestamp=T0, idempotency_key="c1")
     assert dict(zip(cost.COPY_COLUMNS, call.row, strict=True)) == {
         "timestamp": T0, "model": "m", "provider": "p", "input_tokens": 3, "output_tokens": 4, "total_tokens": 7,
         "cost_usd": Decimal("0.500000"), "source": "forge", "session_id": "s", "user_id": "u",
-        "latency_ms": 9, "status": "timeout"}
+        "latency_ms": 9, "status": "timeout", "idempotency_key": "c1"}
 
 
 async def _write_everywhere(engine: AsyncEngine, session: AsyncSession) -> None:

@@ -98,6 +98,12 @@ class InstalledTool(Base):
     updated_at: Mapped[dt.datetime] = _updated_at()
 
 
+IDEMPOTENCY_KEY: Final = "idempotency_key"
+KEYED: Final = f"{IDEMPOTENCY_KEY} IS NOT NULL"
+"""The predicate of the event tables' partial unique indexes on ``idempotency_key`` (revision 010), also the
+``ON CONFLICT`` target's: rows without a key are not in the index at all."""
+
+
 class AuditLog(Base):
     """Section 4-3: security events, tool runs, policy decisions."""
 
@@ -111,6 +117,7 @@ class AuditLog(Base):
             "severity",
             postgresql_where=text("severity IN ('warning', 'error', 'critical')"),
         ),
+        Index("idx_audit_idempotency_key", "idempotency_key", unique=True, postgresql_where=text(KEYED)),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -126,6 +133,8 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB, server_default=JSON_OBJECT)
     ip_address: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
     envelope_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """Revision 010: a retried write with the same key is written once (see :data:`KEYED`)."""
 
 
 class CostRecord(Base):
@@ -137,6 +146,7 @@ class CostRecord(Base):
         Index("idx_cost_model", "model"),
         Index("idx_cost_source", "source"),
         Index("idx_cost_user", "user_id"),
+        Index("idx_cost_idempotency_key", "idempotency_key", unique=True, postgresql_where=text(KEYED)),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -152,6 +162,8 @@ class CostRecord(Base):
     user_id: Mapped[str | None] = mapped_column(String(255))
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), nullable=False, server_default=text("'success'"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    """Revision 010, as on :class:`AuditLog`."""
 
 
 class UserPreferences(Base):

@@ -7,12 +7,18 @@ existing revision uses; add a new helper instead.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 TZ = pg.TIMESTAMP(timezone=True)
+
+AUTOCOMMIT_BLOCKS = "jedisos_autocommit_blocks"
+"""The Alembic config attribute env.py sets: False when the caller owns the transaction, which must not be
+committed, so a revision builds its index in that transaction instead of ``CONCURRENTLY``."""
 
 
 def uuid_pk() -> sa.Column[Any]:
@@ -41,3 +47,16 @@ def text_default(value: str) -> sa.TextClause:
     """A quoted string default, as ``DEFAULT 'value'`` in the DDL."""
     escaped = value.replace("'", "''")
     return sa.text(f"'{escaped}'")
+
+
+@contextmanager
+def bounded_lock_wait(timeout: str) -> Iterator[None]:
+    """``lock_timeout`` for the enclosed statements of one revision only (every revision runs in one
+    transaction): DDL behind a long transaction fails instead of queueing every writer behind it."""
+    from alembic import op
+
+    bind = op.get_bind()
+    before = bind.execute(sa.text("SELECT current_setting('lock_timeout')")).scalar_one()
+    bind.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": timeout})
+    yield
+    bind.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"), {"v": before})

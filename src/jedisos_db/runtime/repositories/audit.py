@@ -28,6 +28,7 @@ _USER_ID = v.varchar_limit(AuditLog, "user_id")
 _SESSION_ID = v.varchar_limit(AuditLog, "session_id")
 _TOOL_NAME = v.varchar_limit(AuditLog, "tool_name")
 _ACTION = v.varchar_limit(AuditLog, "action")
+_KEY = v.varchar_limit(AuditLog, "idempotency_key")
 
 COPY_COLUMNS: Final = copy_columns(AuditLog)
 """Column order of :attr:`AuditEvent.row` and of the ``COPY`` that writes it (derived from the model)."""
@@ -50,6 +51,8 @@ class AuditEvent:
     ip_address: str | IPv4Address | IPv6Address | None = None
     envelope_id: uuid.UUID | None = None
     timestamp: dt.datetime | None = None
+    idempotency_key: str | None = None
+    """Names the event: writing it again with the same key (a retry) writes nothing (revision 010)."""
     row: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +69,7 @@ class AuditEvent:
             "details": v.json_document("details", self.details, kind=dict, required=True),
             "ip_address": v.ip_address("ip_address", self.ip_address),
             "envelope_id": v.uuid_value("envelope_id", self.envelope_id),
+            "idempotency_key": v.text("idempotency_key", self.idempotency_key, _KEY),
         }))
 
     @classmethod
@@ -95,6 +99,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
     details = [d.get("details", _EMPTY) for d in items]
     ip = [d.get("ip_address") for d in items]
     envelope = [d.get("envelope_id") for d in items]
+    key = [d.get("idempotency_key") for d in items]
     ok = (
         v.column_timestamps(ts)
         and v.column_text(event_type, _EVENT_TYPE, required=True)
@@ -108,6 +113,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         and v.column_types(details, {dict})
         and v.column_types(ip, {str, IPv4Address, IPv6Address, type(None)})
         and v.column_types(envelope, {uuid.UUID, type(None)})
+        and v.column_text(key, _KEY)
     )
     if not ok:
         return None
@@ -120,7 +126,8 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         return None
     columns = {"timestamp": ts, "event_type": event_type, "severity": severity, "user_id": user_id,
                "channel": channel, "session_id": session_id, "tool_name": tool_name, "action": action,
-               "result": result, "details": details_json, "ip_address": addresses, "envelope_id": envelope}
+               "result": result, "details": details_json, "ip_address": addresses, "envelope_id": envelope,
+               "idempotency_key": key}
     return list(zip(*_ROW(columns), strict=True))
 
 

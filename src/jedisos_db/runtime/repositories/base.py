@@ -19,22 +19,26 @@ import contextlib
 import functools
 import operator
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
-from sqlalchemy import Column, DateTime, Table, Text, Uuid, delete, func, insert, literal, select, update
+import asyncpg
+from sqlalchemy import Column, DateTime, Table, Text, Uuid, delete, func, literal, select, text, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.util import greenlet_spawn
 
 from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.engine import schema_of
-from jedisos_db.runtime.db.models import Base
+from jedisos_db.runtime.db.models import IDEMPOTENCY_KEY, KEYED, Base
 from jedisos_db.runtime.errors import (
     ConflictError,
+    DatabaseUnavailableError,
     DuplicateError,
     InvalidInputError,
     JedisosDBError,
@@ -108,6 +112,7 @@ class RowEvent(Protocol):
 
 
 EventT = TypeVar("EventT", bound=RowEvent)
+T = TypeVar("T")
 
 
 class Repository(Generic[ModelT]):
@@ -189,7 +194,7 @@ class Repository(Generic[ModelT]):
 
     async def _delete(self, key: Any, *, by: str = "id", session: AsyncSession | None = None) -> bool:
         """``DELETE ... RETURNING``: True when a row was deleted."""
-        primary = next(iter(_table(self.model).primary_key.columns))
+        primary = _primary(self.model)
         stmt = delete(self.model).where(self._where(key, by)).returning(primary)
         async with self._transaction(session) as s:
             return (await s.execute(stmt)).first() is not None
@@ -211,9 +216,17 @@ class Repository(Generic[ModelT]):
                 continue
             # The row holds JSON already encoded (what COPY sends); cast it rather than encode it twice.
             values[name] = sql_cast(literal(value, Text), JSONB) if name in json and value is not None else value
-        primary = next(iter(_table(self.model).primary_key.columns))
+        primary = _primary(self.model)
+        key = values.get(IDEMPOTENCY_KEY)
+        stmt = pg_insert(self.model).values(values)
+        if key is not None:
+            stmt = stmt.on_conflict_do_nothing(index_elements=[IDEMPOTENCY_KEY], index_where=text(KEYED))
         async with self._transaction(session) as s:
-            return (await s.execute(insert(self.model).values(values).returning(primary))).scalar_one()
+            new_id = (await s.execute(stmt.returning(primary))).scalar_one_or_none()
+            if new_id is None:  # the key was written before: that write's id
+                new_id = (await s.execute(select(primary).where(_table(self.model).c[IDEMPOTENCY_KEY] == key))
+                          ).scalar_one()
+            return new_id
 
     @contextlib.contextmanager
     def _violations(self) -> Iterator[None]:
@@ -248,6 +261,19 @@ class Repository(Generic[ModelT]):
         finally:
             await greenlet_spawn(raw.close)
 
+    async def _on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(driver)`` on a pooled connection (:meth:`_driver`), tried once more on another connection
+        when the first failed before sending anything: a server that cut a pooled connection may have been
+        heard (its goodbye read) but not seen closed yet, and asyncpg then refuses to start the operation."""
+        try:
+            async with self._driver() as driver:
+                return await work(driver)
+        except DatabaseUnavailableError as exc:
+            if not isinstance(exc.__cause__, asyncpg.InternalClientError):
+                raise
+        async with self._driver() as driver:
+            return await work(driver)
+
     async def _copy_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, all or nothing.
 
@@ -262,32 +288,65 @@ class Repository(Generic[ModelT]):
                                               driver=raw.driver_connection):
                     with self._violations():
                         return await self._copy(raw.driver_connection, rows, in_transaction=True)
-        async with self._driver() as driver:
-            return await self._copy(driver, rows, in_transaction=False)
+        return await self._on_driver(lambda driver: self._copy(driver, rows, in_transaction=False))
 
     async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
-        columns = copy_columns(self.model)
-        stamped = [i for i, name in enumerate(columns) if name in stamped_columns(self.model)]
-        # A stamped column that is None in every row is left out: its default (now()) fills it, with no round
-        # trip. One None among given times needs the transaction's now() first, so one transaction holds both.
-        unstamped = [i for i in stamped if all(r[i] is None for r in rows)]
-        mixed = [i for i in stamped if i not in unstamped and any(r[i] is None for r in rows)]
-        if unstamped:
-            keep = [i for i in range(len(columns)) if i not in unstamped]
-            columns = tuple(columns[i] for i in keep)
-            pick = operator.itemgetter(*keep)
-            rows = [pick(r) for r in rows]
-            mixed = [keep.index(i) for i in mixed]
+        """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
+        plan = _StampPlan(self.model, lambda i: [r[i] is None for r in rows])
+        keyed = plan.keyed
+        if plan.pick is not None:
+            rows = [plan.pick(r) for r in rows]
+        columns, mixed = plan.columns, plan.mixed
+        schema, table = schema_of(self._engine), self.model.__tablename__
         async with contextlib.AsyncExitStack() as stack:
             if mixed and not in_transaction:
                 await stack.enter_async_context(driver.transaction())
             if mixed:
-                now = await driver.fetchval("SELECT now()")
-                for i in mixed:
-                    rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
-                                               columns=columns, records=rows)
-        return len(rows)
+                rows = _StampPlan.fill(rows, mixed, await driver.fetchval("SELECT now()"))
+            if not keyed:
+                await driver.copy_records_to_table(table, schema_name=schema, columns=columns, records=rows)
+                return len(rows)
+            # Keyed rows: one INSERT of the batch as arrays (one per column, unnested back into rows) that skips
+            # every key already stored, by an earlier try or earlier in this batch. COPY cannot skip a row.
+            status = await driver.execute(_keyed_insert_sql(self.model, schema, columns, self._engine.dialect),
+                                          *(list(values) for values in zip(*rows, strict=True)))
+        return int(status.rsplit(" ", 1)[-1])
+
+
+class _StampPlan:
+    """How a batch's stamped columns (``timestamp``: None means the write's time) are sent.
+
+    A stamped column that is None in every row is left out: its default (``now()``) fills it, with no round
+    trip. One None among given times needs the transaction's ``now()`` first (``mixed``: positions in the
+    rows as sent), so one transaction holds that read and the write.
+    """
+
+    def __init__(self, model: type[Base], nones: Callable[[int], list[bool]]) -> None:
+        columns = copy_columns(model)
+        stamped = [i for i, name in enumerate(columns) if name in stamped_columns(model)]
+        none = {i: nones(i) for i in stamped}
+        left_out = [i for i in stamped if all(none[i])]
+        key_at = _key_index(model)
+        if key_at is not None and all(nones(key_at)):
+            # No key in the batch: the column is left out too (NULL anyway), so an unkeyed COPY sends one column
+            # less and still works on a database below revision 010.
+            left_out.append(key_at)
+        keep = [i for i in range(len(columns)) if i not in left_out]
+        self.columns = tuple(columns[i] for i in keep)
+        self.pick: Callable[[Row], Row] | None = cast(Callable[[Row], Row], operator.itemgetter(*keep)) \
+            if left_out else None
+        self.mixed = [keep.index(i) for i in stamped if i not in left_out and any(none[i])]
+        self.keyed = key_at is not None and key_at not in left_out
+
+    @staticmethod
+    def fill(rows: list[Row], mixed: list[int], now: Any) -> list[Row]:
+        for i in mixed:
+            rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
+        return rows
+
+
+STREAM_CHUNK: Final = 500
+"""Rows validated at a time when a large batch of plain dicts streams into its COPY."""
 
 
 class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
@@ -311,41 +370,119 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         row = self.event.coerce(event).row
         if session is not None:
             return int(await self._insert_row(row, session=session))
-        async with self._driver() as driver:
-            return int(await driver.fetchval(_insert_sql(self.model, schema_of(self._engine)), *row))
+        key_at = _key_index(self.model)
+        key = None if key_at is None else row[key_at]
+        schema = schema_of(self._engine)
+
+        async def insert(driver: Any) -> int:
+            new_id = await driver.fetchval(_insert_sql(self.model, schema, keyed=key is not None), *row)
+            if new_id is None:  # the key was written before: that write's id
+                new_id = await driver.fetchval(_keyed_id_sql(self.model, schema), key)
+            return int(new_id)
+
+        return await self._on_driver(insert)
 
     async def write_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """Write rows already validated (each an event's :attr:`RowEvent.row`) with one ``COPY``: the batch
-        writer's path. Returns the number written."""
+        writer's path. Returns the number written (keyed rows already stored are skipped)."""
         return await self._copy_rows(rows, session=session) if rows else 0
 
     async def record_many(self, events: Iterable[EventT | Mapping[str, Any]], *,
                           session: AsyncSession | None = None) -> int:
         """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
 
-        Every event is validated before anything is sent; an invalid one raises with its row index.
-        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column).
+        Events with an ``idempotency_key`` already stored (an earlier try of the same batch) are skipped, so a
+        batch retried after an ambiguous failure writes each event once; a batch without keys is a plain COPY.
+
+        An invalid event raises :class:`InvalidInputError` with its row index, and nothing is written.
+        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column). Every
+        event is validated before anything is sent, except for a large batch of plain dicts without keys and
+        without ``session``: it is validated :data:`STREAM_CHUNK` rows at a time *while* the COPY streams, so
+        the client's validation and the server's COPY overlap instead of adding up (an invalid row then
+        aborts the COPY, which writes nothing, being one statement).
         """
         items = events if isinstance(events, list) else list(events)
-        rows = self.fast_rows(items)
-        if rows is None:
-            event = self.event
-            rows = [e.row if type(e) is event else event.coerce(e, i).row for i, e in enumerate(items)]
+        if session is None and len(items) > STREAM_CHUNK and all(
+                type(d) is dict and d.get(IDEMPOTENCY_KEY) is None for d in items):
+            return await self._stream(cast(list[dict[str, Any]], items))
+        rows = self._rows(items)
         if not rows:
             return 0
         return await self._copy_rows(rows, session=session)
 
+    def _rows(self, items: list[Any], start: int = 0) -> list[Row]:
+        """The rows of ``items`` (validated); an error names its index in the batch (``start`` + position)."""
+        rows = self.fast_rows(items)
+        if rows is None:
+            event = self.event
+            rows = [e.row if type(e) is event else event.coerce(e, start + i).row for i, e in enumerate(items)]
+        return rows
+
+    async def _stream(self, items: list[dict[str, Any]]) -> int:
+        columns = copy_columns(self.model)
+        plan = _StampPlan(self.model, lambda i: [d.get(columns[i]) is None for d in items])
+        pick, mixed = plan.pick, plan.mixed
+
+        async def rows(now: Any) -> AsyncIterator[Row]:
+            for start in range(0, len(items), STREAM_CHUNK):
+                chunk = self._rows(items[start:start + STREAM_CHUNK], start)
+                if pick is not None:
+                    chunk = [pick(r) for r in chunk]
+                for row in _StampPlan.fill(chunk, mixed, now) if mixed else chunk:
+                    yield row
+
+        async def copy(driver: Any) -> int:
+            async with contextlib.AsyncExitStack() as stack:
+                now = None
+                if mixed:
+                    await stack.enter_async_context(driver.transaction())
+                    now = await driver.fetchval("SELECT now()")
+                await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
+                                                   columns=plan.columns, records=rows(now))
+            return len(items)
+
+        return await self._on_driver(copy)
+
+
+_ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOTHING"
+"""Skips a row whose idempotency key is stored (the partial unique index of revision 010)."""
+
 
 @functools.cache
-def _insert_sql(model: type[Base], schema: str) -> str:
+def _key_index(model: type[Base]) -> int | None:
+    """Where the idempotency key sits in a row of ``model``; None for a table without one."""
+    columns = copy_columns(model)
+    return columns.index(IDEMPOTENCY_KEY) if IDEMPOTENCY_KEY in columns else None
+
+
+@functools.cache
+def _insert_sql(model: type[Base], schema: str, *, keyed: bool = False) -> str:
     """The single-row ``INSERT ... RETURNING`` of :func:`copy_columns` as positional parameters; a stamped
-    column takes ``now()`` where its parameter is NULL (what the column default gives)."""
+    column takes ``now()`` where its parameter is NULL (what the column default gives). ``keyed``: a stored
+    key returns no row instead of failing."""
     columns = copy_columns(model)
     stamped = stamped_columns(model)
     values = [f"coalesce(${i}, now())" if name in stamped else f"${i}" for i, name in enumerate(columns, 1)]
-    primary = next(iter(_table(model).primary_key.columns)).name
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
-            f"VALUES ({', '.join(values)}) RETURNING {primary}")
+            f"VALUES ({', '.join(values)}) {_ON_KEY_CONFLICT if keyed else ''} RETURNING {_primary(model).name}")
+
+
+@functools.cache
+def _keyed_insert_sql(model: type[Base], schema: str, columns: tuple[str, ...], dialect: Dialect) -> str:
+    """``INSERT ... SELECT FROM unnest($1::type[], ...) ON CONFLICT DO NOTHING`` of ``columns``."""
+    table = _table(model)
+    arrays = ", ".join(f"${i}::{table.c[name].type.compile(dialect=dialect)}[]" for i, name in enumerate(columns, 1))
+    return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
+            f"SELECT * FROM unnest({arrays}) {_ON_KEY_CONFLICT}")
+
+
+@functools.cache
+def _keyed_id_sql(model: type[Base], schema: str) -> str:
+    return f"SELECT {_primary(model).name} FROM {schema}.{model.__tablename__} WHERE {IDEMPOTENCY_KEY} = $1"
+
+
+def _primary(model: type[Base]) -> Column[Any]:
+    return next(iter(_table(model).primary_key.columns))
 
 
 def _driver_error(exc: DBAPIError) -> BaseException | None:

@@ -28,6 +28,7 @@ _MODEL = v.varchar_limit(CostRecord, "model")
 _PROVIDER = v.varchar_limit(CostRecord, "provider")
 _SESSION_ID = v.varchar_limit(CostRecord, "session_id")
 _USER_ID = v.varchar_limit(CostRecord, "user_id")
+_KEY = v.varchar_limit(CostRecord, "idempotency_key")
 _COST = cast("Numeric[Decimal]", CostRecord.__table__.c.cost_usd.type)
 COST_PRECISION: Final = int(_COST.precision or 10)
 COST_SCALE: Final = int(_COST.scale or 6)
@@ -58,6 +59,8 @@ class CostEvent:
     latency_ms: int | None = None
     status: str = "success"
     timestamp: dt.datetime | None = None
+    idempotency_key: str | None = None
+    """Names the call: writing it again with the same key (a retry) writes nothing (revision 010)."""
     row: tuple[Any, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +85,7 @@ class CostEvent:
             "user_id": v.text("user_id", self.user_id, _USER_ID),
             "latency_ms": v.integer("latency_ms", self.latency_ms, required=False),
             "status": v.choice("status", self.status, v.COST_STATUSES, required=True),
+            "idempotency_key": v.text("idempotency_key", self.idempotency_key, _KEY),
         }))
 
     @classmethod
@@ -114,6 +118,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
     user_id = [d.get("user_id") for d in items]
     latency = [d.get("latency_ms") for d in items]
     status = [d.get("status", "success") for d in items]
+    key = [d.get("idempotency_key") for d in items]
     if not (v.column_integer(input_tokens) and v.column_integer(output_tokens)):
         return None
     total = [i + o if t is None else t for t, i, o in zip(total, input_tokens, output_tokens, strict=True)]
@@ -131,6 +136,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         and v.column_text(user_id, _USER_ID)
         and v.column_integer(latency, required=False)
         and v.column_choice(status, v.COST_STATUSES, required=True)
+        and v.column_text(key, _KEY)
     )
     if not ok:
         return None
@@ -139,7 +145,8 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
         return None
     columns = {"timestamp": ts, "model": model, "provider": provider, "input_tokens": input_tokens,
                "output_tokens": output_tokens, "total_tokens": total, "cost_usd": cost, "source": source,
-               "session_id": session_id, "user_id": user_id, "latency_ms": latency, "status": status}
+               "session_id": session_id, "user_id": user_id, "latency_ms": latency, "status": status,
+               "idempotency_key": key}
     return list(zip(*_ROW(columns), strict=True))
 
 
