@@ -26,8 +26,9 @@ from tests.plugins.hindsight import RunningHindsight
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
-EXPECTED = {"audit.insert", "audit.copy[50]", "cost.insert", "cost.copy[50]", "pgvector.knn", "turn (total)",
-            "turn.checkpoint (langgraph)", "turn.recall (bench kNN)"}
+EXPECTED = {"audit.record (enqueue)", "audit.record (commit)", "audit.record_many[50]", "cost.record (enqueue)",
+            "cost.record (commit)", "cost.record_many[50]", "pgvector.knn", "turn (total)", "turn.recall (bench kNN)",
+            "turn.checkpoint (langgraph)", "turn.audit", "turn.cost"}
 
 
 @dataclass
@@ -155,10 +156,11 @@ def test_distributed_mode_runs_unchanged(migrated_db: DatabaseURL, tmp_path: Pat
 
 @pytest.mark.e2e
 def test_hindsight_recall_user(hindsight_server: RunningHindsight, migrated_db: DatabaseURL, tmp_path: Path) -> None:
-    """HindsightRecall and JediSOSTurn recall through the real Hindsight REST API (design §2-3)."""
+    """HindsightRecall and JediSOSTurn recall (and the turn retains) through HindsightClient against the real
+    Hindsight REST API (design §2-3)."""
     prefix = tmp_path / "hs"
     env = _env(migrated_db) | {"HINDSIGHT_URL": hindsight_server.base_url}
-    names = ("hindsight.recall", "turn.recall (hindsight)")
+    names = ("hindsight.recall", "turn.recall (hindsight)", "turn.retain (hindsight)", "turn (total)")
     run = subprocess.run([*BASE, "--headless", "-u", "2", "-r", "2", *_until(1, *names),
                           *_report(prefix), "HindsightRecall", "JediSOSTurn"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
