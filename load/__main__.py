@@ -11,7 +11,7 @@ non-zero when a threshold (``--max-fail-ratio``, ``--max-p95-ms``) is not met.
 same database and hands Locust its URL in ``$HINDSIGHT_URL``.
 
 ``--steps 10,50,100`` runs Locust once per user count, each for ``--step-time`` (default 2m), with the
-users of ``--step-users`` (default ``JediSOSTurn``), and writes ``reports/load_steps.md``: turns/s and
+users of ``--step-users`` (default ``JediSOSTurn``), and writes ``reports/load_steps.md`` (and ``.json``): turns/s and
 turn p50/p95/p99 per step, the p99 of each step of the turn, how busy the data layer's pools were, and the
 CPU each process used (sampled from ``/proc`` through psutil), beside the machine's total.
 """
@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,17 +118,14 @@ def _tree_cpu(proc: psutil.Process) -> float:
     """CPU seconds of ``proc``, of the children it has reaped, and of its live descendants.
 
     A PostgreSQL backend that exits between two samples is counted through the postmaster's
-    ``children_*`` times (the postmaster reaps it), so short-lived connections are not lost."""
-    try:
-        times = proc.cpu_times()
-        total = times.user + times.system + times.children_user + times.children_system
-        children = proc.children(recursive=True)
-    except psutil.Error:
-        return 0.0
-    for child in children:
+    ``children_*`` times (the postmaster reaps it), so short-lived connections are not lost.
+    Raises :class:`psutil.NoSuchProcess` when ``proc`` itself has ended."""
+    times = proc.cpu_times()
+    total = times.user + times.system + times.children_user + times.children_system
+    for child in proc.children(recursive=True):
         try:
             ct = child.cpu_times()
-        except psutil.Error:
+        except psutil.Error:  # ended since it was listed: its time is now its parent's children_*
             continue
         total += ct.user + ct.system
     return total
@@ -157,7 +154,7 @@ def _sample(locust: psutil.Process, postmaster: psutil.Process | None) -> CpuGro
     groups = {
         "locust": _tree_cpu(locust),
         "postgres": _tree_cpu(postmaster) if postmaster is not None else 0.0,
-        "hindsight": sum(_tree_cpu(p) for p in others),
+        "hindsight": sum(_tree_cpu(p) for p in others if p.is_running()),
         # This process serves the TEI embeddings Hindsight asks for (a thread of ours).
         "embeddings": own.user + own.system,
     }
@@ -166,7 +163,8 @@ def _sample(locust: psutil.Process, postmaster: psutil.Process | None) -> CpuGro
 
 def _watch(locust: psutil.Process, postmaster: psutil.Process | None, out: list[CpuGroups],
            stop: threading.Event) -> None:
-    """Sample until told to stop; the first and last samples taken while Locust runs bound the step."""
+    """Sample until told to stop or Locust ends; the first and last samples taken while it ran bound the step
+    (a sample that finds it gone is dropped: its CPU time is no longer readable)."""
     while not stop.is_set():
         try:
             out.append(_sample(locust, postmaster))
@@ -283,6 +281,7 @@ def run_steps(url: DatabaseURL, counts: Sequence[int], step_time: str, classes: 
     results = [run_step(url, users, step_time, classes, args, env) for users in counts]
     text = summary(results, step_time, classes)
     (REPORTS / "load_steps.md").write_text(text, encoding="utf-8")
+    (REPORTS / "load_steps.json").write_text(json.dumps([asdict(r) for r in results], indent=2), encoding="utf-8")
     print(text, flush=True)
     return max(r.exit_code for r in results)
 

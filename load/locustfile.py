@@ -55,7 +55,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeVar, cast
 
 import gevent
 import gevent.lock
@@ -76,13 +76,18 @@ from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.config import Settings
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import BankNotFoundError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
+from jedisos_db.runtime.hindsight.models import Memory
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.base import EventRepository, EventT
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.urls import DatabaseURL
 
 log = logging.getLogger("jedisos.load")
+# httpx logs every request at INFO, and Locust logs INFO: one line per Hindsight call would cost the
+# load generator more CPU than the call itself.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 HINDSIGHT_URL = os.environ.get("HINDSIGHT_URL", "").rstrip("/")
 APPLICATION_NAME = "jedisos-load"
@@ -178,6 +183,12 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
         admin.execute("SELECT pg_advisory_unlock(hashtext('jedisos-load-langgraph'))")
 
 
+class Writer(Protocol):
+    """What the users need of an event writer: ``EventWriter``'s per-event call."""
+
+    async def record(self, event: Any, *, durability: Durability = ...) -> Any: ...
+
+
 class RepositoryWriter(Generic[EventT]):
     """The batching ``EventWriter``'s calls, each done by the repository's own ``record`` (one INSERT,
     committed before it returns, whatever durability is asked): the stand-in until the writer lands,
@@ -204,7 +215,7 @@ class EventPath:
     repository: EventRepository[Any, Any]
     event: type[AuditEvent] | type[CostEvent]
     rows: Callable[..., list[dict[str, Any]]]
-    writer: RepositoryWriter[Any]
+    writer: Writer
 
 
 class Library:
@@ -507,14 +518,9 @@ class JediSOSTurn(JediSOSUser):
         self.thread_id = ""
         saver = self.lib.savers[self.rng.randrange(len(self.lib.savers))]
         self.graph = agentgraph.build(saver, seed=self.rng.getrandbits(32))
+        # A new user's bank does not exist until the first retain creates it (recall: no memories yet).
         self.bank = bank_id_for(f"load-{uuid.uuid4().hex[:12]}")
-        self.knn: BenchKnn | None = None
-        if self.lib.hindsight is None:
-            self.knn = BenchKnn(self.environment, self.rng)
-        else:
-            # Retain into an unknown bank creates it; recall on an unknown bank is 404.
-            self.call("hindsight.retain", self.lib.hindsight.retain(
-                self.bank, "The user likes jazz and lives in Seoul."), request_type="hindsight")
+        self.knn = BenchKnn(self.environment, self.rng) if self.lib.hindsight is None else None
 
     def on_stop(self) -> None:
         if self.knn is not None:
@@ -529,7 +535,7 @@ class JediSOSTurn(JediSOSUser):
     def _turn(self) -> None:
         hindsight = self.lib.hindsight
         if hindsight is not None:
-            self.call("turn.recall (hindsight)", hindsight.recall(self.bank, RECALL_QUERY), TURN)
+            self.call("turn.recall (hindsight)", _recall(hindsight, self.bank), TURN)
         else:
             assert self.knn is not None
             with timed(self.environment, "turn.recall (bench kNN)", TURN, reraise=True) as out:
@@ -548,7 +554,15 @@ class JediSOSTurn(JediSOSUser):
         self.call("turn.cost", _record_all(self.lib.paths["cost"].writer, costs), TURN, length=len(costs))
 
 
-async def _record_all(writer: RepositoryWriter[Any], events_: list[Any]) -> None:
+async def _recall(hindsight: HindsightClient, bank: str) -> list[Memory]:
+    """Recall as JediSOS does on a turn: a bank not created yet (a new user) has no memories."""
+    try:
+        return await hindsight.recall(bank, RECALL_QUERY)
+    except BankNotFoundError:
+        return []
+
+
+async def _record_all(writer: Writer, events_: list[Any]) -> None:
     for event in events_:
         await writer.record(event, durability="enqueue")
 
@@ -564,13 +578,17 @@ class HindsightRecall(JediSOSUser):
         assert self.lib.hindsight is not None
         self.hindsight = self.lib.hindsight
         self.bank = bank_id_for(f"load-{uuid.uuid4().hex[:12]}")
-        # Retain into an unknown bank creates it; recall on an unknown bank is 404.
-        self.call("hindsight.retain", self.hindsight.retain(
-            self.bank, "The user prefers morning meetings and likes jazz."), request_type="hindsight")
+        self.retained = False
 
     @task
     def recall(self) -> None:
         with contextlib.suppress(Exception):  # reported by call(); the user keeps going
+            if not self.retained:
+                # Retain into an unknown bank creates it; recall on an unknown bank is 404. Retried by the
+                # next task while Hindsight refuses it (503 at capacity).
+                self.call("hindsight.retain", self.hindsight.retain(
+                    self.bank, "The user prefers morning meetings and likes jazz."), request_type="hindsight")
+                self.retained = True
             self.call("hindsight.recall", self.hindsight.recall(self.bank, "when does the user like meetings?"),
                       request_type="hindsight")
 

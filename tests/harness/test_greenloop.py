@@ -7,9 +7,11 @@ smoke runs (tests/harness/test_locust_smoke.py) exercise it under the patching, 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import gevent
 import pytest
@@ -78,7 +80,7 @@ def test_a_timeout_cancels_the_coroutine(loop_thread: LoopThread) -> None:
 def test_executor_work_runs_in_another_native_thread(loop_thread: LoopThread) -> None:
     """run_in_executor (LangGraph's sync nodes) and getaddrinfo use short-lived native threads."""
 
-    async def probe() -> tuple[int, int, list[object]]:
+    async def probe() -> tuple[int, int, list[Any]]:
         loop = asyncio.get_running_loop()
         worker = await loop.run_in_executor(None, threading.get_ident)
         found = await loop.getaddrinfo("localhost", 5432, type=socket.SOCK_STREAM)
@@ -95,4 +97,4 @@ def test_a_closed_loop_refuses_work() -> None:
     coro = _ident()
     with pytest.raises(RuntimeError, match="is closed"):
         lt.run(coro, WAIT)
-    assert coro.cr_frame is None  # closed, never left un-awaited
+    assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # closed, never left un-awaited
