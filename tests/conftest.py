@@ -6,7 +6,11 @@
 - plugins/hindsight.py the real Hindsight server (migrations + API, offline) for e2e and conformance tests
 - plugins/tables.py    ``clean`` (module engine with the jedisos tables emptied), ``cipher``
 
-Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers).
+- jedisos_db.harness.verify.plugin  the ``claim("ID")`` marker and the ``claim`` fixture: what a test
+  found about a design claim, collected by ``jedisos-db verify`` (docs/design-claims.md lists the ids)
+
+Markers are declared in pyproject.toml ([tool.pytest.ini_options] markers), except ``claim``, which the
+verify plugin declares so that it works in any pytest run.
 """
 
 pytest_plugins = [
@@ -15,4 +19,6 @@ pytest_plugins = [
     "tests.plugins.tables",
     "tests.plugins.roles",
     "tests.plugins.hindsight",
+    "jedisos_db.harness.verify.plugin",
+    "pytester",
 ]

@@ -120,7 +120,9 @@ def test_only_servers_that_may_come_back_are_retryable() -> None:
     retryable = {cls.__name__ for cls in _raised_classes() if cls.retryable}
     assert retryable == {"DatabaseUnavailableError", "HindsightUnavailableError",
                          # its kinds: a server at capacity, an async operation still running
-                         "HindsightBusyError", "OperationTimeoutError"}
+                         "HindsightBusyError", "OperationTimeoutError",
+                         # the event writer's queue full: the database slower than the producers, or down
+                         "BackpressureError"}
     assert all(issubclass(getattr(errors, name), errors.SetupError) for name in retryable)
 
 

@@ -7,7 +7,9 @@ Each error belongs to one of three families, named by what has to change before 
    constructor parameter missing or malformed, naming it), :class:`MissingExtensionError`,
    :class:`DockerUnavailableError`, :class:`DatabaseUnavailableError`, :class:`HindsightUnavailableError`
    (and its kinds: :class:`HindsightBusyError`, the server at capacity, and :class:`OperationTimeoutError`,
-   an async operation still running when the caller stopped waiting), :class:`SecretDecryptionError`
+   an async operation still running when the caller stopped waiting), :class:`BackpressureError` (the
+   database takes events slower than they come: the event writer's queue stayed full past the wait
+   allowed), :class:`SecretDecryptionError`
    (the configured keys cannot read a stored token).
 2. **The caller's argument** (:class:`InvalidInputError`): a value breaks a documented rule, found
    before any SQL is sent. It names ``field`` and ``rule`` (and ``index``, the row of a batch); the
@@ -67,6 +69,13 @@ class ConfigError(SetupError):
 
 class DatabaseUnavailableError(SetupError):
     """The server could not be reached or started."""
+
+    retryable = True
+
+
+class BackpressureError(SetupError):
+    """The event writer holds as many unwritten events as it may (``max_pending``) and none were written
+    within the wait allowed: the database is slower than the producers, or down. Nothing was enqueued."""
 
     retryable = True
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool, QueuePool
 
 from jedisos_db.runtime.config import load_settings
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.db.engine import create_engine, schema_of
+from jedisos_db.runtime.db.engine import _LAST_USED, PING_AFTER_IDLE, _check_on_checkout, create_engine, schema_of
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -19,7 +21,8 @@ async def test_defaults_follow_section_1_and_reach_the_server(migrated_db: Datab
     try:
         pool = engine.pool
         assert isinstance(pool, QueuePool)
-        assert (pool.size(), pool._max_overflow, pool._pre_ping) == (5, 10, True)
+        assert (pool.size(), pool._max_overflow) == (5, 10)
+        assert event.contains(pool, "checkout", _check_on_checkout)
         async with engine.connect() as conn:
             name = (await conn.execute(text("SHOW application_name"))).scalar_one()
             timeout = (await conn.execute(text("SHOW statement_timeout"))).scalar_one()
@@ -79,3 +82,36 @@ async def test_engine_from_settings_and_another_schema(migrated_db: DatabaseURL,
         assert conn.execute("SELECT count(*) FROM jedisos_alt.audit_logs").fetchone() == (3,)
         assert conn.execute("SELECT count(*) FROM jedisos.audit_logs WHERE event_type IN ('one', 'two', 'three')"
                             ).fetchone() == (0,)
+
+
+async def test_a_connection_the_server_closed_or_lost_is_replaced_on_checkout(migrated_db: DatabaseURL) -> None:
+    """What pre-ping promised, at a round trip only for idle connections: after the backend of the pooled
+    connection is killed, or it sat idle past PING_AFTER_IDLE and then died, the next call still succeeds."""
+    engine = create_engine(url=migrated_db, pool_size=1, max_overflow=0)
+    repo = AuditLogRepository(engine)
+    try:
+        for idle in (False, True):
+            async with engine.connect() as conn:
+                pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                raw = await conn.get_raw_connection()
+                record, driver = raw._connection_record, raw.driver_connection
+                assert record is not None
+                assert driver is not None
+                closed = asyncio.Event()
+                driver.add_termination_listener(lambda _, event=closed: event.set())
+            with connect(migrated_db) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+                # Blocking on purpose: the event loop does not run, so asyncpg has not seen the socket close.
+                while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+                    pass
+            if idle:  # only the ping (an idle connection's) can find it
+                assert not driver.is_closed()
+                record.info[_LAST_USED] -= PING_AFTER_IDLE + 1
+            else:  # the event loop reads the server's goodbye (asyncpg marks the connection closed)
+                await asyncio.wait_for(closed.wait(), 30)
+                assert driver.is_closed()
+            await repo.record(AuditEvent("after a kill"))
+            async with engine.connect() as conn:
+                assert (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() != pid
+    finally:
+        await engine.dispose()

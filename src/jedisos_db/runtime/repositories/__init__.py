@@ -15,6 +15,7 @@ from jedisos_db.runtime.repositories.preferences import PreferencesRepository
 from jedisos_db.runtime.repositories.schedules import ScheduleRepository
 from jedisos_db.runtime.repositories.threads import ThreadRegistry
 from jedisos_db.runtime.repositories.tools import ToolRepository, ToolSpec
+from jedisos_db.runtime.repositories.writer import Durability, EventWriter
 
 __all__ = [
     "AuditEvent",
@@ -22,6 +23,8 @@ __all__ = [
     "BudgetStatus",
     "CostEvent",
     "CostRepository",
+    "Durability",
+    "EventWriter",
     "MarketplaceRepository",
     "McpServerRepository",
     "McpServerSpec",

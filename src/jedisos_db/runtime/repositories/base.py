@@ -15,21 +15,31 @@ from the model (:func:`copy_columns`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
+import asyncpg
 from sqlalchemy import Column, DateTime, Table, Text, delete, func, insert, literal, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 from jedisos_db.runtime.db.engine import schema_of
 from jedisos_db.runtime.db.models import Base
-from jedisos_db.runtime.errors import DuplicateError, InvalidInputError, MissingReferenceError, NotFoundError
+from jedisos_db.runtime.errors import (
+    DatabaseUnavailableError,
+    DuplicateError,
+    InvalidInputError,
+    JedisosDBError,
+    MissingReferenceError,
+    NotFoundError,
+)
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -195,23 +205,57 @@ class Repository(Generic[ModelT]):
         async with self._transaction(session) as s:
             return (await s.execute(insert(self.model).values(values).returning(primary))).scalar_one()
 
+    @asynccontextmanager
+    async def _driver(self) -> AsyncIterator[Any]:
+        """A pooled asyncpg connection outside any transaction (each statement commits on its own).
+
+        No ORM session, no ``BEGIN``/``COMMIT`` round trips: for writes that are one statement, hence
+        atomic already (one ``INSERT``, one ``COPY``).
+        """
+        with database_faults(self._engine):
+            # The pool's connection itself: an AsyncConnection around it costs as much as the INSERT.
+            raw = await self._engine.raw_connection()
+            try:
+                yield raw.driver_connection
+            finally:
+                await greenlet_spawn(raw.close)
+
     async def _copy_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
-        """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, in one transaction.
+        """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, all or nothing.
 
         A None in a stamped column becomes the transaction's ``now()``, what the column default gives.
+        Without ``session`` the COPY runs on a pooled connection as one statement of its own.
         """
+        if session is not None:
+            async with self._transaction(session) as s:
+                conn = await s.connection()
+                raw = await conn.get_raw_connection()
+                with database_faults(self._engine):
+                    return await self._copy(raw.driver_connection, rows, in_transaction=True)
+        async with self._driver() as driver:
+            return await self._copy(driver, rows, in_transaction=False)
+
+    async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
         columns = copy_columns(self.model)
         stamped = [i for i, name in enumerate(columns) if name in stamped_columns(self.model)]
-        async with self._transaction(session) as s:
-            conn = await s.connection()
-            now = None
-            for i in stamped:
-                if any(r[i] is None for r in rows):  # one round trip less when every row carries its time
-                    now = now or (await conn.execute(select(func.now()))).scalar_one()
+        # A stamped column that is None in every row is left out: its default (now()) fills it, with no round
+        # trip. One None among given times needs the transaction's now() first, so one transaction holds both.
+        unstamped = [i for i in stamped if all(r[i] is None for r in rows)]
+        mixed = [i for i in stamped if i not in unstamped and any(r[i] is None for r in rows)]
+        if unstamped:
+            keep = [i for i in range(len(columns)) if i not in unstamped]
+            columns = tuple(columns[i] for i in keep)
+            pick = operator.itemgetter(*keep)
+            rows = [pick(r) for r in rows]
+            mixed = [keep.index(i) for i in mixed]
+        async with contextlib.AsyncExitStack() as stack:
+            if mixed and not in_transaction:
+                await stack.enter_async_context(driver.transaction())
+            if mixed:
+                now = await driver.fetchval("SELECT now()")
+                for i in mixed:
                     rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
-            raw = await conn.get_raw_connection()
-            driver: Any = raw.driver_connection  # the asyncpg connection, already inside the transaction
-            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(conn.engine),
+            await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
                                                columns=columns, records=rows)
         return len(rows)
 
@@ -229,8 +273,21 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         return None
 
     async def record(self, event: EventT | Mapping[str, Any], *, session: AsyncSession | None = None) -> int:
-        """Insert one event; returns its id."""
-        return int(await self._insert_row(self.event.coerce(event).row, session=session))
+        """Insert one event; returns its id.
+
+        Without ``session`` it is one prepared ``INSERT`` on a pooled connection, committed on its own:
+        one round trip, no ORM (the single-event path JediSOS takes on every turn).
+        """
+        row = self.event.coerce(event).row
+        if session is not None:
+            return int(await self._insert_row(row, session=session))
+        async with self._driver() as driver:
+            return int(await driver.fetchval(_insert_sql(self.model, schema_of(self._engine)), *row))
+
+    async def write_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
+        """Write rows already validated (each an event's :attr:`RowEvent.row`) with one ``COPY``: the batch
+        writer's path. Returns the number written."""
+        return await self._copy_rows(rows, session=session) if rows else 0
 
     async def record_many(self, events: Iterable[EventT | Mapping[str, Any]], *,
                           session: AsyncSession | None = None) -> int:
@@ -247,6 +304,43 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
         if not rows:
             return 0
         return await self._copy_rows(rows, session=session)
+
+
+@functools.cache
+def _insert_sql(model: type[Base], schema: str) -> str:
+    """The single-row ``INSERT ... RETURNING`` of :func:`copy_columns` as positional parameters; a stamped
+    column takes ``now()`` where its parameter is NULL (what the column default gives)."""
+    columns = copy_columns(model)
+    stamped = stamped_columns(model)
+    values = [f"coalesce(${i}, now())" if name in stamped else f"${i}" for i, name in enumerate(columns, 1)]
+    primary = next(iter(_table(model).primary_key.columns)).name
+    return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(values)}) RETURNING {primary}")
+
+
+def _connection_fault(exc: BaseException) -> bool:
+    """True for a lost, refused or timed-out connection (and a statement cancelled by the server), from
+    SQLAlchemy or straight from asyncpg."""
+    if isinstance(exc, DBAPIError):
+        cause = _driver_error(exc)
+        return exc.connection_invalidated or (cause is not None and cause is not exc and _connection_fault(cause))
+    if isinstance(exc, asyncpg.InterfaceError):
+        return "connection is closed" in str(exc)
+    return isinstance(exc, OSError | asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError)
+
+
+@contextlib.contextmanager
+def database_faults(engine: AsyncEngine) -> Iterator[None]:
+    """Re-raise a connection fault as :class:`DatabaseUnavailableError` (retryable), naming the server."""
+    try:
+        yield
+    except JedisosDBError:
+        raise
+    except Exception as exc:
+        if not _connection_fault(exc):
+            raise
+        reason = str(exc) or type(exc).__name__
+        raise DatabaseUnavailableError(f"database at {engine.url.render_as_string()} unavailable: {reason}") from exc
 
 
 def _driver_error(exc: DBAPIError) -> BaseException | None:

@@ -1,15 +1,17 @@
 """LLM cost tracking (design §4-4): one row per LLM call, daily summary, budget checks.
 
-Rows come from LiteLLM's ``success_callback``: :meth:`CostRepository.litellm_callback` has the
-callback signature ``(kwargs, completion_response, start_time, end_time)`` and can be put in
-``litellm.success_callback`` directly. Budgets are the ``daily_budget_usd``/``monthly_budget_usd``
+Rows come from LiteLLM's ``success_callback``: :func:`litellm_callback` makes one with the callback
+signature ``(kwargs, completion_response, start_time, end_time)`` that writes through the batching
+:class:`~jedisos_db.runtime.repositories.writer.EventWriter` (``litellm.success_callback =
+[litellm_callback(writer)]``); :meth:`CostRepository.litellm_callback` writes one row at once, in the
+caller's transaction when given ``session=``. Budgets are the ``daily_budget_usd``/``monthly_budget_usd``
 of ``user_preferences`` (design §4-5), measured in UTC days and months.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Final, cast
@@ -20,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from jedisos_db.runtime.db.models import CostRecord, DailyCostSummary, UserPreferences
 from jedisos_db.runtime.repositories import validation as v
 from jedisos_db.runtime.repositories.base import EventRepository, copy_columns, row_maker
+from jedisos_db.runtime.repositories.writer import Durability, EventWriter
 
 _MODEL = v.varchar_limit(CostRecord, "model")
 _PROVIDER = v.varchar_limit(CostRecord, "provider")
@@ -210,6 +213,22 @@ def cost_event_from_litellm(kwargs: Mapping[str, Any], completion_response: Any,
         status="success",
         timestamp=stamp,
     )
+
+
+LiteLLMCallback = Callable[[Mapping[str, Any], Any, Any, Any], Awaitable[None]]
+
+
+def litellm_callback(writer: EventWriter[CostEvent], *, durability: Durability = "commit",
+                     source: str = "agent") -> LiteLLMCallback:
+    """A LiteLLM ``success_callback`` recording each call's cost through ``writer`` (one ``COPY`` per batch
+    of calls); ``durability`` as :meth:`EventWriter.record` (``"enqueue"`` never delays the LLM call's
+    caller, and a crash may lose what is still queued)."""
+
+    async def callback(kwargs: Mapping[str, Any], completion_response: Any, start_time: Any, end_time: Any) -> None:
+        event = cost_event_from_litellm(kwargs, completion_response, start_time, end_time, source=source)
+        await writer.record(event, durability=durability)
+
+    return callback
 
 
 class CostRepository(EventRepository[CostRecord, CostEvent]):
