@@ -54,8 +54,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import gevent
 import gevent.lock
@@ -80,8 +79,9 @@ from jedisos_db.runtime.errors import BankNotFoundError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.hindsight.models import Memory
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
-from jedisos_db.runtime.repositories.base import EventRepository, EventT
+from jedisos_db.runtime.repositories.base import EventRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
+from jedisos_db.runtime.repositories.writer import Durability, EventWriter
 from jedisos_db.runtime.urls import DatabaseURL
 
 log = logging.getLogger("jedisos.load")
@@ -94,7 +94,6 @@ APPLICATION_NAME = "jedisos-load"
 BATCH = 50
 SAMPLE_SECONDS = 0.1
 T = TypeVar("T")
-Durability = Literal["enqueue", "commit"]
 
 
 def _probe_hindsight(url: str) -> str | None:
@@ -183,31 +182,6 @@ def _prepare(environment: Environment, **_kw: Any) -> None:
         admin.execute("SELECT pg_advisory_unlock(hashtext('jedisos-load-langgraph'))")
 
 
-class Writer(Protocol):
-    """What the users need of an event writer: ``EventWriter``'s per-event call."""
-
-    async def record(self, event: Any, *, durability: Durability = ...) -> Any: ...
-
-
-class RepositoryWriter(Generic[EventT]):
-    """The batching ``EventWriter``'s calls, each done by the repository's own ``record`` (one INSERT,
-    committed before it returns, whatever durability is asked): the stand-in until the writer lands,
-    so that switching is the one line in :meth:`Library._open`."""
-
-    def __init__(self, repository: EventRepository[Any, EventT]) -> None:
-        self.repository = repository
-
-    async def __aenter__(self) -> RepositoryWriter[EventT]:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        return None
-
-    async def record(self, event: EventT, *, durability: Durability = "commit") -> None:
-        await self.repository.record(event)
-
-
 @dataclass(frozen=True)
 class EventPath:
     """One event table as the users write it: its repository, event type, data generator and writer."""
@@ -215,7 +189,7 @@ class EventPath:
     repository: EventRepository[Any, Any]
     event: type[AuditEvent] | type[CostEvent]
     rows: Callable[..., list[dict[str, Any]]]
-    writer: Writer
+    writer: EventWriter[Any]
 
 
 class Library:
@@ -264,12 +238,12 @@ class Library:
 
     async def _open(self, savers: int) -> None:
         self._stack = AsyncExitStack()
-        # EventWriter(self.audit, ...) once the batching writer is on main.
+        # Leaving the stack drains each writer: what was enqueued is written before the engine goes.
         self.paths = {
             "audit": EventPath(self.audit, AuditEvent, datagen.audit_rows,
-                               await self._stack.enter_async_context(RepositoryWriter(self.audit))),
+                               await self._stack.enter_async_context(EventWriter(self.audit))),
             "cost": EventPath(self.cost, CostEvent, datagen.cost_rows,
-                              await self._stack.enter_async_context(RepositoryWriter(self.cost))),
+                              await self._stack.enter_async_context(EventWriter(self.cost))),
         }
         self.pools = []
         for i in range(max(1, savers)):
@@ -313,6 +287,9 @@ class Library:
         try:
             await self._stack.aclose()  # the writers drain first: what was enqueued is written
         finally:
+            for noun, path in self.paths.items():
+                self.samples[f"{noun}_written"] = path.writer.written
+                self.samples[f"{noun}_lost"] = path.writer.lost
             await self.engine.dispose()
 
     def close(self) -> None:
@@ -562,7 +539,7 @@ async def _recall(hindsight: HindsightClient, bank: str) -> list[Memory]:
         return []
 
 
-async def _record_all(writer: Writer, events_: list[Any]) -> None:
+async def _record_all(writer: EventWriter[Any], events_: list[Any]) -> None:
     for event in events_:
         await writer.record(event, durability="enqueue")
 
