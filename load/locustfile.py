@@ -96,6 +96,9 @@ SAMPLE_SECONDS = 0.1
 T = TypeVar("T")
 
 
+PROBE_TIMEOUT = 15.0
+
+
 def _probe_hindsight(url: str) -> str | None:
     """None when a Hindsight server answers at ``url``, else why it is not used."""
     if not url:
@@ -103,9 +106,10 @@ def _probe_hindsight(url: str) -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"{url}/openapi.json", timeout=3) as resp:
+        # Its readiness route, not /openapi.json: building the schema takes seconds of CPU on a busy machine.
+        with urllib.request.urlopen(f"{url}/health/ready", timeout=PROBE_TIMEOUT) as resp:
             if resp.status != 200:
-                return f"{url}/openapi.json answered {resp.status}"
+                return f"{url}/health/ready answered {resp.status}"
     except OSError as exc:
         return f"Hindsight at {url} does not answer ({exc})"
     return None
