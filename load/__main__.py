@@ -196,6 +196,11 @@ class Entry:
     p95: float
     p99: float
 
+    @property
+    def ok_per_second(self) -> float:
+        """Successful requests per second (a refused call fails fast and would inflate the rate)."""
+        return self.per_second * (self.requests - self.failures) / self.requests if self.requests else 0.0
+
 
 def _entries(path: Path) -> dict[str, Entry]:
     entries: dict[str, Entry] = {}
@@ -258,14 +263,14 @@ def summary(results: Sequence[StepResult], step_time: str, classes: Sequence[str
         f"Stepped run: {', '.join(classes)}, {step_time} per step, {os.cpu_count()} cores "
         f"(shared: `machine` is every process on it, ours included).",
         "",
-        "| users | turns/s | turn p50 ms | p95 ms | p99 ms | failed | "
+        "| users | turns/s (ok) | turn p50 ms | p95 ms | p99 ms | failed | "
         + " | ".join(f"{s.removeprefix('turn.')} p99" for s in steps)
         + " | engine pool full | saver busy | cores: locust | postgres | hindsight | embeddings | machine | exit |",
         "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(steps) + "---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         turn = r.entries.get(TURN, Entry(0, 0, 0.0, 0.0, 0.0, 0.0))
-        cells = [str(r.users), f"{turn.per_second:.1f}", f"{turn.p50:.0f}", f"{turn.p95:.0f}", f"{turn.p99:.0f}",
+        cells = [str(r.users), f"{turn.ok_per_second:.1f}", f"{turn.p50:.0f}", f"{turn.p95:.0f}", f"{turn.p99:.0f}",
                  str(turn.failures)]
         cells += [f"{r.entries[s].p99:.0f}" if s in r.entries else "" for s in steps]
         cells += [f"{r.library.get('engine_full_share', 0.0):.0%}", f"{r.library.get('saver_busy_share', 0.0):.0%}"]

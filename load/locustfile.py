@@ -211,11 +211,14 @@ class Library:
             return cls._instance
 
     @classmethod
-    def close_current(cls) -> None:
+    def close_current(cls) -> int:
+        """Close this process's library, if one was opened; the number of events its writers lost."""
         with cls._lock:
-            if cls._instance is not None:
-                cls._instance.close()
-                cls._instance = None
+            instance, cls._instance = cls._instance, None
+        if instance is None:
+            return 0
+        instance.close()
+        return sum(path.writer.lost for path in instance.paths.values())
 
     def __init__(self, environment: Environment) -> None:
         opts = environment.parsed_options
@@ -308,8 +311,17 @@ class Library:
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated
 def _close_library(environment: Environment, **_kw: Any) -> None:
-    """Drain the writers and close the pools of this process (every runner that ran users)."""
-    Library.close_current()
+    """Drain the writers and close the pools of this process (every runner that ran users); events the writers
+    could not write fail the run, as a failed request would."""
+    try:
+        lost = Library.close_current()
+    except Exception:
+        log.exception("closing the data layer failed (the writers' queues may not have drained)")
+        environment.process_exit_code = 1
+        return
+    if lost:
+        log.error("the event writers lost %d events (batches the database refused)", lost)
+        environment.process_exit_code = 1
 
 
 @events.quitting.add_listener  # type: ignore[untyped-decorator]  # locust leaves EventHook.add_listener unannotated

@@ -246,5 +246,5 @@ def test_stepped_run_writes_one_summary(migrated_db: DatabaseURL, tmp_path: Path
         assert step["library"]["engine_capacity"] == 15, step["library"]
         assert step["cores"]["locust"] > 0, step["cores"]
     table = (tmp_path / "reports" / "load_steps.md").read_text(encoding="utf-8")
-    assert "| users | turns/s |" in table
+    assert "| users | turns/s (ok) |" in table
     assert [line.split("|")[1].strip() for line in table.splitlines()[4:]] == ["1", "2"]
