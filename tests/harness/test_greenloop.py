@@ -16,7 +16,8 @@ from typing import Any
 import gevent
 import pytest
 
-from jedisos_db.harness.greenloop import LoopThread, StepTimeout
+from jedisos_db.harness.greenloop import LoopThread
+from jedisos_db.runtime.errors import CallTimeoutError, LocalServerError
 
 WAIT = 30.0
 
@@ -67,7 +68,7 @@ def test_a_timeout_cancels_the_coroutine(loop_thread: LoopThread) -> None:
             cancelled.set()
             raise
 
-    with pytest.raises(StepTimeout, match=r"not done within 0\.05 s"):
+    with pytest.raises(CallTimeoutError, match=r"not done within 0\.05 s"):
         loop_thread.run(forever(), 0.05)
 
     async def saw_cancel() -> bool:
@@ -95,6 +96,6 @@ def test_a_closed_loop_refuses_work() -> None:
     lt = LoopThread()
     assert lt.close(WAIT)
     coro = _ident()
-    with pytest.raises(RuntimeError, match="is closed"):
+    with pytest.raises(LocalServerError, match="is closed"):
         lt.run(coro, WAIT)
     assert inspect.getcoroutinestate(coro) == inspect.CORO_CLOSED  # closed, never left un-awaited

@@ -36,16 +36,14 @@ import gevent
 import gevent.event
 from gevent import monkey
 
+from jedisos_db.runtime.errors import CallTimeoutError, LocalServerError
+
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _start_new_thread: Callable[..., int] = monkey.get_original("_thread", "start_new_thread")
 _getaddrinfo: Callable[..., Any] = monkey.get_original("socket", "getaddrinfo")
 _Selector: type[selectors.BaseSelector] = monkey.get_original("selectors", "DefaultSelector")
-
-
-class StepTimeout(TimeoutError):
-    """A coroutine handed to the loop did not finish within its timeout (it has been cancelled)."""
 
 
 class _NativeLoop(asyncio.SelectorEventLoop):
@@ -113,7 +111,7 @@ class LoopThread:
         try:
             _start_new_thread(self._main, (watcher,))
             if not started.wait(start_timeout):
-                raise StepTimeout(f"{name}: the asyncio thread did not start within {start_timeout} s")
+                raise LocalServerError(f"{name}: the asyncio thread did not start within {start_timeout} s")
         finally:
             watcher.close()
 
@@ -131,11 +129,11 @@ class LoopThread:
         """Run ``coro`` on the loop and return its result; other greenlets run meanwhile.
 
         Its exception is raised here; after ``timeout`` seconds it is cancelled and
-        :class:`StepTimeout` raised.
+        :class:`CallTimeoutError` raised.
         """
         if self._closed:
             coro.close()
-            raise RuntimeError(f"{self.name} is closed")
+            raise LocalServerError(f"{self.name} is closed")
         outcome = _Outcome()
         done = gevent.event.Event()
         watcher = gevent.get_hub().loop.async_()
@@ -143,7 +141,7 @@ class LoopThread:
 
         def finished(task: asyncio.Task[Any]) -> None:
             if task.cancelled():
-                outcome.error = StepTimeout(f"cancelled after {timeout} s")
+                outcome.error = CallTimeoutError(f"cancelled after {timeout} s")
             elif (exc := task.exception()) is not None:
                 outcome.error = exc
             else:
@@ -158,7 +156,7 @@ class LoopThread:
             self.loop.call_soon_threadsafe(start)
             if not done.wait(timeout):
                 self.loop.call_soon_threadsafe(_cancel, outcome)
-                raise StepTimeout(f"not done within {timeout} s (cancelled)")
+                raise CallTimeoutError(f"not done within {timeout} s (cancelled)")
         finally:
             watcher.close()
         if outcome.error is not None:
@@ -183,4 +181,4 @@ def _cancel(outcome: _Outcome) -> None:
         outcome.task.cancel()
 
 
-__all__ = ["LoopThread", "StepTimeout"]
+__all__ = ["LoopThread"]
