@@ -26,8 +26,9 @@ from tests.plugins.hindsight import RunningHindsight
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
-EXPECTED = {"audit.insert", "audit.copy[50]", "cost.insert", "cost.copy[50]", "pgvector.knn", "turn (total)",
-            "turn.checkpoint (langgraph)", "turn.recall (bench kNN)"}
+EXPECTED = {"audit.record (enqueue)", "audit.record (commit)", "audit.record_many[50]", "cost.record (enqueue)",
+            "cost.record (commit)", "cost.record_many[50]", "pgvector.knn", "turn (total)", "turn.recall (bench kNN)",
+            "turn.checkpoint (langgraph)", "turn.audit", "turn.cost"}
 
 
 @dataclass
@@ -155,10 +156,11 @@ def test_distributed_mode_runs_unchanged(migrated_db: DatabaseURL, tmp_path: Pat
 
 @pytest.mark.e2e
 def test_hindsight_recall_user(hindsight_server: RunningHindsight, migrated_db: DatabaseURL, tmp_path: Path) -> None:
-    """HindsightRecall and JediSOSTurn recall through the real Hindsight REST API (design §2-3)."""
+    """HindsightRecall and JediSOSTurn recall (and the turn retains) through HindsightClient against the real
+    Hindsight REST API (design §2-3)."""
     prefix = tmp_path / "hs"
     env = _env(migrated_db) | {"HINDSIGHT_URL": hindsight_server.base_url}
-    names = ("hindsight.recall", "turn.recall (hindsight)")
+    names = ("hindsight.recall", "turn.recall (hindsight)", "turn.retain (hindsight)", "turn (total)")
     run = subprocess.run([*BASE, "--headless", "-u", "2", "-r", "2", *_until(1, *names),
                           *_report(prefix), "HindsightRecall", "JediSOSTurn"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
@@ -194,3 +196,55 @@ def test_the_runner_hands_locust_the_url_in_its_environment() -> None:
     assert not [arg for arg in argv if "s3cret-pw" in arg or "db.internal" in arg], argv
     assert urls.parse(env["JEDISOS_DB_URL"]).libpq() == url.libpq()
     assert argv[-2:] == ["-t", "3s"]
+
+
+def test_load_options_are_taken_and_the_rest_goes_to_locust_in_order() -> None:
+    from load.__main__ import _parser
+
+    opts, rest = _parser().parse_known_args(["--dsn", "postgresql:///x", "-u", "2", "--hindsight",
+                                             "--stop-after-requests", "5", "--steps", "1,2", "--step-time", "9s"])
+    assert (opts.dsn, opts.hindsight, opts.steps, opts.step_time) == ("postgresql:///x", True, "1,2", "9s")
+    assert rest == ["-u", "2", "--stop-after-requests", "5"]
+
+
+def test_step_percentiles_follow_locusts_own_rule() -> None:
+    """The stepped run's summary reads Locust's JSON buckets; its percentiles are Locust's (checked in a
+    subprocess: importing locust here would monkey-patch the test process)."""
+    from load.__main__ import percentile
+
+    buckets = {"10": 50, "20": 45, "100": 4, "1000": 1}
+    ours = [percentile(buckets, 100, share) for share in (0.5, 0.95, 0.99, 1.0)]
+    assert ours == [20.0, 100.0, 1000.0, 1000.0]
+    assert percentile({}, 0, 0.99) == 0.0
+    code = ("import json, sys; from locust.stats import calculate_response_time_percentile as p; "
+            "b = {int(k): v for k, v in json.loads(sys.argv[1]).items()}; "
+            "print(json.dumps([float(p(b, 100, s)) for s in (0.5, 0.95, 0.99, 1.0)]))")
+    theirs = subprocess.run([sys.executable, "-c", code, json.dumps(buckets)], capture_output=True, text=True,
+                            timeout=TIMEOUT, check=True)
+    assert json.loads(theirs.stdout) == ours
+
+
+@pytest.mark.slow
+def test_stepped_run_writes_one_summary(migrated_db: DatabaseURL, tmp_path: Path) -> None:
+    """`python -m load --steps 1,2`: one Locust run per user count (each ended on its work here), then one
+    summary with the turn's rate and percentiles, the pools' occupancy and the CPU of each process."""
+    env = _env(migrated_db) | {"PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "load", "--steps", "1,2", "--step-time", "150s",
+                          "--stop-after-requests", "3", "--stop-names", "turn (total)", "--vector-rows", "500",
+                          *ANY_LATENCY],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=2 * TIMEOUT, check=False)
+    assert run.returncode == 0, f"python -m load exited {run.returncode}:\n{run.stdout[-1500:]}\n{run.stderr[-2500:]}"
+    assert run.stderr.count("stop condition met") == 2, run.stderr[-3000:]
+    steps = json.loads((tmp_path / "reports" / "load_steps.json").read_text(encoding="utf-8"))
+    assert [step["users"] for step in steps] == [1, 2]
+    for step in steps:
+        turn = step["entries"]["turn (total)"]
+        assert turn["requests"] >= 3, turn
+        assert turn["failures"] == 0, turn
+        assert 0 < turn["p50"] <= turn["p99"], turn
+        assert step["library"]["samples"] > 0, step["library"]
+        assert step["library"]["engine_capacity"] == 15, step["library"]
+        assert step["cores"]["locust"] > 0, step["cores"]
+    table = (tmp_path / "reports" / "load_steps.md").read_text(encoding="utf-8")
+    assert "| users | turns/s (ok) |" in table
+    assert [line.split("|")[1].strip() for line in table.splitlines()[4:]] == ["1", "2"]

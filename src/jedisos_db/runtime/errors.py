@@ -18,6 +18,7 @@ Each error belongs to one of three families, named by what has to change before 
    it meets does not allow it: :class:`NotFoundError`, the conflicts (:class:`ConflictError`:
    :class:`DuplicateError`, :class:`MissingReferenceError`, :class:`InvalidTransitionError`),
    :class:`MigrationError`, :class:`LockTimeoutError` (another run held a lock past the wait allowed),
+   :class:`CallTimeoutError` (a call handed to another thread's event loop outlasted its wait and was cancelled),
    :class:`LocalServerError` (a process this package runs failed or is not
    running, e.g. :class:`HindsightServerError`, or :class:`BackupError` from pg_dump/pg_restore),
    and Hindsight's answers :class:`HindsightRequestError`
@@ -143,6 +144,11 @@ class MigrationError(StateError):
 
 class LockTimeoutError(StateError):
     """A lock another session holds (e.g. a concurrent ``jedisos-db up``) was not granted within the timeout."""
+
+
+class CallTimeoutError(StateError):
+    """A coroutine handed to an event loop in another thread (the load harness's ``LoopThread``) did not
+    finish within the caller's timeout; it has been cancelled."""
 
 
 class LocalServerError(StateError):
