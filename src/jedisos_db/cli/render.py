@@ -20,6 +20,7 @@ from rich.text import Text
 if TYPE_CHECKING:  # the harness modules need optional extras (numpy, langgraph): imported where used
     from jedisos_db.harness import pools, vectorbench
     from jedisos_db.harness.capacity import CapacityReport
+    from jedisos_db.harness.verify.run import Ledger
     from jedisos_db.ops import backup, budget, provision, startup
     from jedisos_db.runtime import retention
 
@@ -186,3 +187,24 @@ def vectorbench_results(results: Sequence[vectorbench.SuiteResult],
             row(filtered, r.kind, r.rows, f.iterative_scan, f.ef_search, f"{f.recall:.3f}", f"{f.mean_returned:.1f}",
                 f"{f.qps_1:.0f}", f"{f.p50_ms:.2f}", f"{f.p99_ms:.2f}", f.plan)
     return [*out, sweep, filtered]
+
+
+def verdicts(ledger: Ledger) -> list[RenderableType]:
+    """The ledger's summary: the counts, every claim that ran (false ones first), why the others did not."""
+    from collections import Counter
+
+    from jedisos_db.harness.verify import report
+
+    t = table("claim", "§", "verdict", "key figures", "evidence", title="verdicts on the design as documented")
+    ran = [c for c in report.ordered(ledger.claims) if c.verdict != "not_run"]
+    for c in ran:
+        evidence = c.evidence if len(c.evidence) <= 140 else c.evidence[:139] + "…"
+        row(t, c.id, c.section, report.LABEL[c.verdict], report.key_figures(c.figures, 2), evidence,
+            bold=c.verdict == "fails")
+    why = Counter(c.evidence.split(";")[0].split(":")[0] for c in ledger.claims if c.verdict == "not_run")
+    out: list[RenderableType] = [t] if ran else []
+    if why:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in why.most_common())
+        out.append(Text(f"not run: {sum(why.values())} — {reasons} (report.md lists each with its reason)"))
+    out += [Text(line) for line in report.headline(ledger)]
+    return out

@@ -157,7 +157,8 @@ def findings_for(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> li
         elif call.skipped:
             out.append(Finding(cid, "not_run", f"skipped: {_skip_reason(call)}", item.nodeid))
         elif call.passed:
-            out.append(recorded.get(cid) or Finding(cid, shows, _summary(item), item.nodeid))
+            figures = recorder.measured(cid) if recorder is not None else {}
+            out.append(recorded.get(cid) or Finding(cid, shows, _summary(item), item.nodeid, figures))
         elif shows == "holds" and (cid not in recorded or recorded[cid].verdict == "holds"):
             figures = recorder.measured(cid) if recorder is not None else {}
             out.append(Finding(cid, "fails", _first_line(call), item.nodeid, figures))
