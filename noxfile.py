@@ -5,6 +5,7 @@
     nox -s bench    pytest-benchmark suite in bench/ (writers, pgvector, retention); results in .benchmarks/
     nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
     nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
+    nox -s verify   `jedisos-db verify` the README way ([verify] extra), then verdicts.json against its schema
 """
 
 from __future__ import annotations
@@ -75,3 +76,16 @@ def e2e(session: nox.Session) -> None:
     """The real Hindsight server (offline: mock LLM, rrf reranker, our TEI endpoint) end to end."""
     session.install("-e", ".[test,hindsight]")
     session.run("pytest", "-m", "e2e", *session.posargs)
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """`jedisos-db verify` into reports/verify, then verdicts.json checked against schemas/verdicts.schema.json.
+
+    Installs the [verify] extra like the README's first command. Extra arguments go to verify, e.g.
+    `nox -s verify -- --quick` (what CI runs) or `-- --dsn URL --fail-on fails`.
+    """
+    session.install("-e", ".[verify]")
+    out = "reports/verify"
+    session.run("jedisos-db", "verify", "--out", out, *session.posargs)
+    session.run("python", "-m", "jedisos_db.harness.verify.schema", f"{out}/verdicts.json")

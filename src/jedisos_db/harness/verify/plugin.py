@@ -125,7 +125,8 @@ def _first_line(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:500] if lines else "no message"
+    # An assertion's message is the finding; its exception name adds nothing to the sentence.
+    return lines[0].removeprefix("AssertionError: ")[:500] if lines else "no message"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
