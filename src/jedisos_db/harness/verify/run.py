@@ -226,7 +226,7 @@ def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collec
     args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(),
             plugin.OPTION, str(out_dir / "findings.json"), "--rootdir", str(source),
             "-c", str(source / "pyproject.toml"), "-p", "no:cacheprovider", "--continue-on-collection-errors",
-            "-rfEs", "--color", "no",
+            "-rfEs", "--color", "no", "--durations", "15",  # the log names the slowest checks
             # the plugin is imported before pytest starts (this module uses it); the suite's conftest names it too
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     with _output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"):
