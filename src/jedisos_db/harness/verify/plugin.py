@@ -31,6 +31,8 @@ from typing import Any
 
 import pytest
 
+from jedisos_db.runtime.errors import InvalidInputError
+
 from .verdicts import Figure, Finding, Verdict
 
 MARKER = "claim"
@@ -54,7 +56,7 @@ class ClaimRecorder:
         if claim is None:
             return self.claims
         if claim not in self.claims:
-            raise ValueError(f"claim: {claim!r} is not among this test's claim marks {self.claims}")
+            raise InvalidInputError("claim", f"{claim!r} is not among this test's claim marks {self.claims}")
         return (claim,)
 
     def record(self, verdict: Verdict, evidence: str, *, claim: str | None = None, fix: str | None = None,

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from jedisos_db.runtime.errors import InvalidInputError
+
 Verdict = Literal["holds", "fails", "partial", "not_run"]
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
@@ -30,9 +32,9 @@ class Finding:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict: {self.verdict!r} is not one of {', '.join(VERDICTS)}")
+            raise InvalidInputError("verdict", f"{self.verdict!r} is not one of {', '.join(VERDICTS)}")
         if not self.evidence.strip():
-            raise ValueError(f"evidence: empty for {self.claim} from {self.check}")
+            raise InvalidInputError("evidence", f"empty for {self.claim} from {self.check}")
 
 
 @dataclass(frozen=True)
