@@ -6,6 +6,7 @@
     nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
     nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
     nox -s squawk   squawk-cli (npm) over the SQL every design's migrations run (jedisos-db designs --sql)
+    nox -s verify   `jedisos-db verify` the README way ([verify] extra), then verdicts.json against its schema
 """
 
 from __future__ import annotations
@@ -100,3 +101,16 @@ def squawk(session: nox.Session) -> None:
         session.log(f"squawk {path.name}")
         session.run(str(tmp / "npm" / "node_modules" / ".bin" / "squawk"), str(path), external=True,
                     success_codes=[0, 1])
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """`jedisos-db verify` into reports/verify, then verdicts.json checked against schemas/verdicts.schema.json.
+
+    Installs the [verify] extra like the README's first command. Extra arguments go to verify, e.g.
+    `nox -s verify -- --quick` (what CI runs) or `-- --dsn URL --fail-on fails`.
+    """
+    session.install("-e", ".[verify]")
+    out = "reports/verify"
+    session.run("jedisos-db", "verify", "--out", out, *session.posargs)
+    session.run("python", "-m", "jedisos_db.harness.verify.schema", f"{out}/verdicts.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -197,3 +198,57 @@ def test_debug_prints_the_traceback_and_the_default_stays_one_line_on_stderr() -
     assert plain.exit_code == 1
     assert plain.stdout == ""
     assert [line for line in plain.stderr.splitlines() if line.strip()] == [lines[-1]]
+
+
+# --- verify (issue 9) ------------------------------------------------------------------------------
+
+def test_verify_exits_0_with_false_claims_and_1_with_fail_on_fails(tmp_path: Path, server_url: DatabaseURL) -> None:
+    """False claims are findings: exit 0 and the summary table; `--fail-on fails` turns them into exit 1."""
+    from tests.harness.verify.sources import write_source
+
+    source = write_source(tmp_path / "source")
+    code, out = _run("verify", "--dsn", server_url, "--out", str(tmp_path / "a"), "--quick", "--source", str(source))
+    assert code == 0, out
+    table = out[out.index("verdicts on the design as documented"):]
+    assert table.index("S1-false-thing") < table.index("S1-one-server")
+    assert "FALSE" in table
+    assert "idle_p50_ms=1.5" in table
+    assert "not run: 4 — " in out
+    assert "1 left out by --quick" in out
+    assert "6 claims of the design document: 1 false, 0 partly true, 1 hold, 4 not run" in out
+    for name in ("verdicts.json", "report.md", "report.html"):
+        assert f"wrote {tmp_path / 'a' / name}" in out
+    code, out = _run("verify", "--dsn", server_url, "--out", str(tmp_path / "b"), "--quick", "--source", str(source),
+                     "--fail-on", "fails")
+    assert code == 1, out
+    assert (tmp_path / "b" / "verdicts.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--fail-on", "partial"], "error: --fail-on: must be one of fails, got 'partial'"),
+        (["--source", "{tmp}"], "error: --source: {tmp} holds no docs/design-claims.md and tests/conftest.py; "
+                                "clone the jedisos-db repository and run `pip install -e '.[verify]'`"),
+        (["--dsn", "postgresql://nobody@127.0.0.1:9/none"], "error: "),
+    ],
+)
+def test_verify_that_cannot_run_says_why_in_one_line(tmp_path: Path, args: list[str], expected: str) -> None:
+    code, out = _run("verify", "--out", str(tmp_path / "out"), *(a.format(tmp=tmp_path) for a in args))
+    assert code == 1
+    assert out.startswith(expected.format(tmp=tmp_path)), out
+    assert len(out.strip().splitlines()) == 1, out
+    assert not (tmp_path / "out" / "verdicts.json").exists()
+
+
+def test_verify_whose_checks_cannot_start_says_why_in_one_line(tmp_path: Path, server_url: DatabaseURL) -> None:
+    from tests.harness.verify.sources import write_source
+
+    broken = "import pytest\n\nraise pytest.UsageError('a broken conftest')\n"
+    source = write_source(tmp_path / "source", conftest=broken)
+    code, out = _run("verify", "--dsn", server_url, "--out", str(tmp_path / "out"), "--source", str(source))
+    assert code == 1
+    assert out.splitlines()[0] == "server: 1/1 done", out  # a log gets a line per finished stage
+    assert out.splitlines()[1:] == [
+        "error: the checks could not run: pytest stopped (USAGE_ERROR): pytest.UsageError: a broken conftest; "
+        f"see {tmp_path / 'out' / 'pytest.log'}"], out

