@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
@@ -52,6 +54,7 @@ def test_no_foreign_key_crosses_schemas(stack: Stack) -> None:
     assert not crossing, f"foreign keys crossing schemas: {crossing}"
 
 
+@pytest.mark.claim("S6-version-table")
 def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
     """design §1: hindsight.alembic_version, langgraph.checkpoint_migrations and
     jedisos.schema_migrations each live in their owner's schema only."""

@@ -10,6 +10,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.postgres import PostgresSaver
 from psycopg_pool import AsyncConnectionPool
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
@@ -85,7 +86,8 @@ async def test_real_graph_checkpoints_and_reads_back(empty_db: DatabaseURL) -> N
         assert len(history) == 6, f"expected 3 checkpoints per ainvoke, got {len(history)}"
 
 
-async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
+@pytest.mark.claim("S7-langgraph-retention-api")
+async def test_retention_goes_through_the_api(empty_db: DatabaseURL, claim: ClaimRecorder) -> None:
     """design §4 retention: threads are pruned and deleted through aprune / adelete_thread only."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
@@ -104,6 +106,18 @@ async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
         state = await graph.aget_state(
             {"configurable": {"thread_id": checkpointer.thread_id_for("prune")}})
         assert [m.content for m in state.values["messages"]][-1] == "echo: b"
+        # The API's only way to find threads that ended 30 days ago: list every checkpoint of every thread
+        # (alist(None)) and read each one's timestamp; nothing selects threads by age.
+        scanned = [c async for c in saver.alist(None)]
+        assert {c.config["configurable"]["thread_id"] for c in scanned} == {
+            checkpointer.thread_id_for(s) for s in ("keep", "prune")}
+        claim.partial("aprune and adelete_thread pruned and deleted the threads they were given (6, 1, 0 "
+                      f"checkpoints left), but finding threads by age means reading all {len(scanned)} checkpoints "
+                      "through alist(None): the API has no query by age",
+                      fix="head records each thread's last activity in jedisos.langgraph_threads (revision 008) "
+                          "and deletes idle threads with adelete_thread (runtime/retention.py)",
+                      checkpoints_scanned=len(scanned),
+                      checkpoints_left_kept=6, checkpoints_left_pruned=1, checkpoints_left_deleted=0)
 
 
 async def test_one_saver_uses_one_connection_at_a_time(empty_db: DatabaseURL) -> None:

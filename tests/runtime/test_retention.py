@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
 from jedisos_db.harness import datagen
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -67,6 +68,7 @@ def test_policy_holds_the_design_windows_once() -> None:
     assert "('debug', 'info')" in retention.audit_count_sql("jedisos")
 
 
+@pytest.mark.claim("S7-audit-retention")
 async def test_audit_boundary_89_days_stays_91_goes_warning_stays(clean: AsyncEngine) -> None:
     """Design §7: debug/info older than 90 days are deleted; warning and above are kept."""
     repo = AuditLogRepository(clean)
@@ -111,7 +113,9 @@ async def test_audit_batches_step_past_kept_rows_interleaved_with_purged_ones(cl
     assert await count(clean, "audit_logs") == 200
 
 
-async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory) -> None:
+@pytest.mark.claim("S7-cost-retention-keeps-summary", shows="fails")
+async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory,
+                                                                claim: ClaimRecorder) -> None:
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
     url = database_factory("cost_at_006")
     await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic's env.py runs its own event loop
@@ -127,6 +131,10 @@ async def test_design_cost_retention_loses_daily_summary_history(database_factor
         async with engine.begin() as conn:
             await conn.execute(text(DESIGN_COST_RETENTION))
         assert await summary(engine) == []  # the history the design says is kept is gone
+        claim.fails(f"at revision 006, §7's cost DELETE verbatim took daily_cost_summary from {len(before)} day "
+                    f"(${before[0][7]}) to none", fix="fixed at head by revision 009: an AFTER DELETE trigger rolls "
+                    "deleted rows into daily_cost_rollup, which the view reads since revision 007",
+                    summary_days_before=len(before), summary_days_after=0)
     finally:
         await engine.dispose()
 
@@ -290,6 +298,7 @@ async def _explain(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> str
         return "\n".join((await conn.execute(text("EXPLAIN " + sql), params)).scalars())
 
 
+@pytest.mark.claim("S7-audit-retention")
 async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     """Design §4-3/§4-4 indexes (idx_audit_timestamp, idx_cost_timestamp) and 008's serve the deletes."""
     async with clean.begin() as conn:

@@ -20,6 +20,7 @@ from tests.plugins.hindsight import RunningHindsight
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.claim("S8-env-vars")
 def test_migrations_fill_schema_hindsight_and_leave_public_to_extensions(hindsight_server: RunningHindsight) -> None:
     """Design §1 (migration order, Hindsight first) and §2: Hindsight's Alembic owns ``hindsight``."""
     with connect(hindsight_server.database_url) as conn:
