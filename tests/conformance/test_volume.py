@@ -38,8 +38,9 @@ WORKLOAD = capacity.Workload()
 """§7's own workload: one active user, 20 turns a day."""
 DOCUMENTED_REVISION = "006"
 JEDISOS_ROWS = 1000
-TURNS = 240
-"""Conversation turns retained into Hindsight: twelve days of §7's user."""
+TURNS = 160
+"""Conversation turns retained into Hindsight: eight days of §7's user (what the server writes per turn,
+consolidation included, takes about a second a turn on two busy cores)."""
 CONCURRENT_RETAINS = 4
 DRAIN_TIMEOUT_S = 600.0
 MATCHES = {"matches (within 2x)", "within bound"}

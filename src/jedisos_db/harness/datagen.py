@@ -276,7 +276,7 @@ _DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturda
 
 
 def conversation_turns(n: int, *, seed: int = 0) -> list[str]:
-    """``n`` conversation turns (a user message and the assistant's reply, 4-7 sentences about people,
+    """``n`` conversation turns (a user message and the assistant's reply, 3-5 sentences about people,
     places and tasks that recur), the text JediSOS hands Hindsight's retain after each turn."""
     rng = _rng(seed)
     turns = []
@@ -284,6 +284,6 @@ def conversation_turns(n: int, *, seed: int = 0) -> list[str]:
         def fill(template: str) -> str:
             return template.format(person=rng.choice(_PEOPLE), place=rng.choice(_PLACES),
                                    topic=rng.choice(_TOPICS), day=rng.choice(_DAYS))
-        facts = " ".join(fill(rng.choice(_FACTS)) for _ in range(rng.randint(3, 6)))
-        turns.append(f"User: {fill(rng.choice(_ASKS))}\nAssistant: Noted. {facts}")
+        facts = " ".join(fill(rng.choice(_FACTS)) for _ in range(rng.randint(2, 4)))
+        turns.append(f"User: {fill(rng.choice(_ASKS))}\nAssistant: {facts}")
     return turns
