@@ -27,6 +27,7 @@ def _run(*args: str | DatabaseURL, env: dict[str, str | None] | None = None) -> 
     return result.exit_code, result.output
 
 
+@pytest.mark.claim("S6-upgrade-on-start")
 def test_up_then_current_reports_head_with_server_and_pgvector_versions(
     database_factory: DatabaseFactory, server_info: provision.ServerInfo
 ) -> None:
@@ -57,6 +58,7 @@ def test_embedded_server_reports_postgresql_18_6_and_pgvector_0_8_6(migrated_db:
     claim.holds(f"the server runs PostgreSQL {info.server_version} with pgvector {info.pgvector_version}")
 
 
+@pytest.mark.claim("S6-upgrade-on-start")
 def test_upgrade_downgrade_history(database_factory: DatabaseFactory) -> None:
     url = database_factory("cli_updown")
     assert _run("db", "upgrade", "003", "--dsn", url.libpq())[0] == 0

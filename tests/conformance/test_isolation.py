@@ -77,6 +77,7 @@ def test_no_foreign_key_crosses_schemas(stack: Stack, claim: ClaimRecorder) -> N
 
 
 @pytest.mark.claim("S1-schema-per-owner")
+@pytest.mark.claim("S6-version-table")
 def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
     """design §1: hindsight.alembic_version, langgraph.checkpoint_migrations and
     jedisos.schema_migrations each live in their owner's schema only."""

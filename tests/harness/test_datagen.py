@@ -158,3 +158,15 @@ def test_timestamps_are_timezone_aware() -> None:
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     row = datagen.audit_rows(1, start=start, span_days=1)[0]
     assert start <= row["timestamp"] <= start + dt.timedelta(days=1)
+
+
+def test_conversation_turns_are_deterministic_user_and_assistant_text() -> None:
+    """Turns for Hindsight's retain: same seed, same turns; a user line, then a reply of 2-4 sentences."""
+    turns = datagen.conversation_turns(50, seed=3)
+    assert turns == datagen.conversation_turns(50, seed=3)
+    assert turns != datagen.conversation_turns(50, seed=4)
+    for turn in turns:
+        user, reply = turn.split("\n")
+        assert user.startswith("User: ")
+        assert reply.startswith("Assistant: ")
+        assert 2 <= reply.count(".") <= 4, reply

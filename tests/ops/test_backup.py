@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import re
 import stat
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from typer.testing import CliRunner
 from jedisos_db.cli.main import app
 from jedisos_db.harness import capacity
 from jedisos_db.harness.hindsight import server as hs
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import backup, provision, roles, startup, tablesums
 from jedisos_db.runtime import checkpointer
 from jedisos_db.runtime.db import migrations
@@ -35,7 +37,7 @@ from jedisos_db.runtime.errors import BackupError, ConfigError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.urls import DatabaseURL
-from tests.plugins.databases import DatabaseFactory
+from tests.plugins.databases import DatabaseFactory, postgres_env
 from tests.plugins.hindsight import HindsightFactory
 from tests.plugins.roles import RolesFactory
 from tests.runtime.graph import echo_graph
@@ -460,3 +462,127 @@ async def test_hindsight_schema_restores_alone_with_its_extensions(
                     _target(fresh_server, "design_way"), timeout=300)
     with psycopg.connect(_target(fresh_server, "design_way").libpq()) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'hindsight'").fetchone() == (0,)
+
+
+# --- design §9's commands, run as written -------------------------------------------------------
+
+DESIGN_SECTION_9 = {
+    "database": "pg_dump -U ${POSTGRES_USER} -h ${POSTGRES_HOST} ${POSTGRES_DB} > backup_$(date +%Y%m%d).sql",
+    "jedisos": "pg_dump -U ${POSTGRES_USER} -h ${POSTGRES_HOST} -n jedisos ${POSTGRES_DB} > "
+               "jedisos_backup_$(date +%Y%m%d).sql",
+    "hindsight": "pg_dump -U ${POSTGRES_USER} -h ${POSTGRES_HOST} -n hindsight ${POSTGRES_DB} > "
+                 "hindsight_backup_$(date +%Y%m%d).sql",
+}
+"""Design §9's three backup lines, verbatim."""
+
+_MISSING_ROLE = re.compile(r'role "[^"]+" does not exist')
+HEAD_FIX = "fixed at head by `jedisos-db backup` / `restore`: roles, extensions and owners travel with the dump"
+
+
+@dataclass(frozen=True)
+class DesignRestore:
+    """What §9's command, then ``psql -f`` of its file into an empty server, gave back."""
+
+    scope: str
+    dump_bytes: int
+    errors: tuple[str, ...]
+    tables: int
+    tables_equal: int
+    owners: int
+    owners_kept: int
+
+    @property
+    def data_intact(self) -> bool:
+        return self.tables > 0 and self.tables_equal == self.tables
+
+    def sentence(self) -> str:
+        # The error that decides, when there is one beyond the missing roles every line of §9 meets.
+        decisive = [e for e in self.errors if not _MISSING_ROLE.fullmatch(e)] or list(self.errors)
+        first = f"; first error: {decisive[0]}" if decisive else ""
+        return (f"§9's {self.scope} pg_dump line, restored with psql -f into an empty PostgreSQL 18 server: "
+                f"{len(self.errors)} errors ({len(set(self.errors))} distinct), {self.tables_equal}/{self.tables} "
+                "tables with equal rows and checksums, "
+                f"{self.owners_kept}/{self.owners} objects kept their owner{first}")
+
+    def figures(self) -> dict[str, int]:
+        return {"restore_errors": len(self.errors), "distinct_errors": len(set(self.errors)), "tables": self.tables,
+                "tables_equal": self.tables_equal,
+                "owners": self.owners, "owners_kept": self.owners_kept, "dump_bytes": self.dump_bytes}
+
+
+def design_dump_and_restore(source: Source, fresh_server: DatabaseURL, tmp_path: Path, scope: str) -> DesignRestore:
+    """Run §9's line for ``scope`` in a shell as written (the PostgreSQL 18 client tools first on PATH:
+    the machine's own pg_dump is older than the server and refuses), then load the file the way a plain
+    SQL dump is restored, ``psql -f``, into a new database of a server that has never seen the source."""
+    dump_tool = backup.find_tool("pg_dump", 18)
+    env = {k: v for k, v in postgres_env(source.url).items() if v is not None}
+    env |= {"PATH": f"{dump_tool.path.parent}:/usr/bin:/bin", "PGPORT": env["POSTGRES_PORT"]}
+    if "POSTGRES_PASSWORD" in env:
+        env["PGPASSWORD"] = env["POSTGRES_PASSWORD"]
+    out = tmp_path / f"design-{scope}"
+    out.mkdir()
+    done = subprocess.run(["bash", "-c", DESIGN_SECTION_9[scope]], cwd=out, env=env, capture_output=True, text=True,
+                          timeout=300, check=False, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, f"§9's {scope} line failed (exit {done.returncode}): {done.stderr.strip()}"
+    [dump] = list(out.glob("*.sql"))
+    target = provision.create_database(fresh_server, f"design_{scope}")
+    psql = backup.find_tool("psql", 18)
+    argv, psql_env = backup.invocation(psql, ["-X", "-q", "-f", str(dump)], target)
+    restored = subprocess.run(argv, env=psql_env, capture_output=True, text=True, timeout=300, check=False,
+                              stdin=subprocess.DEVNULL)
+    assert restored.returncode == 0, f"psql -f stopped (exit {restored.returncode}): {restored.stderr.strip()}"
+    errors = tuple(line.split("ERROR:", 1)[1].strip() for line in restored.stderr.splitlines() if "ERROR:" in line)
+    schemas = list(roles.OWNERS) if scope == backup.WHOLE else [scope]
+    with connect(source.url) as conn:
+        present = [s for s in schemas if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", [s]).fetchone()]
+    want, got = _sums(source.url, present), _sums(target, present)
+    owners_want, owners_got = _ownership(source.url, present), _ownership(target, present)
+    return DesignRestore(scope, dump.stat().st_size, errors, len(want), sum(got.get(t) == v for t, v in want.items()),
+                         len(owners_want), sum(owners_got.get(k) == v for k, v in owners_want.items()))
+
+
+def record_design_restore(found: DesignRestore, claim: ClaimRecorder, *, claim_id: str | None = None) -> None:
+    """The verdict of one §9 line: holds only when everything came back as it was, with no error."""
+    if found.data_intact and not found.errors and found.owners_kept == found.owners:
+        claim.holds(found.sentence(), claim=claim_id, **found.figures())
+    elif found.data_intact:
+        claim.partial(found.sentence(), claim=claim_id, fix=HEAD_FIX, **found.figures())
+    else:
+        claim.fails(found.sentence(), claim=claim_id, fix=HEAD_FIX, **found.figures())
+
+
+@pytest.mark.claim("S9-jedisos-dump")
+def test_design_jedisos_dump_as_written_into_an_empty_server(source: Source, fresh_server: DatabaseURL,
+                                                             tmp_path: Path, claim: ClaimRecorder) -> None:
+    """§9's `pg_dump -n jedisos` line, restored into an empty server: the data, and whose it is."""
+    found = design_dump_and_restore(source, fresh_server, tmp_path, "jedisos")
+    jedisos_app = source.report.by_owner("jedisos").role
+    assert found.data_intact, found.sentence()
+    assert f'role "{jedisos_app}" does not exist' in found.errors, found.sentence()
+    assert found.owners_kept == 0, found.sentence()
+    record_design_restore(found, claim)
+
+
+@pytest.mark.e2e
+@pytest.mark.claim("S9-full-dump", "S1-one-dump-backs-up-all")
+def test_design_full_dump_as_written_into_an_empty_server(hindsight_source: Source, fresh_server: DatabaseURL,
+                                                          tmp_path: Path, claim: ClaimRecorder) -> None:
+    """§9's whole-database line with all three owners (Hindsight's real schema): one dump carries every
+    schema's data, but no role, so nothing keeps its owner and the owner roles cannot log in."""
+    found = design_dump_and_restore(hindsight_source, fresh_server, tmp_path, backup.WHOLE)
+    assert found.data_intact, found.sentence()
+    missing = {f'role "{g.role}" does not exist' for g in hindsight_source.report.grants}
+    assert missing <= set(found.errors), found.sentence()
+    assert found.owners_kept < found.owners, found.sentence()
+    record_design_restore(found, claim)
+
+
+@pytest.mark.e2e
+@pytest.mark.claim("S9-hindsight-dump", shows="fails")
+def test_design_hindsight_dump_as_written_into_an_empty_server(hindsight_source: Source, fresh_server: DatabaseURL,
+                                                               tmp_path: Path, claim: ClaimRecorder) -> None:
+    """§9's `pg_dump -n hindsight` carries no extension: Hindsight's tables need `vector` and fail to restore."""
+    found = design_dump_and_restore(hindsight_source, fresh_server, tmp_path, "hindsight")
+    assert 'type "public.vector" does not exist' in found.errors, found.sentence()
+    assert not found.data_intact, found.sentence()
+    record_design_restore(found, claim)

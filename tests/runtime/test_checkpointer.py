@@ -150,7 +150,8 @@ async def test_real_graph_checkpoints_and_reads_back(empty_db: DatabaseURL, clai
                 claim="S3-checkpoint-ns-default")
 
 
-async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
+@pytest.mark.claim("S7-langgraph-retention-api")
+async def test_retention_goes_through_the_api(empty_db: DatabaseURL, claim: ClaimRecorder) -> None:
     """design §4 retention: threads are pruned and deleted through aprune / adelete_thread only."""
     async with checkpointer.open_checkpointer(empty_db) as saver:
         graph = echo_graph(saver)
@@ -169,6 +170,18 @@ async def test_retention_goes_through_the_api(empty_db: DatabaseURL) -> None:
         state = await graph.aget_state(
             {"configurable": {"thread_id": checkpointer.thread_id_for("prune")}})
         assert [m.content for m in state.values["messages"]][-1] == "echo: b"
+        # The API's only way to find threads that ended 30 days ago: list every checkpoint of every thread
+        # (alist(None)) and read each one's timestamp; nothing selects threads by age.
+        scanned = [c async for c in saver.alist(None)]
+        assert {c.config["configurable"]["thread_id"] for c in scanned} == {
+            checkpointer.thread_id_for(s) for s in ("keep", "prune")}
+        claim.partial("aprune and adelete_thread pruned and deleted the threads they were given (6, 1, 0 "
+                      f"checkpoints left), but finding threads by age means reading all {len(scanned)} checkpoints "
+                      "through alist(None): the API has no query by age",
+                      fix="head records each thread's last activity in jedisos.langgraph_threads (revision 008) "
+                          "and deletes idle threads with adelete_thread (runtime/retention.py)",
+                      checkpoints_scanned=len(scanned),
+                      checkpoints_left_kept=6, checkpoints_left_pruned=1, checkpoints_left_deleted=0)
 
 
 @pytest.mark.claim("S1-langgraph-pool-size")

@@ -23,6 +23,7 @@ def set_env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
         monkeypatch.setenv(key, value)
 
 
+@pytest.mark.claim("S8-env-vars")
 def test_url_is_assembled_from_postgres_parts_as_section_8_composes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, POSTGRES)
     settings = load_settings()
@@ -32,6 +33,7 @@ def test_url_is_assembled_from_postgres_parts_as_section_8_composes_it(monkeypat
     assert settings.application_name == "jedisos-app"
 
 
+@pytest.mark.claim("S8-env-vars")
 def test_jedisos_db_url_wins_and_is_taken_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, {**POSTGRES, "JEDISOS_DB_URL": "postgresql://app:pw@db.internal:6432/jedisos"})
     assert load_settings().database_url.libpq() == "postgresql://app:pw@db.internal:6432/jedisos"
@@ -58,6 +60,7 @@ def test_overrides_pool_schema_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"JEDISOS_DB_URL": "postgresql://u@h"}, "JEDISOS_DB_URL", "names no database"),
     ({**POSTGRES, "JEDISOS_FERNET_KEYS": "not-a-key"}, "JEDISOS_FERNET_KEYS", "key #1 is not"),
 ])
+@pytest.mark.claim("S8-env-vars")
 def test_missing_or_malformed_value_is_one_error_naming_the_variable(
         monkeypatch: pytest.MonkeyPatch, env: dict[str, str], variable: str, rule: str) -> None:
     set_env(monkeypatch, env)

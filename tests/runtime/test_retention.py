@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
 from jedisos_db.harness import datagen
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime import retention
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
 
+DESIGN_AUDIT_RETENTION = retention.DOCUMENTED_SQL[retention.AUDIT_RULE.name]
 DESIGN_COST_RETENTION = retention.DOCUMENTED_SQL[retention.COST_RULE.name]
 
 
@@ -66,6 +68,7 @@ def test_policy_holds_the_design_windows_once() -> None:
     assert "('debug', 'info')" in retention.audit_count_sql("jedisos")
 
 
+@pytest.mark.claim("S7-audit-retention")
 async def test_audit_boundary_89_days_stays_91_goes_warning_stays(clean: AsyncEngine) -> None:
     """Design §7: debug/info older than 90 days are deleted; warning and above are kept."""
     repo = AuditLogRepository(clean)
@@ -110,24 +113,59 @@ async def test_audit_batches_step_past_kept_rows_interleaved_with_purged_ones(cl
     assert await count(clean, "audit_logs") == 200
 
 
-async def test_design_cost_retention_loses_daily_summary_history(database_factory: DatabaseFactory) -> None:
-    """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
-    url = database_factory("cost_at_006")
+@pytest.fixture
+async def at_006(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new database at revision 006: the design's DDL, where §7's statements are run as written."""
+    url = database_factory(request.node.name)
     await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic's env.py runs its own event loop
     engine = create_engine(url=url)
     try:
-        old = dt.datetime.now(dt.UTC) - 400 * DAY
-        async with engine.begin() as conn:
-            await conn.execute(text(
-                "INSERT INTO jedisos.cost_tracking (timestamp, model, provider, cost_usd, source, user_id) "
-                "VALUES (:t, 'm', 'p', 1.5, 'agent', 'u1'), (:t, 'm', 'p', 2.5, 'agent', 'u1')"), {"t": old})
-        before = await summary(engine)
-        assert [r[7] for r in before] == [Decimal("4.000000")]
-        async with engine.begin() as conn:
-            await conn.execute(text(DESIGN_COST_RETENTION))
-        assert await summary(engine) == []  # the history the design says is kept is gone
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.mark.claim("S7-audit-retention")
+async def test_design_audit_retention_verbatim_keeps_warning_and_above(at_006: AsyncEngine,
+                                                                       claim: ClaimRecorder) -> None:
+    """§7's audit DELETE, verbatim at revision 006: debug/info older than 90 days go, warning and above stay."""
+    ages = (89, 91, 400)
+    async with at_006.begin() as conn:
+        for severity in validation.SEVERITIES:
+            for days in ages:
+                await conn.execute(text("INSERT INTO jedisos.audit_logs (timestamp, event_type, severity) "
+                                        "VALUES (now() - make_interval(days => :d), :e, :s)"),
+                                   {"d": days, "e": f"{severity}-{days}", "s": severity})
+        deleted = (await conn.execute(text(DESIGN_AUDIT_RETENTION))).rowcount
+    async with at_006.connect() as conn:
+        left = set((await conn.execute(text("SELECT event_type FROM jedisos.audit_logs"))).scalars())
+    purged = set(retention.AUDIT_RULE.only_severities)
+    assert purged == {"debug", "info"}
+    expected = {f"{s}-{d}" for s in validation.SEVERITIES for d in ages if s not in purged or d < 90}
+    assert left == expected, f"after §7's DELETE expected {sorted(expected)}, the table held {sorted(left)}"
+    kept = [s for s in validation.SEVERITIES if s not in purged]
+    claim.holds(f"§7's audit DELETE at revision 006 removed {deleted} of {len(ages) * len(validation.SEVERITIES)} "
+                f"rows (debug/info older than 90 days) and kept every {'/'.join(kept)} row up to "
+                f"{max(ages)} days old", deleted=deleted, kept=len(left))
+
+
+@pytest.mark.claim("S7-cost-retention-keeps-summary", shows="fails")
+async def test_design_cost_retention_loses_daily_summary_history(at_006: AsyncEngine, claim: ClaimRecorder) -> None:
+    """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
+    old = dt.datetime.now(dt.UTC) - 400 * DAY
+    async with at_006.begin() as conn:
+        await conn.execute(text(
+            "INSERT INTO jedisos.cost_tracking (timestamp, model, provider, cost_usd, source, user_id) "
+            "VALUES (:t, 'm', 'p', 1.5, 'agent', 'u1'), (:t, 'm', 'p', 2.5, 'agent', 'u1')"), {"t": old})
+    before = await summary(at_006)
+    assert [r[7] for r in before] == [Decimal("4.000000")]
+    async with at_006.begin() as conn:
+        await conn.execute(text(DESIGN_COST_RETENTION))
+    assert await summary(at_006) == []  # the history the design says is kept is gone
+    claim.fails(f"at revision 006, §7's cost DELETE verbatim took daily_cost_summary from {len(before)} day "
+                f"(${before[0][7]}) to none", fix="fixed at head by revision 009: an AFTER DELETE trigger rolls "
+                "deleted rows into daily_cost_rollup, which the view reads since revision 007",
+                summary_days_before=len(before), summary_days_after=0)
 
 
 def _filled(n: int) -> list[Any]:
@@ -289,6 +327,7 @@ async def _explain(engine: AsyncEngine, sql: str, params: dict[str, Any]) -> str
         return "\n".join((await conn.execute(text("EXPLAIN " + sql), params)).scalars())
 
 
+@pytest.mark.claim("S7-audit-retention")
 async def test_each_retention_delete_uses_an_index(clean: AsyncEngine) -> None:
     """Design §4-3/§4-4 indexes (idx_audit_timestamp, idx_cost_timestamp) and 008's serve the deletes."""
     async with clean.begin() as conn:

@@ -9,6 +9,7 @@ from jedisos_db.runtime.errors import ConfigError, InvalidInputError, SecretDecr
 from jedisos_db.runtime.secrets import ENV_KEYS, SecretCipher, SecretEnv
 
 
+@pytest.mark.claim("S4-env-encrypted")
 def test_roundtrip_and_ciphertext_hides_the_value() -> None:
     cipher = SecretCipher([Fernet.generate_key()])
     token = cipher.encrypt_env({"API_KEY": "plain-value"})

@@ -258,3 +258,34 @@ def as_tuples(rows: Sequence[Row], columns: Sequence[str],
     text for asyncpg."""
     convert = convert or {}
     return [tuple(convert[c](r[c]) if c in convert else r[c] for c in columns) for r in rows]
+
+
+# --- conversation turns (what JediSOS retains in Hindsight after each turn) -------------------
+
+_PEOPLE: Final = ("Alice", "Bob", "Minji", "Jisoo", "Carlos", "Priya", "Tom", "Hana", "Yuna", "Daniel")
+_PLACES: Final = ("Seoul", "Busan", "Berlin", "Tokyo", "the office", "Jeju", "Incheon airport", "the gym")
+_TOPICS: Final = ("the quarterly report", "the PostgreSQL upgrade", "a dentist appointment", "the trip to Japan",
+                  "the piano lesson", "the marketing budget", "a birthday dinner", "the Kubernetes migration",
+                  "the new laptop", "the Korean class", "the team offsite", "the mortgage renewal")
+_ASKS: Final = ("Can you remind me about {topic} with {person}?", "What did {person} say about {topic}?",
+                "Please plan {topic} in {place} next {day}.", "I met {person} in {place} to talk about {topic}.",
+                "Schedule a call with {person} about {topic} on {day}.")
+_FACTS: Final = ("{person} prefers meetings in the morning.", "{person} lives in {place} and works on {topic}.",
+                 "The deadline for {topic} moved to {day}.", "{person} will travel to {place} on {day}.",
+                 "{person} asked to keep {topic} within budget.", "{person} recommended a restaurant in {place}.",
+                 "The user wants a summary of {topic} every {day}.", "{person} finished the draft of {topic}.")
+_DAYS: Final = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def conversation_turns(n: int, *, seed: int = 0) -> list[str]:
+    """``n`` conversation turns (a user message and the assistant's reply, 3-5 sentences about people,
+    places and tasks that recur), the text JediSOS hands Hindsight's retain after each turn."""
+    rng = _rng(seed)
+    turns = []
+    for _ in range(n):
+        def fill(template: str) -> str:
+            return template.format(person=rng.choice(_PEOPLE), place=rng.choice(_PLACES),
+                                   topic=rng.choice(_TOPICS), day=rng.choice(_DAYS))
+        facts = " ".join(fill(rng.choice(_FACTS)) for _ in range(rng.randint(2, 4)))
+        turns.append(f"User: {fill(rng.choice(_ASKS))}\nAssistant: {facts}")
+    return turns

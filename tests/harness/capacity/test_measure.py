@@ -80,3 +80,16 @@ def test_memory_units_from_a_hindsight_schema_uses_catalog_statistics(empty_db: 
     # 200-byte text plus tuple header and the primary key index entry: a few hundred bytes a row.
     assert 200 < measured.bytes_per_unit < 1000
     assert measure.hindsight_memory_units(empty_db, min_rows=2000) is None
+
+
+def test_schema_tables_reads_rows_and_bytes_from_the_catalog(empty_db: DatabaseURL) -> None:
+    """Every table of a schema, its planner row count after ANALYZE and its bytes; other schemas left out."""
+    with connect(empty_db) as conn:
+        conn.execute("CREATE SCHEMA owner_x")
+        conn.execute("CREATE TABLE owner_x.a (id int PRIMARY KEY, t text)")
+        conn.execute("CREATE TABLE owner_x.b (id int)")
+        conn.execute("INSERT INTO owner_x.a SELECT g, repeat('x', 100) FROM generate_series(1, 500) g")
+    tables = measure.schema_tables(empty_db, "owner_x")
+    assert sorted(tables) == ["a", "b"]
+    assert (tables["a"].rows, tables["b"].rows) == (500, 0)
+    assert tables["a"].total_bytes > 500 * 100 > tables["b"].total_bytes

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.claim("S1-hindsight-needs-pgvector", "S1-hindsight-schema-env", "S1-vector-once")
+@pytest.mark.claim("S8-env-vars")
 def test_migrations_fill_schema_hindsight_and_leave_public_to_extensions(hindsight_server: RunningHindsight,
                                                                         claim: ClaimRecorder) -> None:
     """Design §1 (migration order, Hindsight first) and §2: Hindsight's Alembic owns ``hindsight``."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import catalog
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -37,8 +38,9 @@ def _documented_snapshot(database_factory: DatabaseFactory, ddl: str) -> catalog
     return catalog.snapshot(url, SCHEMA)
 
 
-def test_migrations_equal_documented_ddl(database_factory: DatabaseFactory,
-                                         migrated_snapshot: catalog.Snapshot) -> None:
+@pytest.mark.claim("S6-migrations-match-ddl")
+def test_migrations_equal_documented_ddl(database_factory: DatabaseFactory, migrated_snapshot: catalog.Snapshot,
+                                         claim: ClaimRecorder) -> None:
     """design §4 (DDL) and §6 (migrations 001-006): same columns, indexes, constraints, view, sequences."""
     documented = _documented_snapshot(database_factory, DOCUMENTED_DDL.read_text())
     result = catalog.diff(documented, migrated_snapshot)
@@ -48,6 +50,9 @@ def test_migrations_equal_documented_ddl(database_factory: DatabaseFactory,
     assert {"relation", "column", "index", "constraint", "view", "sequence"} <= kinds
     # 15 CREATE INDEX in §4, plus the indexes behind 7 primary keys and 4 UNIQUE columns.
     assert sum(1 for kind, _ in documented if kind == "index") == 15 + 7 + 4
+    claim.holds(f"revisions 001-{DOCUMENTED_REVISION} built the same {len(documented)} catalog objects as §4's DDL "
+                "(columns, indexes, constraints, view, sequences), no difference", objects=len(documented),
+                differences=0)
 
 
 def test_diff_reports_a_changed_index_predicate(database_factory: DatabaseFactory,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -22,6 +23,7 @@ def test_models_cover_exactly_the_migrated_tables(migrated_db: DatabaseURL) -> N
     assert len(models.TABLES) == 7
 
 
+@pytest.mark.claim("S4-documented-defaults")
 async def test_orm_update_refreshes_updated_at(engine: AsyncEngine) -> None:
     """The design's DDL has no trigger for updated_at; the models' onupdate keeps it current."""
     session_factory = async_sessionmaker(engine, expire_on_commit=False)
@@ -39,6 +41,7 @@ async def test_orm_update_refreshes_updated_at(engine: AsyncEngine) -> None:
     assert pref.blocked_tools == ["shell_exec", "file_delete"]  # the documented default
 
 
+@pytest.mark.claim("S4-daily-cost-view")
 async def test_daily_cost_summary_view_is_mapped_read_only(engine: AsyncEngine) -> None:
     session_factory = async_sessionmaker(engine, expire_on_commit=False)
     async with session_factory() as session:

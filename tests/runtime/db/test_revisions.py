@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
@@ -35,6 +36,7 @@ def _tables(url: DatabaseURL, schema: str = SCHEMA) -> set[str]:
     return {r[0] for r in rows}
 
 
+@pytest.mark.claim("S6-revision-plan")
 def test_revision_chain_is_001_to_006() -> None:
     """design §6: six revisions, 001 → 006, one head."""
     revs = migrations.history()
@@ -44,6 +46,7 @@ def test_revision_chain_is_001_to_006() -> None:
 
 
 @pytest.mark.claim("S1-jedisos-migrations-create-schema")
+@pytest.mark.claim("S6-revision-plan")
 def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: DatabaseURL) -> None:
     """design §6: 001 installed_tools+audit_logs, 002 cost_tracking (+view), 003 ... 006 mcp_servers."""
     seen: set[str] = {VERSION_TABLE}
@@ -54,7 +57,9 @@ def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: Databas
         seen = now
 
 
-def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(migrated_db: DatabaseURL) -> None:
+@pytest.mark.claim("S6-version-table")
+def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(migrated_db: DatabaseURL,
+                                                                              claim: ClaimRecorder) -> None:
     """design §1: the version table is jedisos.schema_migrations; nothing of ours lands in public."""
     with connect(migrated_db) as conn:
         version_tables = conn.execute(
@@ -69,6 +74,8 @@ def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(m
     assert version_tables == [(f"{SCHEMA}.{VERSION_TABLE}",)]
     assert public == [], f"public should hold extension objects only, server had {public}"
     assert migrations.current(migrated_db) == migrations.head()
+    claim.holds(f"Alembic's only version table is {version_tables[0][0]}, at revision {migrations.head()}; "
+                "no alembic_version and nothing of ours in public", version_tables=len(version_tables))
 
 
 @pytest.mark.claim("S1-jedisos-migrations-create-schema")
@@ -85,6 +92,7 @@ def test_downgrade_base_leaves_only_the_version_table(empty_db: DatabaseURL) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.claim("S6-upgrade-on-start")
 def test_concurrent_cli_upgrades_both_succeed_and_apply_each_revision_once(
     database_factory: DatabaseFactory, server_info: provision.ServerInfo
 ) -> None:

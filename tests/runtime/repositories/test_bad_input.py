@@ -446,6 +446,7 @@ def test_inet_accepts_exactly_ip_addresses(address: str) -> None:
 
 @FAST
 @given(severity=st.one_of(st.sampled_from(["debug", "info", "warning", "error", "critical"]), st.text(max_size=12)))
+@pytest.mark.claim("S4-audit-severities")
 def test_only_documented_severities(severity: str) -> None:
     accepted_or_rejected(severity in ("debug", "info", "warning", "error", "critical"), "severity",
                          lambda: AuditEvent("e", severity=severity))

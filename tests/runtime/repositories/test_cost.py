@@ -55,6 +55,7 @@ async def test_record_many_with_negative_tokens_in_row_3_writes_nothing(clean: A
     assert await count(clean, "cost_tracking") == 0
 
 
+@pytest.mark.claim("S4-daily-cost-view")
 async def test_daily_summary_groups_by_utc_day_user_source_model(clean: AsyncEngine) -> None:
     repo = CostRepository(clean)
     await repo.record_many([
@@ -74,6 +75,7 @@ async def test_daily_summary_groups_by_utc_day_user_source_model(clean: AsyncEng
     assert len(await repo.daily_summary(user_id="u1")) == 3
 
 
+@pytest.mark.claim("S4-budget-null-unlimited")
 async def test_check_budget_against_user_preferences(clean: AsyncEngine) -> None:
     repo = CostRepository(clean)
     prefs = PreferencesRepository(clean)
@@ -95,12 +97,14 @@ async def test_check_budget_against_user_preferences(clean: AsyncEngine) -> None
     assert not status.allowed
 
 
+@pytest.mark.claim("S4-budget-null-unlimited")
 async def test_check_budget_without_preferences_is_unlimited(clean: AsyncEngine) -> None:
     status = await CostRepository(clean).check_budget("nobody")
     assert status.daily_budget_usd is None
     assert status.allowed
 
 
+@pytest.mark.claim("S4-litellm-callback")
 async def test_litellm_success_callback_turns_its_arguments_into_a_row(clean: AsyncEngine) -> None:
     repo = CostRepository(clean)
     start = NOON
@@ -121,6 +125,7 @@ async def test_litellm_success_callback_turns_its_arguments_into_a_row(clean: As
     assert row.avg_latency_ms == 1234
 
 
+@pytest.mark.claim("S4-litellm-callback")
 def test_litellm_callback_accepts_dict_responses_and_provider_prefixed_models() -> None:
     event = cost_event_from_litellm({"model": "openai/gpt-5", "response_cost": None},
                                     {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}, None, None)

@@ -23,6 +23,7 @@ WEATHER = {"package_name": "@jedisos/weather", "package_type": "skill", "latest_
            "download_count": 42, "rating": 4.5, "homepage": "https://example.invalid"}
 
 
+@pytest.mark.claim("S4-marketplace-cache")
 async def test_upsert_inserts_then_refreshes_registry_fields_but_keeps_local_state(clean: AsyncEngine) -> None:
     repo = MarketplaceRepository(clean)
     first = await repo.upsert(WEATHER)
@@ -37,6 +38,7 @@ async def test_upsert_inserts_then_refreshes_registry_fields_but_keeps_local_sta
     assert await count(clean, "marketplace_packages") == 1
 
 
+@pytest.mark.claim("S4-marketplace-cache")
 async def test_search_link_unlink(clean: AsyncEngine) -> None:
     repo = MarketplaceRepository(clean)
     await repo.upsert_many([WEATHER, {"package_name": "@x/persona", "package_type": "identity"}])
@@ -51,6 +53,7 @@ async def test_search_link_unlink(clean: AsyncEngine) -> None:
         await repo.unlink("@nope/nothing")
 
 
+@pytest.mark.claim("S4-relations-enforced")
 async def test_link_to_missing_tool_is_a_missing_reference_and_changes_nothing(clean: AsyncEngine) -> None:
     repo = MarketplaceRepository(clean)
     await repo.upsert(WEATHER)

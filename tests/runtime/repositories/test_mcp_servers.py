@@ -29,6 +29,7 @@ async def _server(engine: AsyncEngine, cipher: SecretCipher) -> McpServerReposit
     return McpServerRepository(engine, cipher)
 
 
+@pytest.mark.claim("S4-mcp-status-values")
 async def test_status_transitions_follow_the_lifecycle(clean: AsyncEngine, cipher: SecretCipher) -> None:
     repo = await _server(clean, cipher)
     server = await repo.get_by_name("github")
@@ -44,6 +45,7 @@ async def test_status_transitions_follow_the_lifecycle(clean: AsyncEngine, ciphe
     assert (await repo.get(server.id)).status == "stopped"
 
 
+@pytest.mark.claim("S4-mcp-status-values")
 async def test_failed_health_check_of_running_server_sets_error(clean: AsyncEngine, cipher: SecretCipher) -> None:
     repo = await _server(clean, cipher)
     server = await repo.get_by_name("github")
@@ -56,6 +58,7 @@ async def test_failed_health_check_of_running_server_sets_error(clean: AsyncEngi
     assert (bad.status, bad.error_message) == ("error", "timeout")
 
 
+@pytest.mark.claim("S4-env-encrypted")
 async def test_env_is_encrypted_at_rest_and_never_in_reprs_or_logs(
         clean: AsyncEngine, cipher: SecretCipher, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -76,6 +79,7 @@ async def test_env_is_encrypted_at_rest_and_never_in_reprs_or_logs(
     assert stored == 0
 
 
+@pytest.mark.claim("S4-env-encrypted")
 async def test_key_rotation_reencrypts_every_row(clean: AsyncEngine, cipher: SecretCipher) -> None:
     old_key = Fernet.generate_key()
     old = SecretCipher([old_key])
@@ -97,6 +101,7 @@ async def test_set_env_replaces_the_stored_environment(clean: AsyncEngine, ciphe
     assert dict((await repo.get_env(server.id)).reveal()) == {"A": "1"}
 
 
+@pytest.mark.claim("S4-relations-enforced")
 async def test_server_for_missing_tool_is_a_missing_reference(clean: AsyncEngine, cipher: SecretCipher) -> None:
     import uuid
 

@@ -8,12 +8,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.errors import InvalidInputError, NotFoundError
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
 from tests.plugins.tables import server_clock_passes
 
 
 @pytest.mark.claim("S2-bank-per-user")
+@pytest.mark.claim("S4-documented-defaults")
 async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine) -> None:
     prefs = await PreferencesRepository(clean).get_or_create("alice")
     assert prefs.primary_model == "claude-sonnet-5-20260203"
@@ -30,7 +32,9 @@ async def test_get_or_create_applies_the_documented_defaults(clean: AsyncEngine)
     assert again.id == prefs.id
 
 
-async def test_design_ddl_leaves_updated_at_stale_and_the_repository_stamps_it(clean: AsyncEngine) -> None:
+@pytest.mark.claim("S4-updated-at", shows="fails")
+async def test_design_ddl_leaves_updated_at_stale_and_the_repository_stamps_it(clean: AsyncEngine,
+                                                                               claim: ClaimRecorder) -> None:
     """DESIGN.md "Where the seed is wrong": updated_at has no trigger; a plain UPDATE leaves it stale."""
     repo = PreferencesRepository(clean)
     created = await repo.get_or_create("bob")
@@ -43,6 +47,8 @@ async def test_design_ddl_leaves_updated_at_stale_and_the_repository_stamps_it(c
     updated = await repo.update("bob", max_tokens=4096, temperature=0.2)
     assert updated.updated_at > created.updated_at
     assert (updated.max_tokens, updated.temperature) == (4096, Decimal("0.20"))
+    claim.fails(f"a plain UPDATE of user_preferences left updated_at at {stale.updated_at.isoformat()}, its "
+                "creation time", fix="head's repositories and models (onupdate) stamp updated_at on every change")
 
 
 async def test_budgets_channels_identity_and_bank(clean: AsyncEngine) -> None:
@@ -59,6 +65,7 @@ async def test_budgets_channels_identity_and_bank(clean: AsyncEngine) -> None:
     assert (await repo.set_budgets("carol")).daily_budget_usd is None  # back to unlimited
 
 
+@pytest.mark.claim("S4-allowed-tools-empty-allows-all")
 async def test_allowed_and_blocked_tools(clean: AsyncEngine) -> None:
     repo = PreferencesRepository(clean)
     assert await repo.is_tool_allowed("dave", "weather")  # empty allow-list: everything not blocked

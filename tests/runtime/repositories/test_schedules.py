@@ -29,6 +29,7 @@ BRIEFING: ScheduleArgs = {"user_id": "u1", "name": "아침 브리핑", "cron_exp
                           "action_payload": {"message": "오늘 일정 알려줘"}}
 
 
+@pytest.mark.claim("S4-schedules-cron")
 async def test_create_computes_next_run_from_cron(clean: AsyncEngine) -> None:
     sched = await ScheduleRepository(clean).create(**BRIEFING, now=T0)
     assert sched.next_run == dt.datetime(2026, 5, 2, 8, 0, tzinfo=dt.UTC)
@@ -36,6 +37,7 @@ async def test_create_computes_next_run_from_cron(clean: AsyncEngine) -> None:
     assert sched.last_run is None
 
 
+@pytest.mark.claim("S4-schedules-cron")
 async def test_due_returns_enabled_schedules_whose_time_has_come(clean: AsyncEngine) -> None:
     repo = ScheduleRepository(clean)
     early = await repo.create(**(BRIEFING | {"cron_expr": "0 * * * *"}), now=T0)
@@ -83,6 +85,7 @@ async def test_bad_cron_is_rejected_before_any_write(clean: AsyncEngine, expr: s
         assert (await conn.execute(text("SELECT count(*) FROM jedisos.schedules"))).scalar_one() == 0
 
 
+@pytest.mark.claim("S4-schedules-cron")
 async def test_due_query_uses_the_partial_index(clean: AsyncEngine) -> None:
     """Design §4-6: idx_schedules_next_run ... WHERE enabled = TRUE serves the due query."""
     async with clean.begin() as conn:

@@ -24,6 +24,7 @@ MCP = McpServerSpec(server_name="google-calendar", docker_image="ghcr.io/jedisos
                     oauth_provider="google", oauth_scopes=["calendar.readonly"], env={"CLIENT_SECRET": "s3cr3t"})
 
 
+@pytest.mark.claim("S4-tool-registry", "S4-documented-defaults")
 async def test_install_tier1_skill_with_documented_defaults(clean: AsyncEngine) -> None:
     repo = ToolRepository(clean)
     tool = await repo.install(SKILL)
@@ -34,6 +35,7 @@ async def test_install_tier1_skill_with_documented_defaults(clean: AsyncEngine) 
     assert await repo.mcp_server(tool.id) is None
 
 
+@pytest.mark.claim("S4-tool-registry")
 async def test_install_tier2_creates_its_mcp_server_row_with_encrypted_env(
         clean: AsyncEngine, cipher: SecretCipher) -> None:
     repo = ToolRepository(clean, cipher)
@@ -82,6 +84,7 @@ async def test_find_filters_by_tier_and_source(clean: AsyncEngine, cipher: Secre
     assert [t.source for t in await repo.find(source="marketplace")] == ["marketplace"]
 
 
+@pytest.mark.claim("S4-mcp-cascade")
 async def test_uninstall_while_marketplace_cache_points_at_the_tool(clean: AsyncEngine, cipher: SecretCipher) -> None:
     """Design §4-7: installed_tool_id has no ON DELETE, so a bare DELETE fails; uninstall unlinks first."""
     tools = ToolRepository(clean, cipher)

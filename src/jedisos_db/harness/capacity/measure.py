@@ -180,6 +180,29 @@ def hindsight_memory_units(url: DatabaseURL, *, min_rows: int = 1000) -> TableMe
                         "Hindsight server's own memory_units (catalog statistics: reltuples, sizes)")
 
 
+@dataclass(frozen=True)
+class SchemaTable:
+    """One table of a schema: its rows as the planner counts them and its bytes with indexes and TOAST."""
+
+    table: str
+    rows: int
+    total_bytes: int
+
+
+def schema_tables(url: DatabaseURL, schema: str) -> dict[str, SchemaTable]:
+    """Every table of ``schema`` after ``VACUUM ANALYZE`` (run as the owner or a superuser).
+
+    Catalog statistics only (``reltuples``, relation sizes): another owner's rows are never read.
+    """
+    with connect(url) as conn:
+        conn.execute("VACUUM ANALYZE")
+        rows = conn.execute(
+            "SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN ('r', 'p') "
+            "ORDER BY 1", [schema]).fetchall()
+    return {str(t): SchemaTable(str(t), int(r), int(b)) for t, r, b in rows}
+
+
 def bench_memory_units(url: DatabaseURL, *, dim: int = 384, rows: int = 2000, seed: int = 0,
                        advance: Advance = no_progress) -> TableMeasure:
     """Bytes per memory unit of the bench table shaped like Hindsight's (with its indexes)."""

@@ -261,10 +261,13 @@ def verdict(measured: float, design: float, *, upper_bound: bool) -> tuple[float
 
 
 def compare(design: DesignVolume, m: Measured, w: Workload = Workload()) -> list[Comparison]:
-    """Each §7 row beside the measurement at the design's own workload (20 turns a day, 1 user)."""
+    """Each §7 row beside the measurement at the design's own workload (20 turns a day, 1 user); rows
+    whose table was not measured are left out."""
     rows = monthly_rows(w)
     out = []
     for d in design.rows:
+        if d.table not in m.bytes_per_row:
+            continue
         per_row = m.bytes_per_row[d.table]
         # Growth rows: our rows per turn are §7's records at 20 turns/day, so the two sides differ
         # only by bytes per row. Standing rows: the count plus the empty table's pages.
