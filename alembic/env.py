@@ -48,7 +48,7 @@ def _include_name_for(default_schema: str | None) -> Any:
 
 
 def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any,
-                   partitions: frozenset[str] = frozenset()) -> bool:
+                   partitions: frozenset[str] = frozenset(), partitioned: frozenset[str] = frozenset()) -> bool:
     if type_ == "table":
         if name == VERSION_TABLE:
             return False
@@ -56,21 +56,26 @@ def include_object(obj: Any, name: str | None, type_: str, reflected: bool, comp
             return False
     # A design's partitions (alembic/variants/partitioned) are storage of a modelled parent, not models.
     table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    if type_ == "index" and getattr(obj, "unique", False) and table in partitioned:
+        return False  # widened by the partition keys, as PostgreSQL requires (p010's _fit_unique)
     return not (reflected and table in partitions)
 
 
 PARTITIONS_SQL = f"""SELECT c.relname FROM pg_class c
                      WHERE c.relispartition AND c.relnamespace = to_regnamespace('{SCHEMA}')"""
+PARTITIONED_SQL = f"""SELECT c.relname FROM pg_class c
+                      WHERE c.relkind = 'p' AND NOT c.relispartition AND c.relnamespace = to_regnamespace('{SCHEMA}')"""
 
 
-def _configure(default_schema: str | None = None, partitions: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+def _configure(default_schema: str | None = None, partitions: frozenset[str] = frozenset(),
+               partitioned: frozenset[str] = frozenset(), **kwargs: Any) -> None:
     context.configure(
         target_metadata=config.attributes.get("target_metadata") or target_metadata,
         version_table=VERSION_TABLE,
         version_table_schema=SCHEMA,
         include_schemas=True,
         include_name=_include_name_for(default_schema),
-        include_object=functools.partial(include_object, partitions=partitions),
+        include_object=functools.partial(include_object, partitions=partitions, partitioned=partitioned),
         compare_type=True,
         compare_server_default=True,
         # migrations.upgrade() counts the steps that ran, to name the one that failed.
@@ -102,12 +107,18 @@ def _take_migration_lock(connection: Connection) -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
+    # Asked before the catalog read below begins a transaction of its own.
+    handed_over = connection.in_transaction()
     partitions = frozenset(str(n) for n in connection.execute(text(PARTITIONS_SQL)).scalars())
-    _configure(default_schema=connection.dialect.default_schema_name, partitions=partitions, connection=connection)
+    partitioned = frozenset(str(n) for n in connection.execute(text(PARTITIONED_SQL)).scalars())
+    if not handed_over:
+        connection.commit()
+    _configure(default_schema=connection.dialect.default_schema_name, partitions=partitions,
+               partitioned=partitioned, connection=connection)
     # A revision may commit half-way (an autocommit block, for CREATE INDEX CONCURRENTLY) only when this file
     # owns the transaction; see AUTOCOMMIT_BLOCKS.
-    config.attributes[AUTOCOMMIT_BLOCKS] = not connection.in_transaction()
-    if connection.in_transaction():
+    config.attributes[AUTOCOMMIT_BLOCKS] = not handed_over
+    if handed_over:
         # Handed over inside the caller's transaction (pytest-alembic): the lock may not commit it.
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
         _migrate(connection)

@@ -36,7 +36,7 @@ from jedisos_db.runtime import partitions
 from jedisos_db.runtime.owners import SCHEMA
 
 revision = "p010"
-down_revision = "009"
+down_revision = "010"
 branch_labels = None
 depends_on = None
 
@@ -79,11 +79,26 @@ def _rebuild(table: str, *, partition_by: str | None, primary_key: Sequence[str]
     op.execute(f"DROP TABLE {qualified}{ASIDE}")
     for definition in indexes:
         # A partitioned parent's index reads "ON ONLY"; the plain table's must not.
-        op.execute(definition.replace(f" ON ONLY {qualified} ", f" ON {qualified} "))
+        op.execute(_fit_unique(definition.replace(f" ON ONLY {qualified} ", f" ON {qualified} "),
+                               partition_by, primary_key))
     for definition in triggers:
         op.execute(definition)
     for name, definition in views:
         op.execute(f"CREATE VIEW {name} AS {definition}")
+
+
+def _fit_unique(definition: str, partition_by: str | None, primary_key: Sequence[str]) -> str:
+    """A unique index of a partitioned table must hold the partition keys (PostgreSQL's rule), so the
+    idempotency key's index (revision 010) becomes unique per key and partition keys: a retried event
+    has the same time and severity, so it is still written once; the plain table's gets its one column
+    back on downgrade."""
+    if not definition.startswith("CREATE UNIQUE INDEX"):
+        return definition
+    keys = ", ".join(f'"{c}"' for c in primary_key if c != "id")
+    head, _, rest = definition.partition(" USING btree (")
+    columns, _, tail = rest.partition(")")
+    first = columns.split(",")[0].strip()
+    return f"{head} USING btree ({first}, {keys}){tail}" if partition_by else f"{head} USING btree ({first}){tail}"
 
 
 def _months(table: partitions.MonthlyTable) -> tuple[dt.date, dt.date]:

@@ -74,7 +74,7 @@ def _avg_tuple(conn: psycopg.Connection[Any], schema: str, table: str) -> float:
 
 def measure_jedisos(url: DatabaseURL, rows: int, *, seed: int = 0,
                     advance: Advance = no_progress) -> list[TableMeasure]:
-    """Bytes per row of the seven ``jedisos`` tables of a database migrated to head (fills them)."""
+    """Bytes per row of the seven ``jedisos`` tables of a migrated database (fills them)."""
     engine: Engine = create_engine(url.psycopg())
     out: list[TableMeasure] = []
     try:
@@ -89,6 +89,11 @@ def measure_jedisos(url: DatabaseURL, rows: int, *, seed: int = 0,
                     generated = datagen.mcp_server_rows(ids, seed=seed)
                 else:
                     generated = datagen.ROW_GENERATORS[table](rows, seed=seed)
+                # The database may be below head (the documented design stops at 006): send only its columns.
+                present = {str(r[0]) for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+                    [SCHEMA, table]).fetchall()}
+                generated = [{k: v for k, v in r.items() if k in present} for r in generated]
                 for start in range(0, len(generated), 1000):
                     chunk = generated[start:start + 1000]
                     with engine.begin() as sa:
