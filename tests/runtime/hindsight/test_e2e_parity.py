@@ -151,13 +151,14 @@ async def test_recall_with_entities_and_chunks_agrees(pair: Pair) -> None:
     async def ours(bank: str) -> tuple[Any, ...]:
         found = await pair.ours.recall_full(bank, QUERY, include_entities=True, include_chunks=True,
                                             query_timestamp=when, types=["world"])
-        return ([m.text for m in found.results], sorted(found.entities or {}),
+        # Sorted: memories of equal score come back in either order, from either client.
+        return (sorted(m.text for m in found.results), sorted(found.entities or {}),
                 sorted(c.text for c in (found.chunks or {}).values()))
 
     async def theirs(bank: str) -> tuple[Any, ...]:
         found = await pair.theirs.arecall(bank, QUERY, include_entities=True, include_chunks=True,
                                           query_timestamp=when.isoformat(), types=["world"])
-        return ([m.text for m in found.results], sorted(found.entities or {}),
+        return (sorted(m.text for m in found.results), sorted(found.entities or {}),
                 sorted(c.text for c in (found.chunks or {}).values()))
 
     views = await pair.views(ours, theirs)
