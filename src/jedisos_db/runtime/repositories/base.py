@@ -130,6 +130,9 @@ class Repository(Generic[ModelT]):
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Rendered once: rendering a URL (hashing one too) costs a third of a single-row write's client time.
+        self._target = faults.target_of(engine)
+        self._schema = schema_of(engine)
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncSession]:
@@ -248,7 +251,7 @@ class Repository(Generic[ModelT]):
         No ORM session, no ``BEGIN``/``COMMIT`` round trips: for writes that are one statement, hence
         atomic already (one ``INSERT``, one ``COPY``).
         """
-        target = faults.target_of(self._engine)
+        target = self._target
         async with faults.translating(target, faults.CONNECTING):  # the pool's own wait (pool_timeout) too
             # The pool's connection itself: an AsyncConnection around it costs as much as the INSERT.
             raw = await self._engine.raw_connection()
@@ -284,7 +287,7 @@ class Repository(Generic[ModelT]):
             async with self._transaction(session) as s:
                 conn = await s.connection()
                 raw = await conn.get_raw_connection()
-                async with faults.translating(faults.target_of(self._engine), "copying rows",
+                async with faults.translating(self._target, "copying rows",
                                               driver=raw.driver_connection):
                     with self._violations():
                         return await self._copy(raw.driver_connection, rows, in_transaction=True)
@@ -297,7 +300,7 @@ class Repository(Generic[ModelT]):
         if plan.pick is not None:
             rows = [plan.pick(r) for r in rows]
         columns, mixed = plan.columns, plan.mixed
-        schema, table = schema_of(self._engine), self.model.__tablename__
+        schema, table = self._schema, self.model.__tablename__
         async with contextlib.AsyncExitStack() as stack:
             if mixed and not in_transaction:
                 await stack.enter_async_context(driver.transaction())
@@ -372,7 +375,7 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
             return int(await self._insert_row(row, session=session))
         key_at = _key_index(self.model)
         key = None if key_at is None else row[key_at]
-        schema = schema_of(self._engine)
+        schema = self._schema
 
         async def insert(driver: Any) -> int:
             new_id = await driver.fetchval(_insert_sql(self.model, schema, keyed=key is not None), *row)
@@ -437,7 +440,7 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
                 if mixed:
                     await stack.enter_async_context(driver.transaction())
                     now = await driver.fetchval("SELECT now()")
-                await driver.copy_records_to_table(self.model.__tablename__, schema_name=schema_of(self._engine),
+                await driver.copy_records_to_table(self.model.__tablename__, schema_name=self._schema,
                                                    columns=plan.columns, records=rows(now))
             return len(items)
 
@@ -448,6 +451,7 @@ _ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOT
 """Skips a row whose idempotency key is stored (the partial unique index of revision 010)."""
 
 
+@functools.cache
 @functools.cache
 def _key_index(model: type[Base]) -> int | None:
     """Where the idempotency key sits in a row of ``model``; None for a table without one."""
