@@ -452,7 +452,6 @@ _ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOT
 
 
 @functools.cache
-@functools.cache
 def _key_index(model: type[Base]) -> int | None:
     """Where the idempotency key sits in a row of ``model``; None for a table without one."""
     columns = copy_columns(model)
