@@ -1,0 +1,129 @@
+"""Measurement ``writes``: audit and cost writer throughput in the design's database, as rows/s and as a
+multiple of raw ``COPY`` measured in the same call (issue 10, point 3).
+
+In a fresh database built by the design, for each of ``audit`` and ``cost``, three paths write the same
+``rows`` generated rows (:mod:`jedisos_db.harness.writepaths`, the benchmark suite's paths):
+
+- ``copy``: raw asyncpg ``COPY`` of pre-built tuples — the baseline every ``x_copy`` is taken against;
+- ``record_many``: the repository's ``record_many`` of plain dicts, validated inside the timed part;
+- ``writer_enqueue``: the EventWriter fed by one producer awaiting each ``record(durability="enqueue")``,
+  drained at the end.
+
+Each round runs the three paths one after another, each on an emptied table (the ``TRUNCATE`` is not timed)
+and checked to hold exactly ``rows`` rows afterwards; one warm-up round is dropped and rows/s comes from the
+median round, so a stall of the shared machine in one round does not decide the figure. Rounds interleave
+the paths, so a slow stretch of the machine hits all three alike and the ratios hold better than the rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jedisos_db.harness import writepaths
+from jedisos_db.harness.designs import Design
+from jedisos_db.harness.measure import Context, Measured, Point
+from jedisos_db.harness.verify.verdicts import Figure
+from jedisos_db.ops import provision
+from jedisos_db.runtime import partitions
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.errors import StateError
+from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.urls import DatabaseURL
+
+ROWS: Final = 5_000
+QUICK_ROWS: Final = 1_000
+ROUNDS: Final = 5
+QUICK_ROUNDS: Final = 3
+PATHS: Final = ("copy", "record_many", "writer_enqueue")
+
+Write = Callable[[], Coroutine[Any, Any, object]]
+
+
+@dataclass(frozen=True)
+class _Result:
+    figures: dict[str, Figure]
+    series: dict[str, list[Point]]
+    notes: list[str]
+
+
+def measure(design: Design, ctx: Context) -> Measured:
+    rows, rounds = (QUICK_ROWS, QUICK_ROUNDS) if ctx.quick else (ROWS, ROUNDS)
+    with provision.scratch_database(ctx.server, design.scratch_name("writes")) as url:
+        design.build(url)
+        return asyncio.run(throughput(url, design, rows=rows, rounds=rounds, progress=ctx.progress))
+
+
+async def throughput(url: DatabaseURL, design: Design, *, rows: int, rounds: int,
+                     progress: Callable[[int, int], None] | None = None) -> Measured:
+    """The three paths for both tables in the built database at ``url`` (see the module doc)."""
+    engine = create_engine(url=url, application_name="jedisos-db-measure-writes")
+    conn = await asyncpg.connect(url.libpq())
+    out = _Result({"rows": rows, "rounds": rounds}, {}, [])
+    out.notes.append(f"rows/s from the median of {rounds} rounds of {rows} rows on an emptied table (one warm-up round "
+             "dropped); x_copy = rows/s over raw asyncpg COPY of pre-built tuples in the same rounds.")
+    total = len(writepaths.KINDS) * (rounds + 1)
+    try:
+        if design.schema.partitioned:  # the generated rows' months (the last 30 days) need their partitions
+            await partitions.ensure_partitions(engine)
+        for i, kind in enumerate(writepaths.KINDS):
+            def tick(round_: int, offset: int = i * (rounds + 1)) -> None:
+                if progress is not None:
+                    progress(offset + round_, total)
+
+            await _kind(conn, engine, kind, rows=rows, rounds=rounds, into=out, tick=tick)
+    finally:
+        await conn.close()
+        await engine.dispose()
+    return Measured(out.figures, out.series, tuple(out.notes))
+
+
+async def _kind(conn: asyncpg.Connection, engine: AsyncEngine, kind: str, *, rows: int, rounds: int,
+                into: _Result, tick: Callable[[int], None]) -> None:
+    """One table's paths, rounds interleaved; its figures, series and notes go ``into`` the result."""
+    data = writepaths.generate(kind, rows, seed=rounds)
+    columns = await writepaths.table_columns(conn, kind)
+    prebuilt = writepaths.tuples(kind, data, columns)
+    paths: dict[str, Write] = {"copy": lambda: writepaths.copy(conn, kind, prebuilt, columns)}
+    if columns == writepaths.COLUMNS[kind]:
+        repo = writepaths.REPOSITORIES[kind](engine)
+        events = [repo.event.coerce(r) for r in data]
+        paths["record_many"] = lambda: repo.record_many(data)
+        paths["writer_enqueue"] = lambda: writepaths.writer_enqueue(repo, events)
+    else:
+        missing = sorted(set(writepaths.COLUMNS[kind]) - set(columns))
+        into.notes.append(f"{kind}: no record_many/writer_enqueue figures: the design's {writepaths.TABLES[kind]} "
+                       f"lacks {', '.join(missing)}, which the repository writes (COPY sent only the columns it "
+                     "has).")
+    took: dict[str, list[float]] = {path: [] for path in paths}
+    for round_ in range(rounds + 1):
+        for path, write in paths.items():
+            took[path].append(await _timed(conn, kind, rows, write))
+        tick(round_ + 1)
+    base = rows / statistics.median(took["copy"][1:])
+    for path, seconds in took.items():
+        rate = rows / statistics.median(seconds[1:])
+        into.figures[f"{kind}_{path}_rows_per_s"] = round(rate, 1)
+        if path != "copy":
+            into.figures[f"{kind}_{path}_x_copy"] = round(rate / base, 3)
+        into.series[f"{kind}_{path}_rows_per_s"] = [(float(i), rows / s) for i, s in enumerate(seconds[1:], 1)]
+
+
+async def _timed(conn: asyncpg.Connection, kind: str, rows: int, write: Write) -> float:
+    """Seconds ``write()`` took on an emptied table; the table must then hold exactly ``rows`` rows."""
+    table = f"{SCHEMA}.{writepaths.TABLES[kind]}"
+    await conn.execute(f"TRUNCATE {table}")
+    started = time.perf_counter()
+    await write()
+    seconds = time.perf_counter() - started
+    count = await conn.fetchval(f"SELECT count(*) FROM {table}")
+    if count != rows:
+        raise StateError(f"writes: {table} holds {count} rows after writing {rows}")
+    return seconds

@@ -1,0 +1,52 @@
+"""Measurement ``retention``: the retention race for one design at ``--quick`` size, as the report's figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from jedisos_db.harness import designs
+from jedisos_db.harness.measure import Context, Measured, retention
+from jedisos_db.harness.measure.registry import MEASUREMENTS
+from jedisos_db.runtime.urls import DatabaseURL
+
+pytestmark = pytest.mark.slow
+DESIGNS = ("recommended", "partitioned")
+
+
+@pytest.fixture(scope="module")
+def measured(server_url: DatabaseURL) -> dict[str, Measured]:
+    steps: list[tuple[int, int]] = []
+    out = {name: MEASUREMENTS["retention"](designs.load(name), Context(server_url, quick=True,
+                                                                         progress=lambda *a: steps.append(a)))
+           for name in DESIGNS}
+    assert steps[-1] == (1, 1)
+    return out
+
+
+def test_every_design_names_the_same_figures(measured: dict[str, Measured]) -> None:
+    rec, part = measured["recommended"], measured["partitioned"]
+    assert set(rec.figures) == set(part.figures) >= {
+        "rows", "method", "removal_s", "purge_s", "insert_p50_idle_ms", "insert_p99_idle_ms", "insert_p50_during_ms",
+        "insert_p99_during_ms", "p99_during_x_idle", "acknowledged", "lost", "expired_left", "kept_lost"}
+    assert (rec.figures["method"], part.figures["method"]) == ("batched-delete", "partition-drop")
+
+
+def test_each_design_removes_the_expired_rows_and_loses_no_acknowledged_insert(
+        measured: dict[str, Measured]) -> None:
+    for m in measured.values():
+        f = m.figures
+        assert (f["rows"], f["lost"], f["expired_left"], f["kept_lost"]) == (retention.QUICK_ROWS, 0, 0, 0), f
+
+
+def test_the_figures_agree_with_each_other_and_with_the_curves(measured: dict[str, Measured]) -> None:
+    for m in measured.values():
+        f = {k: float(v) for k, v in m.figures.items() if isinstance(v, int | float)}
+        assert 0 < f["removal_s"] <= f["purge_s"]
+        assert f["insert_p50_idle_ms"] <= f["insert_p99_idle_ms"]
+        assert f["insert_p50_during_ms"] <= f["insert_p99_during_ms"]
+        assert f["p99_during_x_idle"] == pytest.approx(f["insert_p99_during_ms"] / f["insert_p99_idle_ms"], rel=1e-2)
+        during, idle = m.series["insert_ms_during"], m.series["insert_ms_idle"]
+        assert len(during) == f["inserts_during"] >= 1
+        assert f["acknowledged"] >= len(during) + len(idle)
+        if len(during) < 100:  # nearest-rank p99 of fewer than 100 inserts is the slowest of them
+            assert max(ms for _, ms in during) == pytest.approx(f["insert_p99_during_ms"], abs=1e-3)
