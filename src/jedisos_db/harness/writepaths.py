@@ -77,6 +77,17 @@ async def table_columns(conn: asyncpg.Connection, kind: str) -> tuple[str, ...]:
     return tuple(c for c in COLUMNS[kind] if c in present)
 
 
+async def record_rows(engine: AsyncEngine, conn: asyncpg.Connection, kind: str, rows: Sequence[Row]) -> bool:
+    """Write ``rows`` through the repository's ``record_many`` when the database's table has every column it
+    writes (True); else raw ``COPY`` of the columns the table has (False: the repository cannot write there)."""
+    columns = await table_columns(conn, kind)
+    if columns == COLUMNS[kind]:
+        await REPOSITORIES[kind](engine).record_many(list(rows))
+        return True
+    await copy(conn, kind, tuples(kind, rows, columns), columns)
+    return False
+
+
 async def orm_per_row(engine: AsyncEngine, kind: str, rows: Sequence[Row]) -> None:
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     model = MODELS[kind]

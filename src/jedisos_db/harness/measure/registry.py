@@ -5,6 +5,7 @@ from typing import Final
 from jedisos_db.harness.measure import Measure
 from jedisos_db.harness.measure import budget as budget_measure
 from jedisos_db.harness.measure import retention as retention_measure
+from jedisos_db.harness.measure import volume as volume_measure
 from jedisos_db.harness.measure import writes as writes_measure
 
 MEASUREMENTS: Final[dict[str, Measure]] = {}
@@ -12,3 +13,4 @@ MEASUREMENTS: Final[dict[str, Measure]] = {}
 MEASUREMENTS["budget"] = budget_measure.measure
 MEASUREMENTS["retention"] = retention_measure.measure
 MEASUREMENTS["writes"] = writes_measure.measure
+MEASUREMENTS["volume"] = volume_measure.measure
