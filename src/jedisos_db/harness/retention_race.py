@@ -124,16 +124,24 @@ async def _scalar(engine: AsyncEngine, sql: str, **params: object) -> int:
         return int((await conn.execute(text(sql), params)).scalar_one())
 
 
-async def fill_expired(engine: AsyncEngine, design: Design, rows: int) -> tuple[dt.datetime, dt.datetime]:
-    """``rows`` expired debug/info audit rows (and 1 % warning rows) spread over :data:`FILL_DAYS` days that
-    end before the month of the design's cutoff; returns that time span. Server-side, one statement."""
+async def expired_span(engine: AsyncEngine, design: Design, rule: str) -> tuple[dt.datetime, dt.datetime]:
+    """:data:`FILL_DAYS` days ending before the month the design's cutoff for ``rule`` falls in (by the
+    server's clock): every row stamped in them is expired for a DELETE and in a month a drop removes whole.
+    A partitioned design gets the span's partitions."""
     async with engine.connect() as conn:
         now: dt.datetime = (await conn.execute(text("SELECT now()"))).scalar_one()
-    cutoff = now - design.retention[AUDIT_RULE.name].rule.keep
+    cutoff = now - design.retention[rule].rule.keep
     end = dt.datetime.combine(partitions.month_of(cutoff), dt.time(), dt.UTC) - dt.timedelta(seconds=1)
     start = end - dt.timedelta(days=FILL_DAYS)
     if design.schema.partitioned:
         await partitions.ensure_partitions(engine, first=start, last=end)
+    return start, end
+
+
+async def fill_expired(engine: AsyncEngine, design: Design, rows: int) -> tuple[dt.datetime, dt.datetime]:
+    """``rows`` expired debug/info audit rows (and 1 % warning rows) spread over :data:`FILL_DAYS` days that
+    end before the month of the design's cutoff; returns that time span. Server-side, one statement."""
+    start, end = await expired_span(engine, design, AUDIT_RULE.name)
     purged = list(AUDIT_RULE.only_severities)
     total = rows + rows // KEPT_SHARE
     step = (end - start) / total

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from jedisos_db.harness import designs
 from jedisos_db.harness.measure import Context, Measured, retention
 from jedisos_db.harness.measure.registry import MEASUREMENTS
+from jedisos_db.ops import provision
 from jedisos_db.runtime.urls import DatabaseURL
 
 pytestmark = pytest.mark.slow
@@ -19,7 +22,7 @@ def measured(server_url: DatabaseURL) -> dict[str, Measured]:
     out = {name: MEASUREMENTS["retention"](designs.load(name), Context(server_url, quick=True,
                                                                          progress=lambda *a: steps.append(a)))
            for name in DESIGNS}
-    assert steps[-1] == (1, 1)
+    assert steps[-1] == (2, 2)
     return out
 
 
@@ -36,6 +39,22 @@ def test_each_design_removes_the_expired_rows_and_loses_no_acknowledged_insert(
     for m in measured.values():
         f = m.figures
         assert (f["rows"], f["lost"], f["expired_left"], f["kept_lost"]) == (retention.QUICK_ROWS, 0, 0, 0), f
+
+
+def test_the_cost_rule_removes_its_rows_and_keeps_their_history(measured: dict[str, Measured]) -> None:
+    rows = retention.QUICK_ROWS // retention.COST_SHARE
+    for name, m in measured.items():
+        f = m.figures
+        assert (f["cost_rows"], f["cost_removed"], f["cost_left"], f["cost_calls_in_summary"]) == (rows, rows, 0, rows)
+        assert float(f["cost_removal_s"]) > 0, name
+
+
+def test_the_documented_cost_delete_loses_the_history(server_url: DatabaseURL) -> None:
+    documented = designs.load("documented")
+    with provision.scratch_database(server_url, documented.scratch_name("cost_test")) as url:
+        documented.build(url)
+        cost = asyncio.run(retention.cost_purge(url, documented, 500))
+    assert (cost["cost_removed"], cost["cost_left"], cost["cost_calls_in_summary"]) == (500, 0, 0)
 
 
 def test_the_figures_agree_with_each_other_and_with_the_curves(measured: dict[str, Measured]) -> None:

@@ -6,6 +6,12 @@ of its own: :data:`ROWS` expired debug/info audit rows (:data:`QUICK_ROWS` with 
 warning rows of the same age, removed by the design's method (batched DELETE, the documented DELETE, or
 whole partitions dropped) while one writer inserts audit events back to back through the repository.
 
+The cost rule too, in a second fresh database, without a writer: ``rows / COST_SHARE`` cost rows past the
+design's window, removed the design's way (batched DELETE through revision 009's rollup trigger, the
+documented bare DELETE, or months emptied through the trigger and dropped); ``cost_calls_in_summary`` is how
+many of those calls ``daily_cost_summary`` still counts afterwards (all of them, when the design keeps the
+history its retention deletes).
+
 Issue 10's goals (the partitioned design ≥ 100× faster than recommended's batched DELETE, insert p99
 during the purge ≤ 1.2× idle, 0 acknowledged rows lost) compare designs: the report judges them across
 the designs of a run; this module only measures one.
@@ -14,25 +20,80 @@ the designs of a run; this module only measures one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from typing import Final
+
+from sqlalchemy import text
 
 from jedisos_db.harness import retention_race
 from jedisos_db.harness.designs import Design
 from jedisos_db.harness.measure import Context, Measured, Point
 from jedisos_db.harness.verify.verdicts import Figure
+from jedisos_db.ops import provision
+from jedisos_db.runtime.db.engine import create_engine
+from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories import validation
+from jedisos_db.runtime.retention import COST_RULE
+from jedisos_db.runtime.urls import DatabaseURL
 
 ROWS: Final = 1_000_000
 QUICK_ROWS: Final = 100_000
+COST_SHARE: Final = 10
+"""The cost rule runs on this many times fewer rows than the audit race (its purge is not what issue 10 times)."""
 
 
 def measure(design: Design, ctx: Context) -> Measured:
     rows = QUICK_ROWS if ctx.quick else ROWS
     if ctx.progress is not None:
         ctx.progress(0, 1)
+        ctx.progress(0, 2)
     [race] = asyncio.run(retention_race.compare(ctx.server, [design], rows=rows))
     if ctx.progress is not None:
-        ctx.progress(1, 1)
-    return from_race(race)
+        ctx.progress(1, 2)
+    with provision.scratch_database(ctx.server, design.scratch_name("cost_purge")) as url:
+        design.build(url)
+        cost = asyncio.run(cost_purge(url, design, rows // COST_SHARE))
+    if ctx.progress is not None:
+        ctx.progress(2, 2)
+    measured = from_race(race)
+    notes = [f"cost rule: {cost['cost_rows']:,} cost rows past the window removed by "
+             f"{design.retention[COST_RULE.name].method}, no writer."]
+    if cost["cost_calls_in_summary"] != cost["cost_rows"]:
+        notes.append(f"daily_cost_summary counts {cost['cost_calls_in_summary']:,} of the {cost['cost_rows']:,} "
+                     "calls the cost rule removed: the design loses their history.")
+    return dataclasses.replace(measured, figures={**measured.figures, **cost}, notes=(*measured.notes, *notes))
+
+
+async def cost_purge(url: DatabaseURL, design: Design, rows: int) -> dict[str, Figure]:
+    """``rows`` expired cost rows (server-side, one statement) removed by the design's cost rule, timed."""
+    engine = create_engine(url=url, pool_size=2, max_overflow=0, application_name="jedisos-db-measure-cost",
+                           statement_timeout_ms=0)
+    try:
+        start, end = await retention_race.expired_span(engine, design, COST_RULE.name)
+        async with engine.begin() as conn:
+            await conn.execute(text(f"""
+                INSERT INTO {SCHEMA}.cost_tracking ("timestamp", model, provider, input_tokens, output_tokens,
+                                                    total_tokens, cost_usd, source, user_id, latency_ms, status)
+                SELECT CAST(:start AS timestamptz) + i * CAST(:step AS interval), 'gpt-5-mini', 'openai', 1000,
+                       100, 1100, 0.0045, :source, 'user-' || (i % 100), 800, :status
+                FROM generate_series(0, :rows - 1) AS i"""),
+                {"start": start, "step": (end - start) / rows, "rows": rows, "source": validation.COST_SOURCES[0],
+                 "status": validation.COST_STATUSES[0]})
+        async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+            await conn.execute(text(f"VACUUM ANALYZE {SCHEMA}.cost_tracking"))
+        began = time.perf_counter()
+        result = await design.purge(engine, COST_RULE.name)
+        took = time.perf_counter() - began
+        async with engine.connect() as conn:
+            left = (await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.cost_tracking"))).scalar_one()
+            # The database holds no other cost rows: every call the summary counts is one of these.
+            summarised = (await conn.execute(text(
+                f"SELECT coalesce(sum(call_count), 0) FROM {SCHEMA}.daily_cost_summary"))).scalar_one()
+    finally:
+        await engine.dispose()
+    return {"cost_rows": rows, "cost_removal_s": round(took, 4), "cost_removed": result.rows, "cost_left": int(left),
+            "cost_calls_in_summary": int(summarised)}
 
 
 def from_race(race: retention_race.RaceResult) -> Measured:
