@@ -81,3 +81,12 @@ def test_the_projection_applies_each_designs_retention(measured: dict[str, Measu
         assert curve[-1][1] == pytest.approx(_num(m, "projected_bytes_100_users_12_months"), abs=1)
     # The partitioned schema's empty partitions (months ahead and the window's) take space of their own.
     assert _num(measured["partitioned"], "empty_schema_bytes") > _num(measured["recommended"], "empty_schema_bytes")
+
+
+def test_a_design_below_head_is_measured_with_the_columns_it_has(server_url: DatabaseURL) -> None:
+    """The documented design (006) lacks the idempotency key the repositories write: its audit and cost rows go
+    in by raw COPY of its own columns, and the notes say so."""
+    documented = volume.measure(designs.load("documented"), Context(server_url, quick=True))
+    assert _num(documented, "audit_logs_bytes_per_user") > 100 * ROWS_PER_USER["audit_logs"]
+    assert _num(documented, "cost_tracking_bytes_per_user") > 100 * ROWS_PER_USER["cost_tracking"]
+    assert any("audit_logs, cost_tracking: written by raw COPY" in n for n in documented.notes), documented.notes
