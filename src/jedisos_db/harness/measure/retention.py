@@ -45,17 +45,14 @@ COST_SHARE: Final = 10
 
 def measure(design: Design, ctx: Context) -> Measured:
     rows = QUICK_ROWS if ctx.quick else ROWS
-    if ctx.progress is not None:
-        ctx.progress(0, 1)
-        ctx.progress(0, 2)
+    progress = ctx.progress or (lambda done, total: None)
+    progress(0, 2)
     [race] = asyncio.run(retention_race.compare(ctx.server, [design], rows=rows))
-    if ctx.progress is not None:
-        ctx.progress(1, 2)
+    progress(1, 2)
     with provision.scratch_database(ctx.server, design.scratch_name("cost_purge")) as url:
         design.build(url)
         cost = asyncio.run(cost_purge(url, design, rows // COST_SHARE))
-    if ctx.progress is not None:
-        ctx.progress(2, 2)
+    progress(2, 2)
     measured = from_race(race)
     notes = [f"cost rule: {cost['cost_rows']:,} cost rows past the window removed by "
              f"{design.retention[COST_RULE.name].method}, no writer."]

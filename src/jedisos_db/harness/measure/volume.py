@@ -80,22 +80,20 @@ def measure(design: Design, ctx: Context) -> Measured:
     users, units = (QUICK_USERS, QUICK_MEMORY_UNITS) if ctx.quick else (USERS, MEMORY_UNITS)
     workload = model.Workload()
 
-    def step(done: int) -> None:
-        if ctx.progress is not None:
-            ctx.progress(done, 3)
+    progress = ctx.progress or (lambda done, total: None)
 
     with provision.scratch_database(ctx.server, design.scratch_name("volume")) as url:
         design.build(url)
         before = table_bytes(url)
-        step(0)
+        progress(0, 3)
         raw = asyncio.run(write_month(url, design, users, workload))
         after = table_bytes(url)
-        step(1)
+        progress(1, 3)
         unit = capacity_measure.bench_memory_units(url, dim=design.embedding_dim, rows=units)
-        step(2)
+        progress(2, 3)
     grown = {table: after.get(table, 0) - before.get(table, 0) for table in after}
     result = volume(design, grown, sum(before.values()), users, unit.bytes_per_unit, workload)
-    step(3)
+    progress(3, 3)
     notes = (*result.notes, f"memory units: {units} generated rows in a table shaped like Hindsight's "
              f"memory_units (vector({design.embedding_dim}), its indexes and HNSW), not Hindsight's own table; "
              "the real server's figure is the suite's S7-volume checks.")
