@@ -56,6 +56,11 @@ def test_the_embedding_dimension_decides_the_memory_units_share(measured: dict[s
     assert _num(small, "memory_unit_bytes") > 4 * 384
     assert _num(large, "memory_unit_bytes") - _num(small, "memory_unit_bytes") > 2 * 4 * (1536 - 384)
     assert _num(large, "projected_bytes_100_users_12_months") > _num(small, "projected_bytes_100_users_12_months")
+    for m in (small, large):
+        assert _num(m, "total_bytes_per_user_month") == pytest.approx(
+            _num(m, "bytes_per_user_month") + _num(m, "memory_units_bytes_per_user_month"), abs=1)
+    # The same rows at the same seed: only the memory units' share differs.
+    assert _num(small, "bytes_per_user_month") == pytest.approx(_num(large, "bytes_per_user_month"), rel=0.01)
 
 
 def _retained(m: Measured, audit_months: float) -> float:

@@ -163,7 +163,8 @@ def volume(design: Design, grown: Mapping[str, int], empty_bytes: int, users: in
                                   **{f"{t}_bytes_per_user": round(b) for t, b in per_user.items()},
                                   "empty_schema_bytes": empty_bytes,
                                   "memory_unit_bytes": round(memory_unit_bytes, 1),
-                                  "memory_units_bytes_per_user_month": round(units_month)}
+                                  "memory_units_bytes_per_user_month": round(units_month),
+                                  "total_bytes_per_user_month": round(sum(growth.values()) + units_month)}
     series: dict[str, list[Point]] = {}
     for n in PROJECTED_USERS:
         series[f"projected_bytes_{n}_users"] = [(float(m), projected(n, m)) for m in range(1, MONTHS + 1)]
@@ -174,7 +175,8 @@ def volume(design: Design, grown: Mapping[str, int], empty_bytes: int, users: in
              f"({round(model.monthly_rows(workload)['audit_logs'])} audit and "
              f"{round(model.monthly_rows(workload)['cost_tracking'])} cost rows, {workload.schedules} schedules, "
              f"{workload.user_preferences} preferences row a user); bytes_per_user_month = audit_logs + "
-             "cost_tracking growth, standing_bytes_per_user = schedules + preferences (once).",
+             "cost_tracking growth, standing_bytes_per_user = schedules + preferences (once), "
+             "total_bytes_per_user_month = bytes_per_user_month + memory units.",
              f"projection = empty schema + users x (retained monthly growth + standing + memory units), with the "
              f"design's windows as kept on disk ({windows}).",
              *([f"also grew while writing (not in the per-user figures): {', '.join(other)}."] if other else [])]
