@@ -27,6 +27,15 @@ class Quantiles:
     def p99_ms(self) -> float:
         return self.quantile(0.99) * 1000
 
+    def p99_ms_at(self, n: int) -> float:
+        """The p99 these samples give at a sample size of ``n``: the median of the p99 of each run of ``n``
+        consecutive samples. A p99 of fewer than 100 samples is their maximum, which grows with their
+        number; comparing it with the p99 of many more samples would blame the smaller set for its size."""
+        if n <= 0 or len(self.samples) < n:
+            return math.nan
+        blocks = [Samples(self.samples[i:i + n]).p99_ms for i in range(0, len(self.samples) - n + 1, n)]
+        return sorted(blocks)[(len(blocks) - 1) // 2]
+
 
 @dataclass(frozen=True)
 class Samples(Quantiles):

@@ -75,6 +75,12 @@ class RaceResult:
         """Insert p99 during the removal over p99 idle (issue 10's goal: ≤ 1.2 for the partitioned design)."""
         return self.during.p99_ms / self.idle.p99_ms
 
+    @property
+    def p99_ratio_same_n(self) -> float:
+        """The same ratio with idle's p99 taken at the during window's sample size (:meth:`Samples.p99_ms_at`):
+        a fast purge sees a few dozen inserts, whose p99 is their maximum."""
+        return self.during.p99_ms / self.idle.p99_ms_at(len(self.during.samples))
+
 
 @dataclass
 class _Writer:

@@ -101,6 +101,8 @@ def from_race(race: retention_race.RaceResult) -> Measured:
         "insert_p50_idle_ms": round(race.idle.p50_ms, 3), "insert_p99_idle_ms": round(race.idle.p99_ms, 3),
         "insert_p50_during_ms": round(race.during.p50_ms, 3), "insert_p99_during_ms": round(race.during.p99_ms, 3),
         "p99_during_x_idle": round(race.p99_ratio, 3), "inserts_during": len(race.during.samples),
+        "insert_p99_idle_same_n_ms": round(race.idle.p99_ms_at(len(race.during.samples)), 3),
+        "p99_during_x_idle_same_n": round(race.p99_ratio_same_n, 3),
         "acknowledged": race.acknowledged, "lost": race.lost, "expired_left": race.expired_left,
         "kept_lost": race.kept_lost,
     }
@@ -114,5 +116,6 @@ def from_race(race: retention_race.RaceResult) -> Measured:
              "returned (a partition drop then also dropped the detached months)."]
     if len(race.during.samples) < 100:
         notes.append(f"only {len(race.during.samples)} inserts fell inside the removal: their p99 is their "
-                     "maximum, and it follows the machine's load.")
+                     "maximum, and it follows the machine's load; p99_during_x_idle_same_n compares it with idle's "
+                     "p99 at that sample size (the median of the maxima of idle runs of as many inserts).")
     return Measured(figures, series, tuple(notes))
