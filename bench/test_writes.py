@@ -17,7 +17,6 @@ server's COPY itself.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -27,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import writers
 from bench.conftest import Rates
+from jedisos_db.harness.latency import Samples
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.writer import EventWriter
@@ -136,21 +136,16 @@ def test_writer_enqueue(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Co
 
     async def produce() -> None:
         latencies.clear()
-        async with EventWriter(repo) as writer:
-            for event in events:
-                started = time.perf_counter_ns()
-                await writer.record(event, durability="enqueue")
-                latencies.append(time.perf_counter_ns() - started)
+        await writers.writer_enqueue(repo, events, latencies)
 
     benchmark.group = f"{kind} writes"
     _bench(benchmark, runner, conn, kind, produce)
     _check(runner, conn, kind, rows)
     rates.record(benchmark, f"{kind} writes", "writer_enqueue", rows)
-    ordered = sorted(latencies)
-    p50, p99 = ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, len(ordered) * 99 // 100)]
-    benchmark.extra_info["enqueue_p99_us"] = p99 / 1000
-    rates.note(f"{kind} writer enqueue latency (last round, {len(ordered)} calls): p50 {p50 / 1000:.1f} us, "
-               f"p99 {p99 / 1000:.1f} us, max {ordered[-1] / 1000:.1f} us")
+    calls = Samples([ns / 1e9 for ns in latencies])
+    benchmark.extra_info["enqueue_p99_us"] = calls.p99_ms * 1000
+    rates.note(f"{kind} writer enqueue latency (last round, {len(latencies)} calls): p50 {calls.p50_ms * 1000:.1f} "
+               f"us, p99 {calls.p99_ms * 1000:.1f} us, max {max(latencies) / 1000:.1f} us")
 
 
 @pytest.mark.parametrize("kind", KINDS)
