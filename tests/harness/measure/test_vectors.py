@@ -83,7 +83,7 @@ def test_each_design_is_measured_at_its_own_dimension(server_url: DatabaseURL) -
     assert int(big["index_bytes"]) > 2 * int(small["index_bytes"]) > 0
     for measured in got.values():
         figures = measured.figures
-        assert figures["exact_recall_at_10"] >= 0.99  # the baseline really is exact
+        assert float(figures["exact_recall_at_10"]) >= 0.99  # the baseline really is exact
         assert float(figures["exact_qps"]) > 0
         recall = dict(measured.series["recall_vs_ef"])
         assert recall[400.0] >= 0.95, recall  # 1,500 rows: a wide search finds nearly everything
