@@ -6,6 +6,7 @@ from typing import Final
 
 from jedisos_db.harness.measure import Measure
 from jedisos_db.harness.measure import budget as budget_measure
+from jedisos_db.harness.measure import migrations as migrations_measure
 from jedisos_db.harness.measure import retention as retention_measure
 from jedisos_db.harness.measure import vectors as vectors_measure
 from jedisos_db.harness.measure import volume as volume_measure
@@ -18,3 +19,4 @@ MEASUREMENTS["retention"] = retention_measure.measure
 MEASUREMENTS["writes"] = writes_measure.measure
 MEASUREMENTS["volume"] = volume_measure.measure
 MEASUREMENTS["vectors"] = vectors_measure.measure
+MEASUREMENTS["migrations"] = migrations_measure.measure

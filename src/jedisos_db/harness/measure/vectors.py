@@ -30,6 +30,7 @@ from jedisos_db.harness.verify.verdicts import Figure
 from jedisos_db.ops import provision
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.repositories import validation
+from jedisos_db.runtime.urls import DatabaseURL
 
 ROWS_ENV: Final = "JEDISOS_DB_VECTORS_ROWS"
 QUERIES_ENV: Final = "JEDISOS_DB_VECTORS_QUERIES"
@@ -42,6 +43,10 @@ PARAMS: Final = vectorbench.HnswParams(m=16, ef_construction=64)
 """The same index for every design."""
 EF_SEARCH: Final[tuple[int, ...]] = (10, 20, 40, 80, 100, 160, 200, 400)
 RECALL_GOALS: Final[tuple[float, ...]] = (0.95, 0.99)
+MIN_PASS_S: Final = 1.0
+MAX_PASSES: Final = 5
+"""A setting's queries run again until they took MIN_PASS_S in all (at most MAX_PASSES passes) and the best
+pass's QPS counts, as ann-benchmarks does: one short pass on a shared machine measures its neighbours."""
 SPEEDUP_GOAL: Final = 20.0
 """Issue 10 asks whether any setting reaches 20× exact at recall ≥ 0.95."""
 
@@ -82,11 +87,12 @@ def summarise(rows: int, dim: int, queries: int, build: vectorbench.BuildResult,
     figures: dict[str, Figure] = {
         "rows": rows, "dim": dim, "queries": queries, "m": build.params.m,
         "ef_construction": build.params.ef_construction, "index_bytes": build.index_bytes,
-        "build_s": round(build.build_seconds, 3), "exact_qps": round(exact.qps, 1),
+        "build_s": round(build.build_seconds, 3), "table_bytes": build.table_bytes, "exact_qps": round(exact.qps, 1),
         "exact_recall_at_10": round(exact.recall, 4)}
     exact_qps = exact.qps
-    notes = [f"QPS on one connection, {queries} queries back to back; exact = the same query with index scans off "
-             f"(every row read and sorted); recall@{K} against exact search in numpy."]
+    notes = [f"QPS on one connection, {queries} queries back to back (the best of up to {MAX_PASSES} passes); "
+             f"exact = the same query with index scans off (every row read and sorted); recall@{K} against exact "
+             "search in numpy."]
     for goal in RECALL_GOALS:
         reached = [p for p in sweep if p.recall >= goal]
         name = _goal_name(goal)
@@ -131,16 +137,23 @@ def run(design: Design, ctx: Context, *, rows: int, queries: int,
     with provision.scratch_database(ctx.server, design.scratch_name("vectors")) as url:
         build = vectorbench.prepare(url, data, PARAMS)
         advance()
-        exact = vectorbench.run_queries(url, build.table, data.queries, k=K, exact=True)
+        exact = _best(url, build.table, data, truth, ef_search=0, exact=True)
         advance()
         sweep = []
         for ef in ef_values:
-            one = vectorbench.run_queries(url, build.table, data.queries, k=K, ef_search=ef)
-            sweep.append(SweepPoint(ef, vectorbench.recall_at_k(one.found, truth, K), one.qps))
+            sweep.append(_best(url, build.table, data, truth, ef_search=ef))
             advance()
-        exact_recall = vectorbench.recall_at_k(exact.found, truth, K)
     advance()
-    return summarise(rows, design.embedding_dim, queries, build, SweepPoint(0, exact_recall, exact.qps), sweep)
+    return summarise(rows, design.embedding_dim, queries, build, exact, sweep)
+
+
+def _best(url: DatabaseURL, table: str, data: vectorbench.Dataset, truth: list[list[int]], *, ef_search: int,
+          exact: bool = False) -> SweepPoint:
+    """Recall of the first pass, QPS of the best one (see :data:`MIN_PASS_S`)."""
+    runs = [vectorbench.run_queries(url, table, data.queries, k=K, ef_search=max(ef_search, 1), exact=exact)]
+    while sum(r.wall_seconds for r in runs) < MIN_PASS_S and len(runs) < MAX_PASSES:
+        runs.append(vectorbench.run_queries(url, table, data.queries, k=K, ef_search=max(ef_search, 1), exact=exact))
+    return SweepPoint(ef_search, vectorbench.recall_at_k(runs[0].found, truth, K), max(r.qps for r in runs))
 
 
 def measure(design: Design, ctx: Context) -> Measured:
