@@ -133,7 +133,7 @@ AUDIT_FILL: Final = sql.SQL("""
            (%(sev)s::text[])[1 + (i * 7919) %% %(n_sev)s], 'user-' || (i %% %(users)s), 'web', 'session-' || (i / 40),
            (%(tools)s::text[])[1 + i %% %(n_tools)s], 'execute', (%(results)s::text[])[1 + i %% %(n_results)s],
            jsonb_build_object('duration_ms', i %% 5000, 'turn', i), '10.0.0.0'::inet + (i %% 65000)
-    FROM generate_series(0, %(n)s - 1) AS i""")
+    FROM generate_series(0, %(n)s::bigint - 1) AS i""")
 COST_FILL: Final = sql.SQL("""
     INSERT INTO {table} ("timestamp", model, provider, input_tokens, output_tokens, total_tokens, cost_usd, source,
                          session_id, user_id, latency_ms, status)
@@ -142,7 +142,7 @@ COST_FILL: Final = sql.SQL("""
            ((i %% 997) / 100000.0)::numeric(10, 6), (%(sources)s::text[])[1 + i %% %(n_sources)s],
            'session-' || (i / 40), 'user-' || (i %% %(users)s), 100 + i %% 4000,
            (%(statuses)s::text[])[1 + (i * 31) %% %(n_statuses)s]
-    FROM generate_series(0, %(n)s - 1) AS i""")
+    FROM generate_series(0, %(n)s::bigint - 1) AS i""")
 
 
 def fill(url: DatabaseURL, design: Design, users: int, months: int = MONTHS) -> dict[str, int]:
