@@ -20,8 +20,12 @@ def test_it_is_registered() -> None:
     assert registry.MEASUREMENTS["migrations"] is migrations.measure
 
 
-def test_what_each_design_runs_on_a_live_database() -> None:
+def test_what_each_design_runs_on_a_live_database(tmp_path: Path) -> None:
     assert migrations.live_revision() == "006"
+    (tmp_path / "schema.sql").write_text("CREATE TABLE jedisos.t (id int);\n")
+    ddl = tmp_path / "ddl.toml"
+    ddl.write_text('name = "ddl"\ndescription = "x"\n[schema]\nsource = "ddl"\nddl = "schema.sql"\n')
+    assert migrations.pending(designs.load(ddl)) is None
     assert migrations.pending(designs.load("documented")) is None
     assert migrations.pending(designs.load("recommended")) == ("006", "010")
     assert migrations.pending(designs.load("openai-1536")) == ("006", "010")
@@ -109,6 +113,7 @@ def test_a_design_with_nothing_to_run_says_so(server_url: DatabaseURL, monkeypat
     assert (measured.figures["statements"], measured.figures["total_s"]) == (0, 0.0)
     assert "squawk_findings" not in measured.figures
     assert any("runs no revision after 006" in n for n in measured.notes)
+    assert measured.figures["access_exclusive_statements"] == 0
     assert any("squawk is not on PATH" in n for n in measured.notes)
 
 

@@ -459,9 +459,12 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
     notes: list[str] = []
     series: dict[str, list[Point]] = {}
     if upgrade is None:
-        figures.update(statements=0, access_exclusive_max_ms=0.0, total_s=0.0, rows_lost=0)
-        notes.append(f"{design.name} runs no revision after {live_revision()} (the {LIVE_DESIGN} design's), so a "
-                     "live database has nothing to migrate: no statement, no lock, nothing filled.")
+        figures.update(filled_rows=0, statements=0, revisions=0, total_s=0.0, rows_lost=0,
+                       access_exclusive_max_ms=0.0, access_exclusive_statements=0)
+        why = ("is built from a DDL file, not a migration chain" if design.schema.source == "ddl" else
+               f"runs no revision after {live_revision()} (the {LIVE_DESIGN} design's)")
+        notes.append(f"{design.name} {why}, so a live database has nothing to migrate: no statement, no lock, "
+                     "nothing filled.")
     else:
         changes = [s for s in upgrade.statements if s.schema_change]
         revisions = sorted({s.revision for s in changes if s.revision})
