@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from jedisos_db.harness import designs
 from jedisos_db.harness.measure import Context, migrations, registry
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations as chain
+from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 
 AE = migrations.ACCESS_EXCLUSIVE
@@ -50,7 +52,10 @@ def test_lock_modes_read_as_the_documentation_names_them(pg: str, ours: str) -> 
     assert migrations.lock_mode(pg) == ours
 
 
-def _upgrade(server_url: DatabaseURL, name: str, users: int = 1) -> tuple[designs.Design, migrations.Upgrade]:
+def _upgrade(server_url: DatabaseURL, name: str, users: int = 1, *,
+             blocker: str | None = None) -> tuple[designs.Design, migrations.Upgrade]:
+    """``blocker``: a transaction that has written to this table holds its ROW EXCLUSIVE lock until the monitor
+    sees the upgrade queue behind it, as a live application's would."""
     design = designs.load(name)
     plan = migrations.pending(design)
     assert plan is not None
@@ -58,7 +63,23 @@ def _upgrade(server_url: DatabaseURL, name: str, users: int = 1) -> tuple[design
         start, target = plan
         chain.upgrade(url, start, versions=design.schema.versions)
         rows = migrations.fill(url, design, users)
-        return design, migrations.run_upgrade(url, design, start, target, rows)
+        monitor = migrations.LockMonitor(url)
+        if blocker is None:
+            return design, migrations.run_upgrade(url, design, start, target, rows, monitor=monitor)
+        with connect(url, autocommit=False) as conn:
+            conn.execute(f"INSERT INTO jedisos.{blocker} (event_type) VALUES ('live writer')")
+
+            def release() -> None:
+                try:
+                    monitor.wait_until(lambda s: any(lock.table == blocker for lock in s.waiting.values()), 30)
+                finally:
+                    conn.commit()
+
+            thread = threading.Thread(target=release, daemon=True)
+            thread.start()
+            upgrade = migrations.run_upgrade(url, design, start, target, rows, monitor=monitor)
+            thread.join(30)
+        return design, upgrade
 
 
 def _taken(upgrade: migrations.Upgrade, table: str) -> dict[str, set[str]]:
@@ -69,8 +90,9 @@ def _taken(upgrade: migrations.Upgrade, table: str) -> dict[str, set[str]]:
 
 @pytest.mark.slow
 def test_recommended_takes_access_exclusive_only_to_add_a_column(server_url: DatabaseURL) -> None:
-    design, up = _upgrade(server_url, "recommended")
+    design, up = _upgrade(server_url, "recommended", blocker="audit_logs")
     assert up.rows_before == {"audit_logs": 11_700, "cost_tracking": 72_000}
+    assert up.rows_after == {"audit_logs": 11_701, "cost_tracking": 72_000}  # and the live writer's row
     assert (up.rows_lost, up.error) == (0, None)
     assert {s.revision for s in up.statements if s.schema_change} == {"007", "008", "009", "010"}
     exclusive = {(s.revision, " ".join(s.sql.split()[:3]), h.lock.relation) for s, h in up.holds()}
@@ -78,13 +100,18 @@ def test_recommended_takes_access_exclusive_only_to_add_a_column(server_url: Dat
                          ("010", "ALTER TABLE jedisos.cost_tracking", "jedisos.cost_tracking")}
     # 009's trigger blocks writes but not reads; 010's index is built CONCURRENTLY, blocking neither.
     assert _taken(up, "cost_tracking")["CREATE TRIGGER cost_tracking_roll_up_deleted AFTER"] == {"SHARE ROW EXCLUSIVE"}
-    assert _taken(up, "audit_logs")["CREATE UNIQUE INDEX CONCURRENTLY"] == {"SHARE UPDATE EXCLUSIVE"}
+    # The ADD COLUMN queued behind the live writer: seen waiting.
+    alter = next(s for s in up.statements if s.sql.startswith("ALTER TABLE jedisos.audit_logs"))
+    assert {(lock.relation, lock.mode) for lock in alter.waited} == {("jedisos.audit_logs", AE)}
     # 007's view is replaced under its own lock: it has no rows of its own, so it is no filled table.
     assert any(h.lock.relation == "jedisos.daily_cost_summary" and h.lock.mode == AE and h.rows == 0
                for _, h in up.holds(filled=False))
-    # Both ADD COLUMNs run in one transaction: the first lock is held across the second statement.
+    # Both ADD COLUMNs run in one transaction: the first lock is held across the second statement, and not
+    # while the first statement queued for it.
     (first, audit), (second, _) = up.holds()
-    assert audit.held_ms >= (second.ended - first.began) * 1000
+    assert first is alter
+    assert (second.ended - first.ended) * 1000 <= audit.held_ms
+    assert audit.held_ms < (up.statements[-1].ended - first.began) * 1000
     measured = migrations.summarise(design, 1, up, None, None)
     assert measured.figures["statements"] == len([s for s in up.statements if s.schema_change])
     assert measured.figures["access_exclusive_statements"] == 2
@@ -94,7 +121,7 @@ def test_recommended_takes_access_exclusive_only_to_add_a_column(server_url: Dat
 
 @pytest.mark.slow
 def test_the_partitioned_rebuild_holds_access_exclusive_for_the_whole_copy(server_url: DatabaseURL) -> None:
-    _, up = _upgrade(server_url, "partitioned")
+    design, up = _upgrade(server_url, "partitioned")
     assert (up.rows_lost, up.error) == (0, None)
     assert {s.revision for s in up.statements if s.schema_change} == {"007", "008", "009", "010", "p010"}
     copy = next(s for s in up.statements if s.sql.startswith("INSERT INTO jedisos.cost_tracking SELECT"))
@@ -105,6 +132,12 @@ def test_the_partitioned_rebuild_holds_access_exclusive_for_the_whole_copy(serve
     longest = max(up.holds(), key=lambda sh: sh[1].held_ms)
     assert longest[0].revision == "p010"
     assert longest[1].lock.table in ("audit_logs", "cost_tracking")
+    # The index drops after each rename block nothing the rename's lock does not: only 010's two ADD COLUMNs
+    # and p010's two renames are named.
+    measured = migrations.summarise(design, 1, up, None, None)
+    assert measured.figures["access_exclusive_statements"] == 4
+    assert [n.split("`")[1].split(" RENAME")[0] for n in measured.notes if "RENAME" in n] == [
+        "ALTER TABLE jedisos.audit_logs", "ALTER TABLE jedisos.cost_tracking"]
 
 
 def test_a_design_with_nothing_to_run_says_so(server_url: DatabaseURL, monkeypatch: pytest.MonkeyPatch) -> None:

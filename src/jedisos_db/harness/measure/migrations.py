@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +272,12 @@ class LockMonitor:
         if not done:
             raise LockTimeoutError(f"the lock monitor took no sample within {WAIT_S:.0f} s")
 
+    def wait_until(self, seen: Callable[[Sample], bool], timeout: float = WAIT_S) -> bool:
+        """Wait until a sample satisfies ``seen``; False when none did within ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._error is not None or any(seen(s) for s in self.samples),
+                                          timeout) and self._error is None
+
     @contextmanager
     def running(self) -> Iterator[LockMonitor]:
         thread = threading.Thread(target=self._run, name="migration-lock-monitor", daemon=True)
@@ -293,7 +299,8 @@ class LockMonitor:
 class Hold:
     lock: Lock
     held_ms: float
-    """From the start of the statement that took it until the first sample without it."""
+    """From the start of the statement that took it (or the last sample that saw it queue for the lock) until the
+    first sample without it."""
     rows: int
     """Rows of its table before the upgrade (0 for a table without rows, or one not filled)."""
 
@@ -342,38 +349,38 @@ class Upgrade:
 
 def _attribute(timeline: Sequence[tuple[str, float, float]], samples: Sequence[Sample],
                rows: dict[str, int]) -> tuple[Statement, ...]:
-    """Each lock to the statement during or after which it first shows, held until the first sample without it."""
-    out: list[Statement] = []
+    """Each lock to the statement during or after which it first shows, taken when that statement began (or,
+    had it queued for the lock, when it was last seen waiting) and held until the first sample without it."""
     holds: dict[int, list[Hold]] = {}
     waited: dict[int, set[Lock]] = {}
-    open_since: dict[LockKey, tuple[int, Lock]] = {}
+    last_wait: dict[LockKey, float] = {}
+    open_since: dict[LockKey, tuple[int, Lock, float]] = {}
 
     def statement_at(moment: float) -> int:
-        index = -1
-        for i, (_, began, _) in enumerate(timeline):
-            if began <= moment:
-                index = i
-        return index
+        return max((i for i, (_, began, _) in enumerate(timeline) if began <= moment), default=-1)
+
+    def close(key: LockKey, moment: float) -> None:
+        index, lock, taken = open_since.pop(key)
+        holds.setdefault(index, []).append(Hold(lock, (moment - taken) * 1000, rows.get(lock.table, 0)))
 
     for sample in samples:
         at = statement_at(sample.began)
+        if at < 0:
+            continue
+        for key, lock in sample.waiting.items():
+            waited.setdefault(at, set()).add(lock)
+            last_wait[key] = sample.began
         for key, lock in sample.granted.items():
-            if key not in open_since and at >= 0:
-                open_since[key] = (at, lock)
-        for lock in sample.waiting.values():
-            if at >= 0:
-                waited.setdefault(at, set()).add(lock)
+            if key not in open_since:
+                open_since[key] = (at, lock, max(timeline[at][1], last_wait.get(key, timeline[at][1])))
         for key in [k for k in open_since if k not in sample.granted]:
-            index, lock = open_since.pop(key)
-            held = (sample.began - timeline[index][1]) * 1000
-            holds.setdefault(index, []).append(Hold(lock, held, rows.get(lock.table, 0)))
-    last = samples[-1].began if samples else 0.0
-    for index, lock in open_since.values():  # still held at the last sample (an upgrade that failed mid-way)
-        holds.setdefault(index, []).append(Hold(lock, (last - timeline[index][1]) * 1000, rows.get(lock.table, 0)))
-    for index, (text, began, ended) in enumerate(timeline):
-        out.append(Statement("", text, began, ended, tuple(holds.get(index, ())),
-                             tuple(sorted(waited.get(index, set()), key=lambda lock: lock.relation))))
-    return _with_revisions(out)
+            close(key, sample.began)
+    for key in list(open_since):  # still held at the last sample (an upgrade that failed mid-way)
+        close(key, samples[-1].began)
+    return _with_revisions([
+        Statement("", text, began, ended, tuple(holds.get(i, ())),
+                  tuple(sorted(waited.get(i, set()), key=lambda lock: lock.relation)))
+        for i, (text, began, ended) in enumerate(timeline)])
 
 
 def _with_revisions(statements: list[Statement]) -> tuple[Statement, ...]:
@@ -390,11 +397,13 @@ def _with_revisions(statements: list[Statement]) -> tuple[Statement, ...]:
     return tuple(out)
 
 
-def run_upgrade(url: DatabaseURL, design: Design, start: str, target: str, rows_before: dict[str, int]) -> Upgrade:
-    """Upgrade the filled database at ``url`` from ``start`` to ``target`` under the lock monitor."""
+def run_upgrade(url: DatabaseURL, design: Design, start: str, target: str, rows_before: dict[str, int], *,
+                monitor: LockMonitor | None = None) -> Upgrade:
+    """Upgrade the filled database at ``url`` from ``start`` to ``target`` under the lock monitor (``monitor``:
+    one the caller watches too)."""
     timeline: list[tuple[str, float, float]] = []
     began: dict[int, float] = {}
-    monitor = LockMonitor(url)
+    monitor = monitor or LockMonitor(url)
 
     def ours(conn: Any) -> bool:
         return bool(conn.engine.url.database == url.database)
@@ -476,13 +485,13 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
         longest = max(exclusive, key=lambda sh: sh[1].held_ms, default=None)
         figures["access_exclusive_max_ms"] = round(longest[1].held_ms, 1) if longest else 0.0
         figures["access_exclusive_max_table"] = f"{SCHEMA}.{longest[1].lock.table}" if longest else "none"
-        figures["access_exclusive_statements"] = len({id(s) for s, _ in exclusive})
+        blocking = _exclusive_notes(upgrade)
+        figures["access_exclusive_statements"] = len({id(s) for s, _ in blocking})
         filled = ", ".join(f"{t} {n:,}" for t, n in upgrade.rows_before.items())
         notes.append(f"Upgrade {upgrade.start} -> {upgrade.target} on tables filled to {users} users x {MONTHS} "
                      f"months ({filled} rows): {len(changes)} statements in {upgrade.total_s:.2f} s; lock holds "
                      f"timed from the taking statement's start to the first monitor sample without the lock.")
-        for statement in changes:
-            notes.extend(_exclusive_note(statement))
+        notes.extend(note for _, note in blocking)
         if upgrade.error:
             notes.append(f"The upgrade failed on the filled database: {upgrade.error}")
         if upgrade.rows_lost:
@@ -502,21 +511,28 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
     return Measured(figures=figures, series=series, notes=tuple(notes))
 
 
-def _exclusive_note(statement: Statement) -> list[str]:
-    """One sentence per filled table the statement takes ACCESS EXCLUSIVE on (itself or its indexes)."""
-    tables: dict[str, list[Hold]] = {}
-    for hold in statement.holds:
-        if hold.lock.mode == ACCESS_EXCLUSIVE and hold.rows:
-            tables.setdefault(hold.lock.table, []).append(hold)
+def _exclusive_notes(upgrade: Upgrade) -> list[tuple[Statement, str]]:
+    """A sentence per statement and filled table it takes ACCESS EXCLUSIVE on (the table, or only its indexes
+    while no earlier statement holds the table itself: then nothing more is blocked)."""
+    exclusive = upgrade.holds()
+    whole = [(s.began, s.began + h.held_ms / 1000, h.lock.table) for s, h in exclusive
+             if h.lock.relation == f"{SCHEMA}.{h.lock.table}"]
     out = []
-    for table, holds in tables.items():
-        own = any(h.lock.relation == f"{SCHEMA}.{table}" for h in holds)
-        indexes = len(holds) - own
-        what = (f"{SCHEMA}.{table}" + (f" and {indexes} of its indexes" if indexes else "") if own
-                else f"{indexes} index{'es' if indexes > 1 else ''} of {SCHEMA}.{table}")
-        out.append(f"{statement.revision}: `{statement.short()}` takes ACCESS EXCLUSIVE on {what} "
-                   f"({holds[0].rows:,} rows), held {max(h.held_ms for h in holds):.0f} ms "
-                   f"(the statement itself {statement.seconds * 1000:.0f} ms).")
+    for statement in upgrade.statements:
+        tables: dict[str, list[Hold]] = {}
+        for s, hold in exclusive:
+            if s is statement:
+                tables.setdefault(hold.lock.table, []).append(hold)
+        for table, holds in tables.items():
+            own = any(h.lock.relation == f"{SCHEMA}.{table}" for h in holds)
+            if not own and any(t == table and began < statement.began <= ended for began, ended, t in whole):
+                continue
+            indexes = len(holds) - own
+            what = (f"{SCHEMA}.{table}" + (f" and {indexes} of its indexes" if indexes else "") if own
+                    else f"{indexes} index{'es' if indexes > 1 else ''} of {SCHEMA}.{table}")
+            out.append((statement, f"{statement.revision}: `{statement.short()}` takes ACCESS EXCLUSIVE on {what} "
+                                   f"({holds[0].rows:,} rows), held {max(h.held_ms for h in holds):.0f} ms "
+                                   f"(the statement itself {statement.seconds * 1000:.0f} ms)."))
     return out
 
 
