@@ -117,6 +117,8 @@ def test_recommended_takes_access_exclusive_only_to_add_a_column(server_url: Dat
     assert measured.figures["access_exclusive_statements"] == 2
     assert measured.figures["access_exclusive_max_table"] in ("jedisos.audit_logs", "jedisos.cost_tracking")
     assert sum("takes ACCESS EXCLUSIVE on jedisos." in n for n in measured.notes) == 2
+    assert [n.split("` takes ")[1].split(" (")[0] for n in measured.notes if n.startswith("Blocks writes")] == [
+        "SHARE ROW EXCLUSIVE on jedisos.cost_tracking"]
 
 
 @pytest.mark.slow

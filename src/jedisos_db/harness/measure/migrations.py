@@ -71,6 +71,8 @@ SAMPLE_PERIOD_S: Final = 0.01
 WAIT_S: Final = 60.0
 """Longest a statement waits for the monitor's sample after it (the monitor is stuck if it takes longer)."""
 ACCESS_EXCLUSIVE: Final = "ACCESS EXCLUSIVE"
+WRITE_BLOCKING: Final = ("SHARE", "SHARE ROW EXCLUSIVE", "EXCLUSIVE")
+"""The other modes that conflict with the ROW EXCLUSIVE every INSERT/UPDATE/DELETE takes."""
 _VERSION_STAMP: Final = re.compile(r"(?:version_num\s*=\s*|VALUES\s*\()'([^']+)'", re.IGNORECASE)
 
 
@@ -485,13 +487,15 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
         longest = max(exclusive, key=lambda sh: sh[1].held_ms, default=None)
         figures["access_exclusive_max_ms"] = round(longest[1].held_ms, 1) if longest else 0.0
         figures["access_exclusive_max_table"] = f"{SCHEMA}.{longest[1].lock.table}" if longest else "none"
-        blocking = _exclusive_notes(upgrade)
+        blocking = _lock_notes(upgrade)
         figures["access_exclusive_statements"] = len({id(s) for s, _ in blocking})
         filled = ", ".join(f"{t} {n:,}" for t, n in upgrade.rows_before.items())
         notes.append(f"Upgrade {upgrade.start} -> {upgrade.target} on tables filled to {users} users x {MONTHS} "
                      f"months ({filled} rows): {len(changes)} statements in {upgrade.total_s:.2f} s; lock holds "
                      f"timed from the taking statement's start to the first monitor sample without the lock.")
         notes.extend(note for _, note in blocking)
+        for mode in WRITE_BLOCKING:
+            notes.extend(f"Blocks writes, not reads: {note}" for _, note in _lock_notes(upgrade, mode))
         if upgrade.error:
             notes.append(f"The upgrade failed on the filled database: {upgrade.error}")
         if upgrade.rows_lost:
@@ -511,26 +515,27 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
     return Measured(figures=figures, series=series, notes=tuple(notes))
 
 
-def _exclusive_notes(upgrade: Upgrade) -> list[tuple[Statement, str]]:
-    """A sentence per statement and filled table it takes ACCESS EXCLUSIVE on (the table, or only its indexes
-    while no earlier statement holds the table itself: then nothing more is blocked)."""
-    exclusive = upgrade.holds()
-    whole = [(s.began, s.began + h.held_ms / 1000, h.lock.table) for s, h in exclusive
+def _lock_notes(upgrade: Upgrade, mode: str = ACCESS_EXCLUSIVE) -> list[tuple[Statement, str]]:
+    """A sentence per statement and filled table it takes ``mode`` on (the table, or only its indexes while no
+    earlier statement holds the table itself in that mode or ACCESS EXCLUSIVE: then nothing more is blocked)."""
+    taken = upgrade.holds(mode)
+    whole = [(s.began, s.began + h.held_ms / 1000, h.lock.table) for s, h in {*taken, *upgrade.holds()}
              if h.lock.relation == f"{SCHEMA}.{h.lock.table}"]
     out = []
     for statement in upgrade.statements:
         tables: dict[str, list[Hold]] = {}
-        for s, hold in exclusive:
+        for s, hold in taken:
             if s is statement:
                 tables.setdefault(hold.lock.table, []).append(hold)
         for table, holds in tables.items():
             own = any(h.lock.relation == f"{SCHEMA}.{table}" for h in holds)
-            if not own and any(t == table and began < statement.began <= ended for began, ended, t in whole):
+            if any(t == table and began < statement.began <= ended for began, ended, t in whole) and (
+                    not own or mode != ACCESS_EXCLUSIVE):
                 continue
             indexes = len(holds) - own
             what = (f"{SCHEMA}.{table}" + (f" and {indexes} of its indexes" if indexes else "") if own
                     else f"{indexes} index{'es' if indexes > 1 else ''} of {SCHEMA}.{table}")
-            out.append((statement, f"{statement.revision}: `{statement.short()}` takes ACCESS EXCLUSIVE on {what} "
+            out.append((statement, f"{statement.revision}: `{statement.short()}` takes {mode} on {what} "
                                    f"({holds[0].rows:,} rows), held {max(h.held_ms for h in holds):.0f} ms "
                                    f"(the statement itself {statement.seconds * 1000:.0f} ms)."))
     return out
