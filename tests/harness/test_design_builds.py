@@ -203,3 +203,33 @@ async def test_a_row_no_partition_accepts_is_a_typed_error_and_nothing_is_writte
 def test_the_partitioned_chain_continues_ours_and_leaves_it_unchanged() -> None:
     assert migrations.head(versions=designs.load("partitioned").schema.versions) == "p010"
     assert migrations.head() == "010"
+
+
+OBJECTS_BY_SCHEMA = """
+    SELECT n.nspname, count(*) FROM (
+        SELECT c.relnamespace AS ns, c.oid FROM pg_class c
+        UNION ALL SELECT p.pronamespace, p.oid FROM pg_proc p
+        UNION ALL SELECT t.typnamespace, t.oid FROM pg_type t) o
+    JOIN pg_namespace n ON n.oid = o.ns
+    WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = o.oid AND d.deptype = 'e')
+    GROUP BY n.nspname"""
+
+
+def _objects(url: DatabaseURL) -> tuple[dict[str, int], set[str]]:
+    with connect(url) as conn:
+        counts = {str(s): int(n) for s, n in conn.execute(OBJECTS_BY_SCHEMA).fetchall()}
+        schemas = {str(s) for (s,) in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
+    return counts, schemas
+
+
+@pytest.mark.parametrize("name", designs.builtin_names())
+def test_each_design_creates_nothing_outside_its_schema(database_factory: DatabaseFactory, name: str) -> None:
+    """Issue 10: a design's migrations (the partitioned variant's included) touch no schema but jedisos."""
+    url = database_factory(f"outside_{name}")
+    before, schemas = _objects(url)
+    designs.load(name).build(url)
+    after, schemas_after = _objects(url)
+    assert schemas_after == schemas
+    assert {s: n for s, n in after.items() if s != SCHEMA} == {s: n for s, n in before.items() if s != SCHEMA}
+    assert after[SCHEMA] > before.get(SCHEMA, 0)

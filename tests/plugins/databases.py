@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
+from alembic.config import Config
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -52,6 +53,16 @@ def database_factory(server_url: DatabaseURL) -> Iterator[DatabaseFactory]:
     yield create
     for name in reversed(created):
         provision.drop_database(server_url, name)
+
+
+CHAINS = ("head", *(name for name in designs.builtin_names() if designs.load(name).schema.versions))
+"""The migration chains pytest-alembic's checks run on: ours, and each built-in design's that adds revisions of its
+own (``partitioned``)."""
+
+
+def chain_config(chain: str) -> Config:
+    """The Alembic config of ``chain`` (``head``, or a design whose versions continue ours, e.g. p010)."""
+    return migrations.alembic_config(versions=designs.load(chain).schema.versions if chain != "head" else ())
 
 
 DESIGN_OPTION = "--design"

@@ -144,8 +144,7 @@ class Design:
         ran: list[str] = []
 
         def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            words = statement.lstrip().split(None, 1)
-            if words and words[0].upper() not in ("SELECT", "WITH") and VERSION_TABLE not in statement:
+            if is_schema_change(statement):
                 ran.append(statement.strip().rstrip(";"))
 
         # Alembic's env.py builds its own engine, so listen on every Engine for the build's duration.
@@ -195,6 +194,13 @@ class Design:
         if on_removed is not None:
             on_removed()
         return result
+
+
+def is_schema_change(statement: str) -> bool:
+    """Whether a statement a migration ran changes the schema (or its data): not a read, not Alembic's own
+    version-table bookkeeping."""
+    words = statement.lstrip().split(None, 1)
+    return bool(words) and words[0].upper() not in ("SELECT", "WITH") and VERSION_TABLE not in statement
 
 
 # --- reading a file --------------------------------------------------------------------------------

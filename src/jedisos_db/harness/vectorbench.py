@@ -312,15 +312,16 @@ def knn_statement(table: str, *, filtered: bool = False) -> sql.Composed:
 
 
 @contextmanager
-def query_session(url: DatabaseURL, ef_search: int,
-                  iterative_scan: IterativeScan = "off") -> Iterator[psycopg.Connection[Any]]:
+def query_session(url: DatabaseURL, ef_search: int, iterative_scan: IterativeScan = "off", *,
+                  exact: bool = False) -> Iterator[psycopg.Connection[Any]]:
+    """A session whose kNN queries use the HNSW index, or with ``exact`` the exact scan (read every row, sort)."""
     conn = connect(url)
     try:
         conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef_search)))
         conn.execute(sql.SQL("SET hnsw.iterative_scan = {}").format(sql.Literal(iterative_scan)))
         # Measure the index, as ann-benchmarks does: on small tables the planner would rather
         # scan and sort (exact). The plan column of the results shows what ran.
-        conn.execute("SET enable_seqscan = off")
+        conn.execute("SET enable_indexscan = off" if exact else "SET enable_seqscan = off")
         yield conn
     finally:
         conn.close()
@@ -352,12 +353,13 @@ class QueryRun:
 
 def run_queries(url: DatabaseURL, table: str, queries: Vectors, *, k: int = 10, ef_search: int = 40,
                 connections: int = 1, banks: Sequence[int] | None = None,
-                iterative_scan: IterativeScan = "off") -> QueryRun:
-    """Run every query once, spread round-robin over ``connections`` threads, each its own session."""
+                iterative_scan: IterativeScan = "off", exact: bool = False) -> QueryRun:
+    """Run every query once, spread round-robin over ``connections`` threads, each its own session
+    (``exact``: by the exact scan instead of the index, the baseline HNSW is compared with)."""
     found: list[list[int]] = [[] for _ in range(len(queries))]
     latencies: list[float] = [0.0] * len(queries)
     errors: list[BaseException] = []
-    sessions = [query_session(url, ef_search, iterative_scan) for _ in range(connections)]
+    sessions = [query_session(url, ef_search, iterative_scan, exact=exact) for _ in range(connections)]
     conns = [s.__enter__() for s in sessions]
     # One warm-up query per session: prepared statement and first index pages, not timed.
     for c in conns:
@@ -390,9 +392,9 @@ def run_queries(url: DatabaseURL, table: str, queries: Vectors, *, k: int = 10, 
 
 
 def plan_of(url: DatabaseURL, table: str, query: Vectors, *, bank: int | None, ef_search: int,
-            iterative_scan: IterativeScan) -> str:
+            iterative_scan: IterativeScan, exact: bool = False) -> str:
     """The scan node the planner picks (e.g. ``Index Scan`` on the HNSW index, or ``Seq Scan``)."""
-    with query_session(url, ef_search, iterative_scan) as conn:
+    with query_session(url, ef_search, iterative_scan, exact=exact) as conn:
         params: dict[str, Any] = {"q": query, "k": 10}
         if bank is not None:
             params["bank"] = f"bank-{bank:04d}"

@@ -16,10 +16,9 @@ from pytest_alembic.tests import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from jedisos_db.harness import designs
-from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.urls import DatabaseURL
+from tests.plugins.databases import CHAINS, chain_config
 
 __all__ = [
     "test_model_definitions_match_ddl",
@@ -29,11 +28,10 @@ __all__ = [
 ]
 
 
-@pytest.fixture(params=["head", "partitioned"])
+@pytest.fixture(params=CHAINS)
 def alembic_config(request: pytest.FixtureRequest) -> Config:
     """Our chain (001-009), and the partitioned design's, which continues it from its own directory (p010)."""
-    versions = designs.load(request.param).schema.versions if request.param != "head" else ()
-    return migrations.alembic_config(versions=versions)
+    return chain_config(request.param)
 
 
 @pytest.fixture

@@ -20,13 +20,15 @@ from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
+from tests.plugins.databases import CHAINS, chain_config
 
 __all__ = ["test_downgrade_leaves_no_trace"]
 
 
-@pytest.fixture
-def alembic_config() -> Config:
-    return migrations.alembic_config()
+@pytest.fixture(params=CHAINS)
+def alembic_config(request: pytest.FixtureRequest) -> Config:
+    """Our chain, and the partitioned design's (issue 10: a design's own migrations are checked like ours)."""
+    return chain_config(request.param)
 
 
 @pytest.fixture
