@@ -267,10 +267,12 @@ def string_list(field: str, value: Any, *, item_limit: int = 255) -> list[str]:
 
 def ip_address(field: str, value: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """A host address for an ``INET`` column."""
-    if value is None:
-        return None
+    if value is None or type(value) is ipaddress.IPv4Address:
+        return value
+    if type(value) is ipaddress.IPv6Address and value.scope_id is None:
+        return value  # an address object is valid as it is, unless it carries a zone (checked below)
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        value = str(value)  # an address object may carry a zone too: one check below
+        value = str(value)  # a subclass, or an IPv6 address with a zone: one check below
     if type(value) is not str:
         raise InvalidInputError(field, f"must be an IP address string, got {type(value).__name__}")
     try:
