@@ -257,8 +257,9 @@ def comparison(ledger: Ledger) -> list[RenderableType]:
             continue
         columns = b.columns[:-1] if b is blocks[0] else b.columns  # the descriptions are in report.md
         t = table(*columns, title=b.title, numeric=b.numeric)
-        for cells in b.rows:
-            row(t, *cells[:len(columns)], bold=report.LABEL["fails"] in cells)
+        for cells in b.rows:  # long evidence is in report.md; a cell here stays a few lines
+            row(t, *(c if len(c) <= 140 else c[:139] + "…" for c in cells[:len(columns)]),
+                bold=report.LABEL["fails"] in cells)
         out.append(t)
         out += [Text(line) for line in b.after]
     wrong = next(b for b in blocks if b.title.startswith("What is wrong"))
