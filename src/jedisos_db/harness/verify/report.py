@@ -121,9 +121,12 @@ def markdown(ledger: Ledger) -> str:
 
 # --- several designs, side by side -----------------------------------------------------------------
 
+LOG_SPREAD = 50
+"""Bars of one unit are drawn on a log scale when the largest is this many times the smallest."""
 MISSING = "—"
 """A figure one design's measurement did not name (its notes say why)."""
 NOT_MEASURED = "not measured"
+TOOK = "(measurement took s)"
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ def measurement_table(ledger: Ledger, name: str) -> Block:
     rows = [(f, *(NOT_MEASURED if r is None or r.not_measured else
                   figure_text(r.figures[f]) if f in r.figures else MISSING for r in results.values()))
             for f in figures]
-    rows.append(("seconds", *(figure_text(r.seconds) if r is not None else MISSING for r in results.values())))
+    rows.append((TOOK, *(figure_text(r.seconds) if r is not None else MISSING for r in results.values())))
     after = [f"{n}: {r.not_measured}" if r is not None and r.not_measured else f"{n}: not measured: no result"
              for n, r in results.items() if r is None or r.not_measured]
     after += [f"{n}: {note}" for n, r in results.items() if r is not None for note in r.notes]
@@ -254,7 +257,7 @@ def side_by_side(ledger: Ledger) -> list[Block]:
 def _md_blocks(blocks: Sequence[Block]) -> list[str]:
     lines: list[str] = []
     for b in blocks:
-        lines += ["", "#" * b.level + " " + b.title, ""]
+        lines += [*([""] if lines and lines[-1] else []), "#" * b.level + " " + b.title, ""]
         for t in b.text:
             lines += [t, ""]
         if b.columns:
@@ -369,12 +372,18 @@ def measurement_plots(ledger: Ledger) -> dict[str, str]:
         fig, axes = plt.subplots(1, len(by_unit), figsize=(4 * len(by_unit), height), squeeze=False)
         bar = 0.8 / max(1, len(results))
         for ax, (unit, keys) in zip(axes[0], by_unit.items(), strict=True):
+            shown: list[float] = []
             for i, (design, r) in enumerate(results.items()):
-                values = [_numeric(r.figures.get(k)) for k in keys]
-                ax.barh([j + i * bar for j in range(len(keys))], [v or 0.0 for v in values], height=bar, label=design)
+                values = [_numeric(r.figures.get(k)) or 0.0 for k in keys]
+                shown += values
+                ax.barh([j + i * bar for j in range(len(keys))], values, height=bar, label=design)
             ax.set_yticks([j + bar * (len(results) - 1) / 2 for j in range(len(keys))], keys, fontsize=8)
             ax.invert_yaxis()
-            ax.set_xlabel(unit)
+            positive = [v for v in shown if v > 0]
+            # a 100x difference (a partition drop against a DELETE) would leave the smaller bar invisible
+            log = len(positive) == len(shown) and max(positive) > LOG_SPREAD * min(positive)
+            ax.set_xscale("log" if log else "linear")
+            ax.set_xlabel(f"{unit} (log scale)" if log else unit)
         axes[0][0].legend(fontsize=8)
         fig.suptitle(name)
         fig.tight_layout()
