@@ -67,16 +67,20 @@ def findings(ledger: Ledger) -> list[ClaimResult]:
     return [c for c in ordered(ledger.claims) if c.verdict in ("fails", "partial")]
 
 
+def warnings(ledger: Ledger) -> list[str]:
+    """What kept checks from running at all (modules pytest could not collect)."""
+    broken = ledger.run.get("collection_errors", 0)
+    return [f"WARNING: {broken} test module(s) could not be collected; their checks did not run (see "
+            f"{ledger.run.get('log', 'pytest.log')})."] if broken else []
+
+
 def headline(ledger: Ledger) -> list[str]:
     """Two sentences: where and how the run went, and the counts."""
     s, r = ledger.server, ledger.run
     counts = ledger.counts()
     quick = ", --quick (e2e and slow checks left out)" if r.get("quick") else ""
-    broken = r.get("collection_errors", 0)
-    lines = [f"WARNING: {broken} test module(s) could not be collected; their checks did not run (see "
-             f"{r.get('log', 'pytest.log')})."] if broken else []
     return [
-        *lines,
+        *warnings(ledger),
         f"Run {r.get('started', '?')} on PostgreSQL {s.get('server_version')} + pgvector {s.get('pgvector_version')} "
         f"({s.get('source')}), {r.get('tests_run', 0)} checks in {r.get('seconds', '?')} s{quick}.",
         f"{len(ledger.claims)} claims of the design document: {counts['fails']} false, {counts['partial']} partly "
@@ -198,9 +202,6 @@ def side_by_side(ledger: Ledger) -> list[Block]:
     names = _names(ledger)
     r = ledger.run
     quick = ", --quick (e2e and slow checks left out, smaller measurement sizes)" if r.get("quick") else ""
-    broken = r.get("collection_errors", 0)
-    warning = (f"WARNING: {broken} test module(s) could not be collected; their checks did not run (see "
-               f"{r.get('log', 'pytest.log')}).",) if broken else ()
     counts_rows = []
     for d in ledger.designs:
         n = d.counts()
@@ -209,7 +210,7 @@ def side_by_side(ledger: Ledger) -> list[Block]:
                             f"{len(d.measurements) - len(missing)} of {len(d.measurements)}", _server_cell(d),
                             d.description or ""))
     first = Block("Designs compared", 2, (
-        *warning,
+        *warnings(ledger),
         f"Run {r.get('started', '?')}: {len(names)} designs ({', '.join(names)}), each judged and measured on "
         f"fresh databases built its own way; {r.get('tests_run', 0)} checks in {r.get('seconds', '?')} s{quick}.",
         f"{len(ledger.claims)} claims of the design document per design (not run: each says why)."),
