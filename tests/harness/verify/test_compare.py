@@ -260,3 +260,24 @@ def test_a_design_file_with_a_typo_is_one_line_naming_the_key(tmp_path: Path) ->
     assert out.splitlines() == [f"error: server.max_conections: unknown key (did you mean 'max_connections'?) "
                                 f"in {design}"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_dsn_server_of_another_size_is_named_in_the_designs_server_note(
+        tmp_path: Path, server_url: DatabaseURL, server_info: provision.ServerInfo,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """On --dsn the server cannot take the design's size: the ledger says so instead of measuring as if it had."""
+    design = tmp_path / "small.toml"
+    size = server_info.max_connections - 50
+    design.write_text(f'name = "small"\ndescription = "fewer connections."\nextends = "recommended"\n\n'
+                      f"[server]\nmax_connections = {size}\n")
+    source = write_source(tmp_path / "source", catalog=CATALOG, conftest=CONFTEST, checks={"test_checks": CHECKS})
+    _only(monkeypatch)
+    ledger = verify(server_url, tmp_path / "out", quick=True, source=source, designs=[design])
+    small, = ledger.designs
+    assert small.server["settings"]["max_connections"] == str(server_info.max_connections)
+    assert small.server["note"] == (
+        f"the server runs max_connections={server_info.max_connections}, the design says {size}: its connection "
+        f"budget is reported against the design's {size} (run without --dsn to start a server of the design's size)")
+    assert small.measurements == {}
+    schema.validate(ledger.as_json())
+    assert f"max_connections {server_info.max_connections} (the server runs" in ledger.paths[1].read_text()
