@@ -557,8 +557,15 @@ def verify_cmd(
     source: Annotated[Path | None, typer.Option("--source", help="the jedisos-db checkout whose tests/ and "
                                                                  "docs/design-claims.md to run (default: the "
                                                                  "editable install's)", show_default=False)] = None,
+    design: Annotated[list[str] | None, typer.Option(
+        "--design", help="judge and measure this design (a built-in: documented, recommended, partitioned, "
+                         "openai-1536, split-hindsight; or a design file), each on fresh databases of a server "
+                         "of its own max_connections; repeat to put several side by side (default: the claims of "
+                         "the design as documented, on head's test databases, no measurements)",
+        show_default=False)] = None,
 ) -> None:
-    """Judge every claim of the design document on a real server and write the ledger (design, issue 9)."""
+    """Judge every claim of the design document on a real server and write the ledger (design, issue 9);
+    with --design A --design B, judge and measure each design and write them side by side (issue 10)."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from jedisos_db.harness.verify import run
@@ -578,18 +585,18 @@ def verify_cmd(
                         tasks[stage] = bars.add_task(stage, total=total)
                     bars.update(tasks[stage], completed=done, total=total)
 
-                ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source)
+                ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source, designs=design or ())
         else:  # a log (CI): one line per finished stage instead of redrawn bars
             def line(stage: str, done: int, total: int) -> None:
                 if done == total:
                     terminal.print(f"{stage}: {done}/{total} done", highlight=False)
 
-            ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source)
+            ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source, designs=design or ())
     finally:
         if terminal is not err:
             terminal.file.close()
-    render.show(out, render.verdicts(ledger))
+    render.show(out, render.comparison(ledger) if ledger.compared else render.verdicts(ledger))
     for path in ledger.paths:
         out.print(f"wrote {path}", highlight=False)
-    if fail_on == "fails" and ledger.counts()["fails"]:
+    if fail_on == "fails" and any(d.counts()["fails"] for d in ledger.designs):
         raise typer.Exit(1)

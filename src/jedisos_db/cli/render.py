@@ -242,3 +242,28 @@ def verdicts(ledger: Ledger) -> list[RenderableType]:
         out.append(Text(f"not run: {sum(why.values())} — {reasons} (report.md lists each with its reason)"))
     out += [Text(line) for line in report.headline(ledger)]
     return out
+
+
+def comparison(ledger: Ledger) -> list[RenderableType]:
+    """Several designs side by side (``verify --design A --design B``): per design the counts and what was not
+    measured, each measurement's figures with a column per design, and the claims whose verdict differs."""
+    from jedisos_db.harness.verify import report
+
+    blocks = report.side_by_side(ledger)
+    wanted = {b.title for b in blocks if b.level == 3 and b.title in report.measurement_names(ledger)}
+    wanted |= {blocks[0].title, "Verdicts that differ between designs"}
+    out: list[RenderableType] = []
+    for b in blocks:
+        if b.title not in wanted or not b.columns:
+            continue
+        columns = b.columns[:-1] if b is blocks[0] else b.columns  # the descriptions are in report.md
+        t = table(*columns, title=b.title, numeric=b.numeric)
+        for cells in b.rows:  # long evidence is in report.md; a cell here stays a few lines
+            row(t, *(c if len(c) <= 140 else c[:139] + "…" for c in cells[:len(columns)]),
+                bold=report.LABEL["fails"] in cells)
+        out.append(t)
+        out += [Text(line) for line in b.after]
+    wrong = next(b for b in blocks if b.title.startswith("What is wrong"))
+    out += [Text(line) for line in wrong.after]
+    out += [Text(line) for line in blocks[0].text]
+    return out

@@ -11,7 +11,7 @@ import pytest
 
 from jedisos_db.harness.verify import report, schema
 from jedisos_db.harness.verify.claims import Catalog, locate_source
-from jedisos_db.harness.verify.run import QUICK_REASON, Ledger, judge, verify
+from jedisos_db.harness.verify.run import QUICK_REASON, DesignResult, Ledger, judge, verify
 from jedisos_db.runtime.errors import ConfigError, InvalidInputError
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -124,8 +124,9 @@ def test_the_real_catalog_fills_the_schema_with_every_id() -> None:
     """Every claim of docs/design-claims.md has its line in verdicts.json, valid against the schema,
     even when no check ran at all."""
     catalog = Catalog.read(locate_source())
-    ledger = Ledger({"source": "--dsn", "server_version": "18.6", "pgvector_version": "0.8.6",
-                     "settings": {"max_connections": "200"}}, judge(catalog, []),
+    server = {"source": "--dsn", "server_version": "18.6", "pgvector_version": "0.8.6",
+              "settings": {"max_connections": "200"}}
+    ledger = Ledger((DesignResult("documented", server, judge(catalog, [])),),
                     {"started": "2026-11-26T00:00:00+00:00", "seconds": 0.0, "quick": True}, dict(catalog.sections))
     document = ledger.as_json()
     schema.validate(document)

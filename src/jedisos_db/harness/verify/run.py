@@ -5,6 +5,15 @@ The checks are the test suite (one source of truth): pytest runs in this process
 settings, and the claim plugin's findings are combined into one verdict per claim of the catalog
 (docs/design-claims.md). pytest's own output goes to ``out_dir/pytest.log``; the caller sees progress
 through a callback, one stage at a time: the server, each design section's checks, the report.
+
+With ``designs=`` (``jedisos-db verify --design A --design B``) the same checks run once per design, with
+the suite's ``--design`` option (its template database built by that design), and then every measurement
+of :data:`jedisos_db.harness.measure.registry.MEASUREMENTS` runs on the design's server. Without ``--dsn``
+each design gets a private embedded server started with its own ``max_connections`` and
+``superuser_reserved_connections`` (designs that agree on them share one), so a connection budget is
+measured against the server the design deploys; on a ``--dsn`` server whose settings differ, the design's
+``server.note`` says so. A measurement that raises is that design's "not measured: <why>", never the end of
+the run. Each design's pytest output goes to ``out_dir/pytest-<design>.log``.
 """
 
 from __future__ import annotations
@@ -15,11 +24,11 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,12 +37,16 @@ from jedisos_db.ops import hindsight as hindsight_ops
 from jedisos_db.ops import provision
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import LocalServerError
+from jedisos_db.runtime.errors import JedisosDBError, LocalServerError
 from jedisos_db.runtime.urls import DatabaseURL
 
 from . import plugin
 from .claims import NOT_CHECKED, Catalog, locate_source
 from .verdicts import Figure, Finding, Verdict, combine
+
+if TYPE_CHECKING:
+    from jedisos_db.harness.designs import Design
+    from jedisos_db.harness.measure import Measured
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called when a stage starts (done 0) and as it advances."""
@@ -45,7 +58,8 @@ STAGE_REPORT = "report"
 QUICK_LEFT_OUT = ("e2e", "slow")
 QUICK_REASON = "left out by --quick; run without --quick"
 REPORTED_SETTINGS = ("max_connections", "shared_buffers", "work_mem", "maintenance_work_mem", "effective_cache_size",
-                     "fsync", "synchronous_commit", "max_wal_size", "jit", "shared_preload_libraries")
+                     "fsync", "synchronous_commit", "max_wal_size", "jit", "shared_preload_libraries",
+                     "superuser_reserved_connections")
 # pytest exit codes after which the run still judged what it collected: all passed, some failed (findings),
 # no claim-marked test collected (every claim not_run).
 _COMPLETED = {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED}
@@ -77,15 +91,41 @@ class ClaimResult:
 
 
 @dataclass(frozen=True)
-class Ledger:
-    """What one run found: the server it ran on, a verdict per claim, and how the run went."""
+class MeasurementResult:
+    """One measurement of one design: what it measured, or why not (``not_measured``, one line)."""
 
+    figures: dict[str, Figure]
+    series: dict[str, list[tuple[float, float]]]
+    notes: tuple[str, ...]
+    seconds: float
+    not_measured: str | None = None
+
+    @classmethod
+    def of(cls, measured: Measured, seconds: float) -> MeasurementResult:
+        series = {k: [(float(x), float(y)) for x, y in v] for k, v in measured.series.items()}
+        return cls(dict(measured.figures), series, tuple(measured.notes), seconds)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"figures": dict(self.figures), "series": {k: [list(p) for p in v]
+                                                                          for k, v in self.series.items()},
+                               "notes": list(self.notes), "seconds": self.seconds}
+        if self.not_measured is not None:
+            out["not_measured"] = self.not_measured
+        return out
+
+
+@dataclass(frozen=True)
+class DesignResult:
+    """One design's part of the ledger: the server it ran on, a verdict per claim, its measurements."""
+
+    name: str
     server: dict[str, Any]
     claims: tuple[ClaimResult, ...]
-    run: dict[str, Any]
-    sections: dict[str, str]
-    name: str = DESIGN
-    paths: tuple[Path, ...] = field(default=())
+    description: str | None = None
+    file: str | None = None
+    checks: dict[str, Any] = field(default_factory=dict)
+    """How its pytest run went: ``tests_run``, ``collection_errors``, ``pytest_exit``, ``log``, ``seconds``."""
+    measurements: dict[str, MeasurementResult] = field(default_factory=dict)
 
     def counts(self) -> dict[Verdict, int]:
         out: dict[Verdict, int] = {"holds": 0, "fails": 0, "partial": 0, "not_run": 0}
@@ -93,9 +133,50 @@ class Ledger:
             out[c.verdict] += 1
         return out
 
+    def not_measured(self) -> dict[str, str]:
+        return {name: m.not_measured for name, m in self.measurements.items() if m.not_measured is not None}
+
     def as_json(self) -> dict[str, Any]:
-        return {"designs": [{"name": self.name, "server": self.server, "claims": [c.as_json() for c in self.claims]}],
-                "run": self.run}
+        out: dict[str, Any] = {"name": self.name, "server": self.server, "claims": [c.as_json() for c in self.claims]}
+        if self.description is not None:
+            out.update(description=self.description, file=self.file, checks=self.checks,
+                       measurements={k: m.as_json() for k, m in self.measurements.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What one run found: per design the server it ran on, a verdict per claim and its measurements; how the
+    run went. A run without ``designs=`` has one design, :data:`DESIGN`, and no measurements; ``server``,
+    ``claims``, ``name`` and ``counts()`` are the first design's."""
+
+    designs: tuple[DesignResult, ...]
+    run: dict[str, Any]
+    sections: dict[str, str]
+    paths: tuple[Path, ...] = field(default=())
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return self.designs[0].server
+
+    @property
+    def claims(self) -> tuple[ClaimResult, ...]:
+        return self.designs[0].claims
+
+    @property
+    def name(self) -> str:
+        return self.designs[0].name
+
+    @property
+    def compared(self) -> bool:
+        """Designs named with ``designs=`` (side by side, with measurements), not today's single run."""
+        return any(d.description is not None for d in self.designs)
+
+    def counts(self) -> dict[Verdict, int]:
+        return self.designs[0].counts()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"designs": [d.as_json() for d in self.designs], "run": self.run}
 
     def section_title(self, section: str) -> str:
         return f"§{section} {self.sections.get(section, '')}".rstrip()
@@ -104,8 +185,10 @@ class Ledger:
 # --- the server ---------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _server(dsn: str | DatabaseURL | None) -> Iterator[tuple[DatabaseURL, str]]:
-    """The admin URL the checks create their databases on, and where it came from."""
+def _server(dsn: str | DatabaseURL | None,
+            settings: provision.ServerSettings | None = None) -> Iterator[tuple[DatabaseURL, str]]:
+    """The admin URL the checks create their databases on, and where it came from; an embedded server is
+    started with ``settings`` (default: the design's, :func:`provision.observed_settings`)."""
     if dsn is not None:
         url = dsn if isinstance(dsn, DatabaseURL) else urls.parse(dsn, field="--dsn")
         connect(url).close()  # unreachable: one line now, not one error per test
@@ -113,7 +196,7 @@ def _server(dsn: str | DatabaseURL | None) -> Iterator[tuple[DatabaseURL, str]]:
         return
     # A short base path: unix socket paths are limited to ~107 bytes.
     with tempfile.TemporaryDirectory(prefix="jedisos-verify-pg-", ignore_cleanup_errors=True) as base:
-        server = provision.EmbeddedServer(Path(base) / "pg", provision.observed_settings())
+        server = provision.EmbeddedServer(Path(base) / "pg", settings or provision.observed_settings())
         url = server.start()
         try:
             yield url, "embedded, private to this run"
@@ -221,10 +304,14 @@ def marker_expression(quick: bool) -> str:
     return " and ".join([plugin.MARKER, *(f"not {m}" for m in QUICK_LEFT_OUT if quick)])
 
 
-def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool) -> int:
-    log = out_dir / "pytest.log"
-    args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(),
-            plugin.OPTION, str(out_dir / "findings.json"), "--rootdir", str(source),
+def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool,
+                design: Design | None = None) -> tuple[int, Path]:
+    """pytest over the claim-marked checks; with ``design``, the suite's ``--design`` builds its template."""
+    suffix = f"-{design.name}" if design is not None else ""
+    log = out_dir / f"pytest{suffix}.log"
+    chosen = ["--design", str(design.path)] if design is not None else []
+    args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(), *chosen,
+            plugin.OPTION, str(out_dir / f"findings{suffix}.json"), "--rootdir", str(source),
             "-c", str(source / "pyproject.toml"), "-p", "no:cacheprovider", "--continue-on-collection-errors",
             "-rfEs", "--color", "no", "--durations", "15",  # the log names the slowest checks
             # the plugin is imported before pytest starts (this module uses it); the suite's conftest names it too
@@ -234,7 +321,7 @@ def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collec
     if code not in _COMPLETED:
         raise LocalServerError(f"the checks could not run: pytest stopped ({pytest.ExitCode(code).name}): "
                                f"{_last_error(log)}; see {log}")
-    return int(code)
+    return int(code), log
 
 
 @contextlib.contextmanager
@@ -287,15 +374,20 @@ def judge(catalog: Catalog, findings: list[Finding]) -> tuple[ClaimResult, ...]:
 
 
 def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = False, progress: Progress | None = None,
-           source: Path | None = None) -> Ledger:
+           source: Path | None = None, designs: Sequence[str | Path] = ()) -> Ledger:
     """Judge the documented design on ``target`` (an admin URL; None: a private embedded server) and write
     ``verdicts.json``, ``report.md``, ``report.html`` (and ``pytest.log``, ``findings.json``) to ``out_dir``.
 
-    Raises the package's typed errors when the run itself cannot complete (no source tree, no server,
-    pytest stopped); claims found false are findings, never errors.
+    ``designs`` (built-in names or design files): judge and measure each of them instead, side by side (the
+    module doc says how); progress stages are then prefixed with the design's name.
+
+    Raises the package's typed errors when the run itself cannot complete (a bad design file, no source tree,
+    no server, pytest stopped); claims found false are findings and a measurement that raises is "not
+    measured", never errors.
     """
     from . import report
 
+    loaded = _load_designs(designs)
     tree = locate_source(source)
     catalog = Catalog.read(tree)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,20 +398,130 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
         if progress is not None:
             progress(stage, done, total)
 
-    collector = Collector(catalog, progress, quick=quick)
-    say(STAGE_SERVER, 0, 1)
-    with _server(target) as (url, where):
-        server = describe_server(url, where)
-        say(STAGE_SERVER, 1, 1)
-        code = _run_pytest(tree, url, out_dir, collector, quick)
+    if loaded:
+        results = _compare(loaded, target, tree, catalog, out_dir, quick, say)
+    else:
+        collector = Collector(catalog, progress, quick=quick)
+        say(STAGE_SERVER, 0, 1)
+        with _server(target) as (url, where):
+            server = describe_server(url, where)
+            say(STAGE_SERVER, 1, 1)
+            code, log = _run_pytest(tree, url, out_dir, collector, quick)
+        results = (DesignResult(DESIGN, server, judge(catalog, [*collector.findings, *collector.left_out]),
+                                checks=_checks(collector, code, log, started)),)
     say(STAGE_REPORT, 0, 1)
+    checks = [d.checks for d in results]
     run = {"started": started_at.isoformat(timespec="seconds"), "seconds": round(time.monotonic() - started, 1),
            "quick": quick, "marker": marker_expression(quick), "source": str(tree),
-           "jedisos_db": jedisos_db.__version__, "tests_run": collector.collected,
-           "collection_errors": collector.collection_errors, "pytest_exit": code,
-           "hindsight_installed": hindsight_ops.is_installed(), "log": str(out_dir / "pytest.log")}
-    ledger = Ledger(server, judge(catalog, [*collector.findings, *collector.left_out]), run, dict(catalog.sections))
+           "jedisos_db": jedisos_db.__version__, "tests_run": sum(c["tests_run"] for c in checks),
+           "collection_errors": sum(c["collection_errors"] for c in checks),
+           "pytest_exit": max(c["pytest_exit"] for c in checks),
+           "hindsight_installed": hindsight_ops.is_installed(),
+           "log": checks[0]["log"] if len(checks) == 1 else str(out_dir / "pytest-<design>.log")}
+    if not loaded:  # today's ledger: the run's figures are the one design's
+        results = (DesignResult(results[0].name, results[0].server, results[0].claims),)
+    ledger = Ledger(results, run, dict(catalog.sections))
     paths = report.write(ledger, out_dir)
     say(STAGE_REPORT, 1, 1)
-    return Ledger(ledger.server, ledger.claims, ledger.run, ledger.sections, ledger.name, paths)
+    return Ledger(ledger.designs, ledger.run, ledger.sections, paths)
 
+
+def _load_designs(designs: Sequence[str | Path]) -> list[Design]:
+    if not designs:
+        return []
+    from jedisos_db.harness import designs as design_files
+
+    return design_files.load_all(list(designs))
+
+
+def _checks(collector: Collector, code: int, log: Path, started: float) -> dict[str, Any]:
+    return {"tests_run": collector.collected, "collection_errors": collector.collection_errors, "pytest_exit": code,
+            "log": str(log), "seconds": round(time.monotonic() - started, 1)}
+
+
+def server_settings(design: Design) -> provision.ServerSettings:
+    """The embedded server a design deploys: its ``max_connections`` and reserved superuser connections."""
+    from jedisos_db.ops import budget
+
+    settings = provision.observed_settings(design.max_connections)
+    if design.superuser_reserved == budget.POSTGRES_SUPERUSER_RESERVED:
+        return settings
+    reserved = {"superuser_reserved_connections": str(design.superuser_reserved)}
+    return provision.ServerSettings(settings.max_connections, settings.shared_preload_libraries,
+                                    {**settings.extra, **reserved})
+
+
+def _server_note(design: Design, server: dict[str, Any]) -> str | None:
+    """Where a ``--dsn`` server differs from the design's: budgets are then the design's numbers, not measured."""
+    have = server["settings"].get("max_connections")
+    if have is None or int(have) == design.max_connections:
+        return None
+    return (f"the server runs max_connections={have}, the design says {design.max_connections}: its connection "
+            f"budget is reported against the design's {design.max_connections} (run without --dsn to start a "
+            "server of the design's size)")
+
+
+def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: Path, catalog: Catalog,
+             out_dir: Path, quick: bool, say: Progress) -> tuple[DesignResult, ...]:
+    """Each design in turn: its server (shared by designs of the same server settings), its checks, its
+    measurements."""
+    out: list[DesignResult] = []
+    with contextlib.ExitStack() as stack:
+        servers: dict[tuple[tuple[str, str], ...], tuple[DatabaseURL, dict[str, Any]]] = {}
+        for design in loaded:
+            started = time.monotonic()
+            settings = server_settings(design)
+            key = tuple(sorted(settings.as_parameters().items())) if target is None else ()
+            stage = f"{design.name}: {STAGE_SERVER}"
+            say(stage, 0, 1)
+            if key not in servers:
+                url, where = stack.enter_context(_server(target, settings))
+                servers[key] = url, describe_server(url, where)
+            url, server = servers[key]
+            note = _server_note(design, server)
+            server = {**server, "note": note} if note else server
+            say(stage, 1, 1)
+
+            def prefixed(stage: str, done: int, total: int, name: str = design.name) -> None:
+                say(f"{name}: {stage}", done, total)
+
+            collector = Collector(catalog, prefixed, quick=quick)
+            code, log = _run_pytest(tree, url, out_dir, collector, quick, design)
+            claims = judge(catalog, [*collector.findings, *collector.left_out])
+            checks = _checks(collector, code, log, started)
+            out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
+                                    measure_all(design, url, quick, prefixed)))
+    return tuple(out)
+
+
+def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress) -> dict[str, MeasurementResult]:
+    """Every registered measurement of ``design`` on the server at ``url``, in registry order; one that
+    raises becomes "not measured: <its one line>" and the next one runs."""
+    from jedisos_db.harness.measure import Context, registry
+
+    out: dict[str, MeasurementResult] = {}
+    for name, measure in list(registry.MEASUREMENTS.items()):
+        stage = f"measure {name}"
+        say(stage, 0, 1)
+
+        def step(done: int, total: int, stage: str = stage) -> None:
+            say(stage, done, total)
+
+        started = time.monotonic()
+        try:
+            measured = measure(design, Context(server=url, quick=quick, progress=step))
+        except Exception as exc:  # a measurement's failure is its row, never the end of the other designs
+            out[name] = MeasurementResult({}, {}, (), round(time.monotonic() - started, 1),
+                                          f"not measured: {one_line(exc)}")
+        else:
+            out[name] = MeasurementResult.of(measured, round(time.monotonic() - started, 1))
+        say(stage, 1, 1)
+    return out
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: its message's first line, with the type when the message does not say it."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if not first:
+        return type(exc).__name__
+    return (first if isinstance(exc, JedisosDBError) else f"{type(exc).__name__}: {first}")[:300]
