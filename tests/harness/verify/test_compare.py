@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
+from jedisos_db.harness import designs
 from jedisos_db.harness.designs import Design
 from jedisos_db.harness.measure import Context, Measured, registry
 from jedisos_db.harness.verify import schema
-from jedisos_db.harness.verify.run import Ledger, verify
+from jedisos_db.harness.verify.run import Ledger, builds_template, verify
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import InvalidInputError
@@ -29,7 +30,7 @@ from jedisos_db.runtime.urls import DatabaseURL
 from .sources import write_source
 
 Said = list[tuple[str, int, int]]
-DESIGNS = ("documented", "recommended")
+DESIGNS = ("documented", "partitioned")
 
 CONFTEST = ('pytest_plugins = ["tests.plugins.server", "tests.plugins.databases", '
             '"jedisos_db.harness.verify.plugin"]\n')
@@ -47,7 +48,7 @@ CATALOG = '''
 
 | id | § | claim | where it is checked | design vs found |
 |---|---|---|---|---|
-| `S4-keyed-events` | 4 | A retried audit event is written once. | `tests/test_checks.py::test_audit_keyed` | |
+| `S4-one-audit-table` | 4 | audit_logs is one plain table. | `tests/test_checks.py::test_audit_plain` | |
 '''
 
 CHECKS = '''
@@ -65,15 +66,14 @@ def test_server_is_postgresql_18(server_info: provision.ServerInfo) -> None:
     assert server_info.server_version.startswith("18.")
 
 
-@pytest.mark.claim("S4-keyed-events")
-def test_audit_keyed(migrated_db, claim: ClaimRecorder) -> None:
-    """audit_logs carries an idempotency key."""
+@pytest.mark.claim("S4-one-audit-table")
+def test_audit_plain(migrated_db, claim: ClaimRecorder) -> None:
+    """audit_logs is one plain table."""
     with connect(migrated_db) as conn:
-        columns = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'jedisos' AND table_name = 'audit_logs'").fetchall()]
-    claim.figures(audit_columns=len(columns))
-    assert "idempotency_key" in columns, f"audit_logs has no idempotency_key column ({len(columns)} columns)"
+        kind = conn.execute(
+            "SELECT relkind::text FROM pg_class WHERE oid = 'jedisos.audit_logs'::regclass").fetchone()[0]
+    claim.figures(relkind=kind)
+    assert kind == "r", f"audit_logs is partitioned (relkind {kind!r})"
 '''
 
 
@@ -125,18 +125,22 @@ def _design(ledger: Ledger, name: str) -> dict[str, Any]:
     return next(d for d in ledger.as_json()["designs"] if d["name"] == name)
 
 
-def test_each_design_is_judged_on_its_own_template_database(compared: tuple[Ledger, Said]) -> None:
+def test_each_design_is_judged_on_its_template_database(compared: tuple[Ledger, Said]) -> None:
+    """partitioned's checks run on a template it built; documented's on head's (see builds_template)."""
     ledger, _ = compared
     assert [d.name for d in ledger.designs] == list(DESIGNS)
     verdicts = {d.name: {c.id: c.verdict for c in d.claims} for d in ledger.designs}
-    assert verdicts == {"documented": {"S1-one-server": "holds", "S4-keyed-events": "fails"},
-                        "recommended": {"S1-one-server": "holds", "S4-keyed-events": "holds"}}
-    documented = {c.id: c for c in ledger.designs[0].claims}["S4-keyed-events"]
-    assert documented.evidence.startswith("audit_logs has no idempotency_key column")
+    assert verdicts == {"documented": {"S1-one-server": "holds", "S4-one-audit-table": "holds"},
+                        "partitioned": {"S1-one-server": "holds", "S4-one-audit-table": "fails"}}
+    documented, partitioned = ledger.designs
+    assert {c.id: c for c in partitioned.claims}["S4-one-audit-table"].evidence.startswith(
+        "audit_logs is partitioned (relkind 'p')")
+    assert (documented.checks["template"], partitioned.checks["template"]) == ("head", "design")
     for d in ledger.designs:
         assert d.checks["tests_run"] == 2
         assert Path(d.checks["log"]).name == f"pytest-{d.name}.log"
-        assert f"jedisos-db design: {d.file}" in Path(d.checks["log"]).read_text()
+    assert f"jedisos-db design: {partitioned.file}" in Path(partitioned.checks["log"]).read_text()
+    assert "jedisos-db design: head (recommended)" in Path(documented.checks["log"]).read_text()
 
 
 def test_every_measurement_runs_per_design_and_one_that_raises_is_not_measured_there_only(
@@ -144,13 +148,15 @@ def test_every_measurement_runs_per_design_and_one_that_raises_is_not_measured_t
     ledger, _ = compared
     with connect(migrated_db) as conn:  # the suite's head database, built by migrations.upgrade
         head_tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'jedisos'").fetchone()
-    documented, recommended = (_design(ledger, n)["measurements"] for n in DESIGNS)
+    documented, partitioned = (_design(ledger, n)["measurements"] for n in DESIGNS)
     assert head_tables is not None
-    assert recommended["tables"]["figures"] == {"jedisos_tables": head_tables[0], "quick": True}
+    built = partitioned["tables"]["figures"]["jedisos_tables"]
+    assert built > head_tables[0]  # head's tables, audit and cost as parents, plus their months
+    assert partitioned["tables"]["figures"]["quick"] is True
     assert 0 < documented["tables"]["figures"]["jedisos_tables"] < head_tables[0]
-    assert recommended["tables"]["series"] == {"tables_built": [[0.0, 0.0], [1.0, float(head_tables[0])]]}
-    assert recommended["keyed"]["figures"] == {"keyed_rows": 0}
-    assert "not_measured" not in recommended["keyed"]
+    assert partitioned["tables"]["series"] == {"tables_built": [[0.0, 0.0], [1.0, float(built)]]}
+    assert partitioned["keyed"]["figures"] == {"keyed_rows": 0}
+    assert "not_measured" not in partitioned["keyed"]
     assert documented["keyed"]["figures"] == {}
     assert documented["keyed"]["not_measured"] == (
         'not measured: UndefinedColumn: column "idempotency_key" does not exist')
@@ -183,31 +189,32 @@ def test_the_report_puts_the_designs_side_by_side(compared: tuple[Ledger, Said])
     first_screen = lines[:20]
     assert "| design | false | partly true | holds | not run | measured | server | what it is |" in first_screen
     counts = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:6] for line in first_screen
-              if line.startswith(("| documented |", "| recommended |"))}
-    assert counts == {"documented": ["1", "0", "1", "0", "1 of 2"], "recommended": ["0", "0", "2", "0", "2 of 2"]}
+              if line.startswith(("| documented |", "| partitioned |"))}
+    assert counts == {"documented": ["0", "0", "2", "0", "1 of 2"], "partitioned": ["1", "0", "1", "0", "2 of 2"]}
     wrong = lines.index("## What is wrong with each design, and what to do instead")
-    assert lines[wrong + 2] == "| claim | documented | recommended | what this run found | what to do instead |"
-    assert lines[wrong + 4].startswith("| `S4-keyed-events` A retried audit event is written once. | FALSE | holds | "
-                                       "documented: audit_logs has no idempotency_key column")
+    assert lines[wrong + 2] == "| claim | documented | partitioned | what this run found | what to do instead |"
+    assert lines[wrong + 4].startswith("| `S4-one-audit-table` audit_logs is one plain table. | holds | FALSE | "
+                                       "documented: audit_logs is one plain table. "
+                                       "partitioned: audit_logs is partitioned (relkind 'p').")
     tables = lines.index("### tables")
-    assert lines[tables + 2] == "| figure | documented | recommended |"
+    assert lines[tables + 2] == "| figure | documented | partitioned |"
     row = next(line for line in lines[tables:] if line.startswith("| jedisos_tables |"))
     figures = {d.name: d.measurements["tables"].figures["jedisos_tables"] for d in ledger.designs}
-    assert row == f"| jedisos_tables | {figures['documented']} | {figures['recommended']} |"
+    assert row == f"| jedisos_tables | {figures['documented']} | {figures['partitioned']} |"
     keyed = md[md.index("### keyed"):md.index("## Every claim")]
     assert "| keyed_rows | not measured | 0 |" in keyed
     assert '- documented: not measured: UndefinedColumn: column "idempotency_key" does not exist' in keyed
     claims = md[md.index("## Every claim"):]
-    assert claims.index("### Verdicts that differ between designs") < claims.index("S4-keyed-events") \
+    assert claims.index("### Verdicts that differ between designs") < claims.index("S4-one-audit-table") \
         < claims.index("### §1 Overview") < claims.index("S1-one-server")
-    assert "| id | claim | documented | recommended | evidence |" in claims
+    assert "| id | claim | documented | partitioned | evidence |" in claims
 
 
 def test_the_html_report_plots_each_measurement_per_design(compared: tuple[Ledger, Said]) -> None:
     ledger, _ = compared
     page = ledger.paths[2].read_text(encoding="utf-8")
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
-    # a line chart of the series; bars of the numeric figures (keyed: recommended's only, documented raised)
+    # a line chart of the series; bars of the numeric figures (keyed: partitioned's only, documented raised)
     assert images == ["tables:series", "tables:figures", "keyed:figures"]
     assert not re.search(r'(?:src|href)="(?!data:)', page)
     assert '<span class="fails">FALSE</span>' in page
@@ -281,3 +288,17 @@ def test_a_dsn_server_of_another_size_is_named_in_the_designs_server_note(
     assert small.measurements == {}
     schema.validate(ledger.as_json())
     assert f"max_connections {server_info.max_connections} (the server runs" in ledger.paths[1].read_text()
+
+
+@pytest.mark.parametrize(("name", "own_template"), [("documented", False), ("recommended", True),
+                                                    ("partitioned", True), ("openai-1536", True)])
+def test_a_design_below_head_is_checked_on_heads_template(name: str, own_template: bool) -> None:
+    """documented stops at 006: head's repositories cannot run on it, and the checks build its DDL themselves."""
+    assert builds_template(designs.load(name)) is own_template
+
+
+def test_a_user_design_below_head_is_checked_on_heads_template(tmp_path: Path) -> None:
+    path = tmp_path / "old.toml"
+    path.write_text('name = "old"\nextends = "recommended"\ndescription = "head as of 008"\n'
+                    '[schema]\nrevision = "008"\n')
+    assert builds_template(designs.load(path)) is False

@@ -304,12 +304,21 @@ def marker_expression(quick: bool) -> str:
     return " and ".join([plugin.MARKER, *(f"not {m}" for m in QUICK_LEFT_OUT if quick)])
 
 
+def builds_template(design: Design) -> bool:
+    """Whether the checks run on a template database built by ``design``. Not for a design that stops the
+    main chain below head (``documented``: revision 006): the checks judge the document's DDL as written by
+    building it themselves, while the code they drive (head's repositories) needs head's schema, so such a
+    design is checked the way the default run checks it, on head's template."""
+    source = design.schema
+    return not (source.source == "migrations" and not source.versions and source.revision != "head")
+
+
 def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool,
                 design: Design | None = None) -> tuple[int, Path]:
     """pytest over the claim-marked checks; with ``design``, the suite's ``--design`` builds its template."""
     suffix = f"-{design.name}" if design is not None else ""
     log = out_dir / f"pytest{suffix}.log"
-    chosen = ["--design", str(design.path)] if design is not None else []
+    chosen = ["--design", str(design.path)] if design is not None and builds_template(design) else []
     args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(), *chosen,
             plugin.OPTION, str(out_dir / f"findings{suffix}.json"), "--rootdir", str(source),
             "-c", str(source / "pyproject.toml"), "-p", "no:cacheprovider", "--continue-on-collection-errors",
@@ -408,7 +417,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
             say(STAGE_SERVER, 1, 1)
             code, log = _run_pytest(tree, url, out_dir, collector, quick)
         results = (DesignResult(DESIGN, server, judge(catalog, [*collector.findings, *collector.left_out]),
-                                checks=_checks(collector, code, log, started)),)
+                                checks=_checks(collector, code, log, started, "head")),)
     say(STAGE_REPORT, 0, 1)
     checks = [d.checks for d in results]
     run = {"started": started_at.isoformat(timespec="seconds"), "seconds": round(time.monotonic() - started, 1),
@@ -434,9 +443,9 @@ def _load_designs(designs: Sequence[str | Path]) -> list[Design]:
     return design_files.load_all(list(designs))
 
 
-def _checks(collector: Collector, code: int, log: Path, started: float) -> dict[str, Any]:
+def _checks(collector: Collector, code: int, log: Path, started: float, template: str) -> dict[str, Any]:
     return {"tests_run": collector.collected, "collection_errors": collector.collection_errors, "pytest_exit": code,
-            "log": str(log), "seconds": round(time.monotonic() - started, 1)}
+            "log": str(log), "seconds": round(time.monotonic() - started, 1), "template": template}
 
 
 def server_settings(design: Design) -> provision.ServerSettings:
@@ -488,7 +497,7 @@ def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: P
             collector = Collector(catalog, prefixed, quick=quick)
             code, log = _run_pytest(tree, url, out_dir, collector, quick, design)
             claims = judge(catalog, [*collector.findings, *collector.left_out])
-            checks = _checks(collector, code, log, started)
+            checks = _checks(collector, code, log, started, "design" if builds_template(design) else "head")
             out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
                                     measure_all(design, url, quick, prefixed)))
     return tuple(out)
