@@ -5,6 +5,10 @@ database, then the real API server on loopback, offline (mock LLM, rrf reranker,
 endpoint). One per session: it takes ~7 s to start. ``hindsight_server_factory(url)`` does the
 same on a database a test prepared itself (e.g. one also holding LangGraph and jedisos).
 Both skip, with the reason, when ``hindsight-api-slim`` is not installed (``nox -s e2e`` installs it).
+
+Every run of Hindsight's migrations in the session (each ``up`` / ``run_steps`` runs them) goes through
+one warm interpreter (``ops.hindsight.warm_interpreter``): the same entry point and environment, without
+~5 s of imports per run.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def _require_hindsight() -> None:
             f"hindsight-api-slim is not installed for {hm.hindsight_python()} "
             "(pip install -e '.[hindsight]' or set JEDISOS_HINDSIGHT_PYTHON; nox -s e2e does it)"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hindsight_warm_interpreter() -> Iterator[None]:
+    with hm.warm_interpreter():
+        yield
 
 
 @pytest.fixture(scope="session")
