@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -50,6 +51,10 @@ REPORTED_SETTINGS = ("max_connections", "shared_buffers", "work_mem", "maintenan
 # no claim-marked test collected (every claim not_run).
 _COMPLETED = {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED}
 _SECTION = re.compile(r"^S(\d+)-")
+PRIVATE_SERVER_ENV = "JEDISOS_TEST_DSN_PRIVATE"
+"""Set (to 1) while the checks run on the embedded server verify started: the suite judges it as the embedded
+server and leaves its databases to the server's removal (an environment variable, not an option, so that a
+``--source`` tree that does not know it still runs)."""
 
 
 def section_stage(section: str) -> str:
@@ -221,7 +226,8 @@ def marker_expression(quick: bool) -> str:
     return " and ".join([plugin.MARKER, *(f"not {m}" for m in QUICK_LEFT_OUT if quick)])
 
 
-def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool) -> int:
+def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool, *,
+                private: bool = False) -> int:
     log = out_dir / "pytest.log"
     args = [str(source / "tests"), "-m", marker_expression(quick), "--test-dsn", url.libpq(),
             plugin.OPTION, str(out_dir / "findings.json"), "--rootdir", str(source),
@@ -229,7 +235,11 @@ def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collec
             "-rfEs", "--color", "no", "--durations", "15",  # the log names the slowest checks
             # the plugin is imported before pytest starts (this module uses it); the suite's conftest names it too
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    with _output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"):
+    with (_output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"),
+          mock.patch.dict(os.environ)):
+        os.environ.pop(PRIVATE_SERVER_ENV, None)  # a verify run inside a verify run names its own server
+        if private:
+            os.environ[PRIVATE_SERVER_ENV] = "1"
         code = pytest.main(args, plugins=[collector])
     if code not in _COMPLETED:
         raise LocalServerError(f"the checks could not run: pytest stopped ({pytest.ExitCode(code).name}): "
@@ -311,7 +321,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
     with _server(target) as (url, where):
         server = describe_server(url, where)
         say(STAGE_SERVER, 1, 1)
-        code = _run_pytest(tree, url, out_dir, collector, quick)
+        code = _run_pytest(tree, url, out_dir, collector, quick, private=target is None)
     say(STAGE_REPORT, 0, 1)
     run = {"started": started_at.isoformat(timespec="seconds"), "seconds": round(time.monotonic() - started, 1),
            "quick": quick, "marker": marker_expression(quick), "source": str(tree),
