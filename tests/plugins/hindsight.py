@@ -38,6 +38,18 @@ class RunningHindsight:
 
 HindsightFactory = Callable[..., RunningHindsight]
 
+TURNS_OPTION = "--hindsight-turns"
+DEFAULT_TURNS = 20
+"""Conversation turns the volume check retains through the real server: one day of §7's user, which fits
+verify's time budget (Hindsight's consolidation of a turn takes seconds on two busy cores); the bytes a turn
+writes are measured either way (252 KiB a turn from 20 turns, 219 KiB from 160: ``--hindsight-turns 160``)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("jedisos-db").addoption(
+        TURNS_OPTION, type=int, default=DEFAULT_TURNS, metavar="N",
+        help=f"conversation turns the Hindsight volume check retains through the real server (default {DEFAULT_TURNS})")
+
 
 def _require_hindsight() -> None:
     if not hm.is_installed():
