@@ -128,6 +128,8 @@ for line in sys.stdin:
     print(json.dumps({{"code": os.waitstatus_to_exitcode(status)}}), file=replies, flush=True)
 """
 WARM_START_TIMEOUT = 120.0
+_TIMED_OUT = object()
+"""What ``_WarmInterpreter._reply`` gives when the worker said nothing in time."""
 
 
 class _WarmInterpreter:
@@ -146,23 +148,20 @@ class _WarmInterpreter:
                 [self.python, "-c", _WARM_WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, text=True, env=_clean_environ(), cwd=tempfile.gettempdir(),
                 start_new_session=True)
-            try:
-                ready = self._reply(WARM_START_TIMEOUT)
-            except TimeoutError:
-                ready = None
-            if ready is None:  # Hindsight not importable there, or too slow: every run goes cold
+            ready = self._reply(WARM_START_TIMEOUT)
+            if ready is None or ready is _TIMED_OUT:  # Hindsight not importable there, or too slow: every run goes cold
                 self.close()
                 self._failed = True
         return self._process is not None
 
-    def _reply(self, timeout: float) -> dict[str, int] | None:
-        """The worker's next line; None when it exited; TimeoutError when it said nothing within ``timeout``."""
+    def _reply(self, timeout: float) -> dict[str, int] | object | None:
+        """The worker's next line; None when it exited; ``_TIMED_OUT`` when it said nothing within ``timeout``."""
         process = self._process
         if process is None or process.stdout is None:
             return None
         ready, _, _ = select.select([process.stdout], [], [], timeout)
         if not ready:
-            raise TimeoutError
+            return _TIMED_OUT
         line = process.stdout.readline()
         return dict(json.loads(line)) if line else None
 
@@ -186,14 +185,14 @@ class _WarmInterpreter:
                 reply = self._reply(timeout)
             except BrokenPipeError:
                 reply = None
-            except TimeoutError:
+            if reply is _TIMED_OUT:
                 self.close()  # the worker and its child share a process group
-                raise subprocess.TimeoutExpired(cmd, timeout, output=log.read_text(errors="replace")) from None
-            if reply is None:
+                raise subprocess.TimeoutExpired(cmd, timeout, output=log.read_text(errors="replace"))
+            if not isinstance(reply, dict):
                 self.close()
                 self._failed = True
                 return None
-            return subprocess.CompletedProcess(cmd, reply["code"], log.read_text(errors="replace"), "")
+            return subprocess.CompletedProcess(cmd, int(reply["code"]), log.read_text(errors="replace"), "")
         finally:
             log.unlink(missing_ok=True)
             self._lock.release()
