@@ -3,7 +3,8 @@
 A template database is bootstrapped and migrated to head once per session; each test module
 gets its own clone (``CREATE DATABASE ... TEMPLATE``, a file copy: milliseconds). Tests that
 need a database without the jedisos tables take ``empty_db``. Everything created is dropped
-at the end of the session, so ``--test-dsn`` can point at a shared server.
+at the end of the session, so ``--test-dsn`` can point at a shared server; on a server private to
+the run (``server.private_embedded``) the server's removal takes it all at once instead.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def postgres_env(url: DatabaseURL) -> dict[str, str | None]:
 
 
 @pytest.fixture(scope="session")
-def database_factory(server_url: DatabaseURL) -> Iterator[DatabaseFactory]:
+def database_factory(server_url: DatabaseURL, server_is_private_embedded: bool) -> Iterator[DatabaseFactory]:
     """``create(hint, template=None, bootstrap=True) -> url`` of a new database, dropped at session end."""
     run = secrets.token_hex(3)
     created: list[str] = []
@@ -51,6 +52,8 @@ def database_factory(server_url: DatabaseURL) -> Iterator[DatabaseFactory]:
         return url
 
     yield create
+    if server_is_private_embedded:
+        return  # removed with the server, which stops right after the session
     for name in reversed(created):
         provision.drop_database(server_url, name)
 

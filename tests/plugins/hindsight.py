@@ -5,6 +5,10 @@ database, then the real API server on loopback, offline (mock LLM, rrf reranker,
 endpoint). One per session: it takes ~7 s to start. ``hindsight_server_factory(url)`` does the
 same on a database a test prepared itself (e.g. one also holding LangGraph and jedisos).
 Both skip, with the reason, when ``hindsight-api-slim`` is not installed (``nox -s e2e`` installs it).
+
+Every run of Hindsight's migrations in the session (each ``up`` / ``run_steps`` runs them) goes through
+one warm interpreter (``ops.hindsight.warm_interpreter``): the same entry point and environment, without
+~5 s of imports per run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,18 @@ class RunningHindsight:
 
 HindsightFactory = Callable[..., RunningHindsight]
 
+TURNS_OPTION = "--hindsight-turns"
+DEFAULT_TURNS = 20
+"""Conversation turns the volume check retains through the real server: one day of §7's user, which fits
+verify's time budget (Hindsight's consolidation of a turn takes seconds on two busy cores); the bytes a turn
+writes are measured either way (252 KiB a turn from 20 turns, 219 KiB from 160: ``--hindsight-turns 160``)."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("jedisos-db").addoption(
+        TURNS_OPTION, type=int, default=DEFAULT_TURNS, metavar="N",
+        help=f"conversation turns the Hindsight volume check retains through the real server (default {DEFAULT_TURNS})")
+
 
 def _require_hindsight() -> None:
     if not hm.is_installed():
@@ -41,6 +57,12 @@ def _require_hindsight() -> None:
             f"hindsight-api-slim is not installed for {hm.hindsight_python()} "
             "(pip install -e '.[hindsight]' or set JEDISOS_HINDSIGHT_PYTHON; nox -s e2e does it)"
         )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hindsight_warm_interpreter() -> Iterator[None]:
+    with hm.warm_interpreter():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,8 @@ def role_names() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def roles_factory(server_url: DatabaseURL, database_factory: object,
-                  role_names: dict[str, str]) -> Iterator[RolesFactory]:
+def roles_factory(server_url: DatabaseURL, database_factory: object, role_names: dict[str, str],
+                  server_is_private_embedded: bool) -> Iterator[RolesFactory]:
     """``setup(db_url) -> RolesReport``: the three owner roles on that database, with known passwords."""
     passwords = {owner: secrets.token_urlsafe(16) for owner in roles.OWNERS}
     used: list[DatabaseURL] = []
@@ -37,6 +37,8 @@ def roles_factory(server_url: DatabaseURL, database_factory: object,
         return roles.create_roles(url, names=role_names, passwords=passwords)
 
     yield setup
+    if server_is_private_embedded:
+        return  # removed with the server
     idents = sql.SQL(", ").join(sql.Identifier(r) for r in role_names.values())
     for url in used:
         try:

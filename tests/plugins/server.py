@@ -5,6 +5,10 @@ the end. ``--test-dsn URL`` (or ``JEDISOS_TEST_DSN``) names an admin server to r
 on instead: test databases are created on it and dropped afterwards, so the role in that URL must
 be allowed to CREATE DATABASE and to create ``vector``. (Unlike the CLI's ``--dsn``, it is never
 the database the tests work in; ``JEDISOS_DB_URL`` and ``POSTGRES_*`` are not read here.)
+``--test-dsn-private`` (or ``$JEDISOS_TEST_DSN_PRIVATE``) says the ``--test-dsn`` server is an embedded
+one started for this run alone and removed after it (``jedisos-db verify`` starts one so): it is judged as
+the embedded server, and, as on the session's own embedded server, what the session created is left to the
+server's removal instead of being dropped database by database (each DROP DATABASE costs a checkpoint).
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from jedisos_db.harness.verify.run import PRIVATE_SERVER_ENV
 from jedisos_db.ops import provision
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.urls import DatabaseURL
 
 ENV_TEST_DSN = "JEDISOS_TEST_DSN"
 OPTION = "--test-dsn"
+PRIVATE_OPTION = "--test-dsn-private"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get(ENV_TEST_DSN),
         help=f"admin URL of a server to run on instead of the embedded one (env {ENV_TEST_DSN}); "
         "test databases are created on it and dropped afterwards",
+    )
+    group.addoption(
+        PRIVATE_OPTION, action="store_true", default=bool(os.environ.get(PRIVATE_SERVER_ENV)),
+        help=f"the {OPTION} server is an embedded one private to this run and removed after it "
+        "(jedisos-db verify's): judge it as the embedded server and leave the test databases to its removal",
     )
     group.addoption(
         "--max-connections",
@@ -44,6 +55,11 @@ def given_server(config: pytest.Config) -> DatabaseURL | None:
     """The admin server ``--test-dsn`` / ``$JEDISOS_TEST_DSN`` names, or None for the embedded one."""
     dsn = config.getoption(OPTION)
     return urls.parse(dsn, field=OPTION) if dsn else None
+
+
+def private_embedded(config: pytest.Config) -> bool:
+    """Whether the session's server is an embedded one of this run alone (its own, or ``--test-dsn-private``)."""
+    return given_server(config) is None or bool(config.getoption(PRIVATE_OPTION))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -70,6 +86,12 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[DatabaseURL]:
             yield url
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_is_private_embedded(request: pytest.FixtureRequest) -> bool:
+    """True when the server is an embedded PostgreSQL of this run alone (see :func:`private_embedded`)."""
+    return private_embedded(request.config)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import pytest
 
@@ -64,6 +65,10 @@ REPORTED_SETTINGS = ("max_connections", "shared_buffers", "work_mem", "maintenan
 # no claim-marked test collected (every claim not_run).
 _COMPLETED = {pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED}
 _SECTION = re.compile(r"^S(\d+)-")
+PRIVATE_SERVER_ENV = "JEDISOS_TEST_DSN_PRIVATE"
+"""Set (to 1) while the checks run on the embedded server verify started: the suite judges it as the embedded
+server and leaves its databases to the server's removal (an environment variable, not an option, so that a
+``--source`` tree that does not know it still runs)."""
 
 
 def section_stage(section: str) -> str:
@@ -314,7 +319,7 @@ def builds_template(design: Design) -> bool:
 
 
 def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool,
-                design: Design | None = None) -> tuple[int, Path]:
+                design: Design | None = None, *, private: bool = False) -> tuple[int, Path]:
     """pytest over the claim-marked checks; with ``design``, the suite's ``--design`` builds its template."""
     suffix = f"-{design.name}" if design is not None else ""
     log = out_dir / f"pytest{suffix}.log"
@@ -325,7 +330,11 @@ def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collec
             "-rfEs", "--color", "no", "--durations", "15",  # the log names the slowest checks
             # the plugin is imported before pytest starts (this module uses it); the suite's conftest names it too
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    with _output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"):
+    with (_output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"),
+          mock.patch.dict(os.environ)):
+        os.environ.pop(PRIVATE_SERVER_ENV, None)  # a verify run inside a verify run names its own server
+        if private:
+            os.environ[PRIVATE_SERVER_ENV] = "1"
         code = pytest.main(args, plugins=[collector])
     if code not in _COMPLETED:
         raise LocalServerError(f"the checks could not run: pytest stopped ({pytest.ExitCode(code).name}): "
@@ -415,7 +424,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
         with _server(target) as (url, where):
             server = describe_server(url, where)
             say(STAGE_SERVER, 1, 1)
-            code, log = _run_pytest(tree, url, out_dir, collector, quick)
+            code, log = _run_pytest(tree, url, out_dir, collector, quick, private=target is None)
         results = (DesignResult(DESIGN, server, judge(catalog, [*collector.findings, *collector.left_out]),
                                 checks=_checks(collector, code, log, started, "head")),)
     say(STAGE_REPORT, 0, 1)
@@ -495,7 +504,7 @@ def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: P
                 say(f"{name}: {stage}", done, total)
 
             collector = Collector(catalog, prefixed, quick=quick)
-            code, log = _run_pytest(tree, url, out_dir, collector, quick, design)
+            code, log = _run_pytest(tree, url, out_dir, collector, quick, design, private=target is None)
             claims = judge(catalog, [*collector.findings, *collector.left_out])
             checks = _checks(collector, code, log, started, "design" if builds_template(design) else "head")
             out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
