@@ -26,7 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench import writers
 from bench.conftest import Rates
+from jedisos_db.harness import designs
 from jedisos_db.harness.latency import Samples
+from jedisos_db.harness.measure import writes
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.writer import EventWriter
@@ -167,3 +169,20 @@ def test_writer_commit(benchmark: Any, runner: asyncio.Runner, conn: asyncpg.Con
     _bench(benchmark, runner, conn, kind, produce)
     _check(runner, conn, kind, rows)
     rates.record(benchmark, f"{kind} writes", f"writer_commit_{PRODUCERS}_producers", rows)
+
+
+PAIRED_ROUNDS = 11
+
+
+def test_paired_ratios(runner: asyncio.Runner, migrated_db: DatabaseURL, rows: int, rates: Rates) -> None:
+    """COPY, ``record_many`` of dicts and the enqueue writer interleaved round by round (the ``writes``
+    measurement of ``verify --design``): each path's x COPY as the median of its per-round ratios, which a
+    slow stretch of the shared machine moves far less than the ratios of separately timed benchmarks above."""
+    measured = runner.run(writes.throughput(migrated_db, designs.load("recommended"), rows=rows,
+                                            rounds=PAIRED_ROUNDS))
+    for kind in KINDS:
+        ratios = {path: float(measured.figures[f"{kind}_{path}_x_copy"]) for path in writes.PATHS[1:]}
+        assert all(r > 0 for r in ratios.values()), ratios
+        rates.note(f"{kind}, paired rounds ({PAIRED_ROUNDS} x {rows} rows, COPY at "
+                   f"{float(measured.figures[f'{kind}_copy_rows_per_s']):,.0f} rows/s): "
+                   + ", ".join(f"{path} {r:.3f}x COPY" for path, r in ratios.items()))

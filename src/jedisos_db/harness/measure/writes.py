@@ -12,7 +12,8 @@ In a fresh database built by the design, for each of ``audit`` and ``cost``, thr
 Each round runs the three paths one after another, each on an emptied table (the ``TRUNCATE`` is not timed)
 and checked to hold exactly ``rows`` rows afterwards; one warm-up round is dropped and rows/s comes from the
 median round, so a stall of the shared machine in one round does not decide the figure. Rounds interleave
-the paths, so a slow stretch of the machine hits all three alike and the ratios hold better than the rates.
+the paths, so a slow stretch of the machine hits all three alike; ``x_copy`` is the median of each round's
+ratio (:func:`paired_ratio`), which holds better than the rates.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ async def throughput(url: DatabaseURL, design: Design, *, rows: int, rounds: int
     conn = await asyncpg.connect(url.libpq())
     out = _Result({"rows": rows, "rounds": rounds}, {}, [])
     out.notes.append(f"rows/s from the median of {rounds} rounds of {rows} rows on an emptied table (one warm-up round "
-             "dropped); x_copy = rows/s over raw asyncpg COPY of pre-built tuples in the same rounds.")
+             "dropped); x_copy = the median over rounds of raw asyncpg COPY's time (pre-built tuples) over the path's.")
     total = len(writepaths.KINDS) * (rounds + 1)
     try:
         if design.schema.partitioned:  # the generated rows' months (the last 30 days) need their partitions
@@ -107,13 +108,19 @@ async def _kind(conn: asyncpg.Connection, engine: AsyncEngine, kind: str, *, row
         for path, write in paths.items():
             took[path].append(await _timed(conn, kind, rows, write))
         tick(round_ + 1)
-    base = rows / statistics.median(took["copy"][1:])
     for path, seconds in took.items():
         rate = rows / statistics.median(seconds[1:])
         into.figures[f"{kind}_{path}_rows_per_s"] = round(rate, 1)
         if path != "copy":
-            into.figures[f"{kind}_{path}_x_copy"] = round(rate / base, 3)
+            into.figures[f"{kind}_{path}_x_copy"] = round(paired_ratio(took["copy"][1:], seconds[1:]), 3)
         into.series[f"{kind}_{path}_rows_per_s"] = [(float(i), rows / s) for i, s in enumerate(seconds[1:], 1)]
+
+
+def paired_ratio(baseline: list[float], candidate: list[float]) -> float:
+    """How fast ``candidate`` ran against ``baseline`` (seconds of the same rounds): the median of each round's
+    ratio. A round's two writes run seconds apart, so a slow stretch of the shared machine slows both and
+    cancels out of their ratio, while a ratio of the two medians compares times taken at different moments."""
+    return statistics.median(b / c for b, c in zip(baseline, candidate, strict=True))
 
 
 async def _timed(conn: asyncpg.Connection, kind: str, rows: int, write: Write) -> float:
