@@ -30,12 +30,14 @@ import pytest
 from langchain_core.runnables import RunnableConfig
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
+from jedisos_db.cli.main import app
 from jedisos_db.ops import provision, startup
 from jedisos_db.runtime import checkpointer, config
 from jedisos_db.runtime.db.connect import connect, libpq_connect_timeout
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import DatabaseUnavailableError, HindsightUnavailableError
+from jedisos_db.runtime.errors import AuthenticationError, DatabaseUnavailableError, HindsightUnavailableError
 from jedisos_db.runtime.hindsight import HindsightClient
 from jedisos_db.runtime.hindsight.retry import HindsightClientSettings
 from jedisos_db.runtime.repositories.audit import AuditLogRepository
@@ -376,3 +378,83 @@ async def test_langgraph_first_call_after_a_restart_succeeds(private: Private) -
         assert await saver.aget_tuple(config_) is None  # the pool holds a live connection now
         private.server._pg_ctl(["-m", "fast", "restart"])
         assert await saver.aget_tuple(config_) is None  # the first call after the restart
+
+
+# --- a wrong password -------------------------------------------------------------------------------
+
+WRONG = "wrong-pw-5b1f9c"
+"""The password the tests present; it must never appear in an error."""
+REFUSED_ROLE = "jedisos_refused"
+
+
+@pytest.fixture(scope="module")
+def refused(private: Private) -> Iterator[DatabaseURL]:
+    """The private server's URL as a role whose password is wrong. The suite's servers trust every local
+    connection (initdb --auth=trust), so this role alone is made to authenticate by password (pg_hba.conf)."""
+    with connect(private.url) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {REFUSED_ROLE}")
+        conn.execute(f"CREATE ROLE {REFUSED_ROLE} LOGIN PASSWORD 'right-pw'")
+        hba = Path(str(conn.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
+    before = hba.read_text()
+    hba.write_text(f"local all {REFUSED_ROLE} scram-sha-256\nhost all {REFUSED_ROLE} all scram-sha-256\n{before}")
+    try:
+        with connect(private.url) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+        yield private.url.with_user(REFUSED_ROLE, WRONG)
+    finally:
+        hba.write_text(before)
+        with connect(private.url) as conn:
+            conn.execute("SELECT pg_reload_conf()")
+
+
+def _assert_refused(info: pytest.ExceptionInfo[AuthenticationError]) -> None:
+    error = info.value
+    assert error.user == REFUSED_ROLE
+    assert not error.retryable
+    assert str(error).startswith("authentication failed: ")
+    assert f'password authentication failed for user "{REFUSED_ROLE}"' in str(error)
+    assert WRONG not in str(error)
+    assert "\n" not in str(error)
+
+
+async def test_a_wrong_password_is_a_typed_error_on_every_path(refused: DatabaseURL) -> None:
+    """Used to be asyncpg's InvalidPasswordError on the engine and COPY paths, and a retryable
+    DatabaseUnavailableError (psycopg's OperationalError) on the psycopg and LangGraph paths."""
+    engine = create_engine(url=refused, connect_timeout_s=CONNECT_S)
+    sizing = checkpointer.PoolSizing(timeout=CONNECT_S, connect_timeout=CONNECT_S)
+    try:
+        with pytest.raises(AuthenticationError) as info:  # engine
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        _assert_refused(info)
+        with pytest.raises(AuthenticationError) as info:  # the raw asyncpg driver: COPY
+            await AuditLogRepository(engine).record_many(_batch("audit", "refused"))
+        _assert_refused(info)
+        with pytest.raises(AuthenticationError) as info:  # psycopg one-off connection
+            connect(refused)
+        _assert_refused(info)
+        pool = checkpointer.async_pool(refused, sizing=sizing)
+        with pytest.raises(AuthenticationError) as info:  # LangGraph's pool: its workers retry in the background
+            await pool.open(wait=True, timeout=CONNECT_S)
+        _assert_refused(info)
+        await pool.close()
+        sync_pool = checkpointer.sync_pool(refused, sizing=sizing)
+        with pytest.raises(AuthenticationError) as info:
+            sync_pool.open(wait=True, timeout=CONNECT_S)
+        _assert_refused(info)
+        sync_pool.close()
+        with pytest.raises(AuthenticationError) as info:  # the saver as JediSOS opens it
+            async with checkpointer.open_checkpointer(refused, sizing=sizing):
+                pass
+        _assert_refused(info)
+    finally:
+        await engine.dispose()
+
+
+def test_up_with_a_wrong_password_says_so_in_one_line(refused: DatabaseURL) -> None:
+    result = CliRunner().invoke(app, ["up", "--dsn", refused.libpq()])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert "authentication failed: " in line, line
+    assert f'password authentication failed for user "{REFUSED_ROLE}"' in line
+    assert WRONG not in result.output

@@ -56,7 +56,7 @@ from jedisos_db.runtime.config import (
 )
 from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.connect import connect, libpq_connect_timeout
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import ConfigError, DatabaseUnavailableError
 from jedisos_db.runtime.owners import LANGGRAPH_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -198,9 +198,10 @@ def _shut_down(conn: Connection[Any] | AsyncConnection[Any]) -> None:
 
 
 @contextmanager
-def answer_within(conn: Connection[Any] | AsyncConnection[Any], seconds: float | None, what: str) -> Iterator[None]:
+def answer_within(conn: Connection[Any] | AsyncConnection[Any], seconds: float | None, target: DatabaseURL,
+                  what: str) -> Iterator[None]:
     """The block's work on ``conn`` ends within ``seconds`` (None: no bound), or the connection is shut down
-    and the block raises ``TimeoutError`` (a connection fault) naming ``what`` and the wait.
+    and the block raises ``DatabaseUnavailableError`` naming ``target``, ``what`` and the wait.
 
     psycopg has no client-side statement timeout. Cancelling the waiting task (``asyncio.timeout``) is not
     one: psycopg then sends a cancel request to the server and waits for the query to end, 5 s each, both
@@ -228,14 +229,28 @@ def answer_within(conn: Connection[Any] | AsyncConnection[Any], seconds: float |
         yield
     except Exception as exc:
         if fired.is_set():
-            raise TimeoutError(f"no answer to {what} within {seconds:.1f} s (the connection was closed)") from exc
+            silence = TimeoutError(f"no answer within {seconds:.1f} s, the client closed the connection")
+            raise faults.unavailable(target, what, seconds, silence) from exc
         raise
     finally:
         cancel()
 
 
-CHECKING: Final = "the checkout check"
+CHECKING: Final = "checking a pooled connection"
 USING: Final = "checkpointing"
+
+
+@contextmanager
+def _faults_of(pool: CheckedAsyncPool | CheckedPool, action: str) -> Iterator[None]:
+    """``faults.translating`` for a pool, which reports any failure to connect as a ``PoolTimeout``: when
+    its last attempt was refused the credentials, that is what the caller learns (not retryable)."""
+    try:
+        with faults.translating(pool.target, action):
+            yield
+    except DatabaseUnavailableError:
+        if pool.refusal is None:
+            raise
+        raise faults.refused(pool.target, pool.refusal) from None
 
 
 class CheckedAsyncPool(AsyncConnectionPool[Any]):
@@ -247,25 +262,38 @@ class CheckedAsyncPool(AsyncConnectionPool[Any]):
         statement = _statement_timeout(sizing)
 
         async def configure(conn: AsyncConnection[Any]) -> None:
-            with answer_within(conn, sizing.connect_timeout, "the session set-up"):
+            with answer_within(conn, sizing.connect_timeout, url, "setting the session up"):
                 await conn.execute(statement)
 
         async def check(conn: AsyncConnection[Any]) -> None:
-            with answer_within(conn, sizing.connect_timeout, CHECKING):
+            with answer_within(conn, sizing.connect_timeout, url, CHECKING):
                 await AsyncConnectionPool.check_connection(conn)
 
-        super().__init__(check=check, configure=configure, **kwargs)
         self.target = url
         self.use_limit = sizing.use_limit
+        self.refusal: Exception | None = None
+        """The last connection attempt's error when the server refused the credentials (the pool's workers
+        retry in the background; the caller only sees a ``PoolTimeout``)."""
+        super().__init__(check=check, configure=configure, **kwargs)
+
+    async def _connect(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109  (psycopg's)
+        try:
+            conn = await super()._connect(timeout)
+        except Exception as exc:
+            self.refusal = exc if faults.is_auth_failure(exc) else None
+            raise
+        self.refusal = None
+        return conn
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:  # noqa: ASYNC109  (psycopg's signature)
-        async with faults.translating(self.target, USING), super().connection(timeout) as conn:
-            with answer_within(conn, self.use_limit, USING):
-                yield conn
+        with _faults_of(self, USING):
+            async with super().connection(timeout) as conn:
+                with answer_within(conn, self.use_limit, self.target, USING):
+                    yield conn
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109  (psycopg's signature)
-        async with faults.translating(self.target, faults.CONNECTING):
+        with _faults_of(self, faults.CONNECTING):
             await super().open(wait=wait, timeout=timeout)
 
 
@@ -277,25 +305,35 @@ class CheckedPool(ConnectionPool[Any]):
         statement = _statement_timeout(sizing)
 
         def configure(conn: Connection[Any]) -> None:
-            with answer_within(conn, sizing.connect_timeout, "the session set-up"):
+            with answer_within(conn, sizing.connect_timeout, url, "setting the session up"):
                 conn.execute(statement)
 
         def check(conn: Connection[Any]) -> None:
-            with answer_within(conn, sizing.connect_timeout, CHECKING):
+            with answer_within(conn, sizing.connect_timeout, url, CHECKING):
                 ConnectionPool.check_connection(conn)
 
-        super().__init__(check=check, configure=configure, **kwargs)
         self.target = url
         self.use_limit = sizing.use_limit
+        self.refusal: Exception | None = None
+        super().__init__(check=check, configure=configure, **kwargs)
+
+    def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            conn = super()._connect(timeout)
+        except Exception as exc:
+            self.refusal = exc if faults.is_auth_failure(exc) else None
+            raise
+        self.refusal = None
+        return conn
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
-        with (faults.translating(self.target, USING), super().connection(timeout) as conn,
-              answer_within(conn, self.use_limit, USING)):
+        with (_faults_of(self, USING), super().connection(timeout) as conn,
+              answer_within(conn, self.use_limit, self.target, USING)):
             yield conn
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        with faults.translating(self.target, faults.CONNECTING):
+        with _faults_of(self, faults.CONNECTING):
             super().open(wait=wait, timeout=timeout)
 
 

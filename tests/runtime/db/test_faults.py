@@ -23,7 +23,7 @@ from jedisos_db.runtime.config import DEFAULT_CONNECT_TIMEOUT_S, Settings, load_
 from jedisos_db.runtime.db import faults, migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import DatabaseUnavailableError, MigrationError
+from jedisos_db.runtime.errors import AuthenticationError, DatabaseUnavailableError, MigrationError
 from jedisos_db.runtime.repositories.audit import AuditLogRepository
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
@@ -64,6 +64,29 @@ def test_connection_faults_are_recognised(error: Exception) -> None:
 ])
 def test_server_answers_are_not_connection_faults(error: Exception) -> None:
     assert not faults.is_connection_fault(error)
+
+
+@pytest.mark.parametrize("error", [
+    asyncpg.InvalidPasswordError('password authentication failed for user "app"'),
+    asyncpg.InvalidAuthorizationSpecificationError('role "app" does not exist'),
+    psycopg.OperationalError('connection failed: connection to server on socket "/s/.s.PGSQL.5432" failed: '
+                             'FATAL:  password authentication failed for user "app"'),
+    psycopg.OperationalError('connection failed: ... failed: FATAL:  no pg_hba.conf entry for host "10.0.0.1", '
+                             'user "app", database "db", no encryption'),
+    psycopg.OperationalError("connection failed: ... fe_sendauth: no password supplied"),
+])
+def test_refused_credentials_are_not_connection_faults(error: Exception) -> None:
+    """A refusal is final (AuthenticationError, not retryable), where a fault is worth retrying."""
+    assert faults.is_auth_failure(error)
+    assert not faults.is_connection_fault(error)
+    with (pytest.raises(AuthenticationError, match=r"^authentication failed: postgresql://app:\*\*\*@h/db refused "
+                                                   r"role app: .*; fix the credentials") as info,
+          faults.translating(urls.parse("postgresql://app:s3cret@h/db"), faults.CONNECTING)):
+        raise error
+    assert info.value.user == "app"
+    assert not info.value.retryable
+    assert info.value.__cause__ is None  # psycopg keeps the attempt, password included, on the error
+    assert "s3cret" not in str(info.value)
 
 
 def test_a_bare_timeout_still_says_what_happened() -> None:
