@@ -33,6 +33,7 @@ revision = "010"
 down_revision = "009"
 branch_labels = None
 depends_on = None
+commits_part_way = True  # revision_columns.COMMITS_PART_WAY: its autocommit block below
 
 COLUMN = "idempotency_key"
 LENGTH = 255
