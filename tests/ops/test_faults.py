@@ -3,8 +3,11 @@
 - every jedisos backend killed (``pg_terminate_backend``), then the server crash-restarted
   (``pg_ctl -m immediate``) and brought back by ``jedisos-db up``, during concurrent audit and cost
   batch writes through the repositories: no acknowledged row is lost, no batch is half-written;
-- a hung server (postmaster and backends stopped with SIGSTOP): every caller gets
-  ``DatabaseUnavailableError`` within the configured timeouts;
+- a hung server (postmaster and backends stopped with SIGSTOP): every caller on every path (engine, raw
+  asyncpg COPY / INSERT, psycopg connect, both LangGraph pools, checked out before or after the stop, and
+  the Hindsight client against an address that never answers) gets the typed error within the bound its
+  settings give;
+- a wrong password: one typed, non-retryable ``AuthenticationError`` naming the role on every path;
 - after a restart, the LangGraph pool's first call succeeds (connections are checked on checkout).
 
 Concurrent ``up`` x3 is tests/conformance/test_order.py; a migration failing half-way is
@@ -290,8 +293,11 @@ async def test_a_hung_server_gives_every_caller_the_typed_error_within_the_timeo
     engine = create_engine(settings, url=private.url)
     assert settings.command_timeout_s is not None
     assert sizing.hold_limit is not None
+    engine_limit = settings.command_timeout_s + CONNECT_S  # a pooled connection's ping, then a new connection
     limits = {
-        "engine": settings.command_timeout_s + CONNECT_S,  # a pooled connection's ping, then a new connection
+        "engine (SQLAlchemy: count)": engine_limit,
+        "raw asyncpg driver (COPY record_many)": engine_limit,
+        "raw asyncpg driver (prepared INSERT record)": engine_limit,
         "psycopg connect": float(libpq_connect_timeout(CONNECT_S)),
         "langgraph async": sizing.hold_limit,
         "langgraph sync": sizing.hold_limit,
@@ -299,10 +305,10 @@ async def test_a_hung_server_gives_every_caller_the_typed_error_within_the_timeo
         "hindsight client": (HINDSIGHT.max_retries + 1) * HINDSIGHT.read_timeout + HINDSIGHT.max_retries * 0.1,
     }
     audit, cost = AuditLogRepository(engine), CostRepository(engine)
-    calls: list[Callable[[], Awaitable[Any]]] = [
-        audit.count,
-        lambda: audit.record_many(_batch("audit", "hung")),  # COPY
-        lambda: cost.record(_batch("cost", "hung")[0]),  # INSERT
+    calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+        ("engine (SQLAlchemy: count)", audit.count),
+        ("raw asyncpg driver (COPY record_many)", lambda: audit.record_many(_batch("audit", "hung"))),
+        ("raw asyncpg driver (prepared INSERT record)", lambda: cost.record(_batch("cost", "hung")[0])),
     ]
 
     def psycopg_call() -> None:
@@ -315,7 +321,7 @@ async def test_a_hung_server_gives_every_caller_the_typed_error_within_the_timeo
                     HindsightClient(black_hole, settings=HINDSIGHT) as hindsight):
             with checkpointer.open_sync_checkpointer(private.url, sizing=sizing) as sync_saver, hung(private.server):
                 outcomes = await asyncio.gather(
-                    *(_timed("engine", calls[i % len(calls)]) for i in range(CALLERS)),
+                    *(_timed(*calls[i % len(calls)]) for i in range(CALLERS)),
                     _timed("psycopg connect", lambda: asyncio.to_thread(psycopg_call)),
                     _timed("langgraph async", lambda: saver.aget_tuple(thread)),
                     _timed("langgraph sync", lambda: asyncio.to_thread(sync_saver.get_tuple, thread)),

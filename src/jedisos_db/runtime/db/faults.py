@@ -13,6 +13,10 @@ from a black-hole address or a hung server, asyncpg's ``ConnectionDoesNotExistEr
 They are applied at every boundary: the engine (:func:`install`: SQLAlchemy's ``do_connect`` and
 ``handle_error`` events cover every ORM and Core path), the raw COPY of the repositories, the
 psycopg ``connect`` and the LangGraph checkpointer.
+
+A server refusing the credentials (:func:`is_auth_failure`) is not a fault: nothing changes by waiting, so
+at the same boundaries it becomes :class:`~jedisos_db.runtime.errors.AuthenticationError` (not retryable),
+naming the role and never the password (:func:`refused`).
 """
 
 from __future__ import annotations
