@@ -152,8 +152,8 @@ def _failure(url: DatabaseURL, target: str, upgrading: bool, steps: list[_Step],
         committed = next((n + 1 for n, step in enumerate(steps) if step.after == at), 0)
         names = ", ".join(step.script.revision for step in steps[:committed]) or f"from {start} to {at}"
         said.append(f"revision{'s' if committed != 1 else ''} {names} {'was' if committed == 1 else 'were'} "
-                    f"{'applied' if upgrading else 'undone'} and committed before it (the run commits before and after a revision that builds "
-                    "an index CONCURRENTLY)")
+                    f"{'applied' if upgrading else 'undone'} and committed before it (the run commits before "
+                    "and after a revision that builds an index CONCURRENTLY)")
     if part_way and failed is not None:
         said.append(f"revision {failed.script.revision} runs partly outside a transaction, so what it did "
                     "before failing stays; rerunning completes it")
