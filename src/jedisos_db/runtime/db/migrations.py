@@ -65,7 +65,8 @@ def upgrade(url: DatabaseURL, revision: str = "head", *, versions: Sequence[Path
 
 
 def downgrade(url: DatabaseURL, revision: str, *, versions: Sequence[Path] = ()) -> None:
-    """Take the schema back to ``revision``; split and reported like :func:`upgrade`."""
+    """Take the schema back to ``revision``, all or nothing (no downgrade commits part-way); fails like
+    :func:`upgrade`."""
     _run(url, revision, upgrading=False, versions=versions)
 
 
@@ -80,9 +81,11 @@ class _Step:
         doc = (self.script.doc or "").strip()
         return f"{self.script.revision} ({doc})" if doc else self.script.revision
 
+    upgrading: bool
+
     @property
     def part_way(self) -> bool:
-        return bool(getattr(self.script.module, COMMITS_PART_WAY, False))
+        return self.upgrading and bool(getattr(self.script.module, COMMITS_PART_WAY, False))
 
 
 def _steps(cfg: Config, start: str | None, target: str, upgrading: bool) -> list[_Step]:
@@ -96,8 +99,8 @@ def _steps(cfg: Config, start: str | None, target: str, upgrading: bool) -> list
         return []
     if upgrading:
         path.reverse()  # iterate_revisions walks from the newest down
-        return [_Step(r, r.revision) for r in path]
-    return [_Step(r, r.down_revision if isinstance(r.down_revision, str) else None) for r in path]
+        return [_Step(r, r.revision, upgrading) for r in path]
+    return [_Step(r, r.down_revision if isinstance(r.down_revision, str) else None, upgrading) for r in path]
 
 
 def _legs(steps: list[_Step], target: str) -> list[tuple[int, str]]:
