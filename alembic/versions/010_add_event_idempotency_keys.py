@@ -21,8 +21,6 @@ Safe on a filled table:
 
 from __future__ import annotations
 
-import contextlib
-
 import sqlalchemy as sa
 from alembic import context, op
 
@@ -33,6 +31,7 @@ revision = "010"
 down_revision = "009"
 branch_labels = None
 depends_on = None
+upgrade_commits_part_way = True  # revision_columns.COMMITS_PART_WAY: the autocommit block of upgrade()
 
 COLUMN = "idempotency_key"
 LENGTH = 255
@@ -77,10 +76,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    how = "CONCURRENTLY " if _concurrently() else ""
-    with op.get_context().autocommit_block() if how else contextlib.nullcontext():
-        for index in INDEXES.values():
-            op.execute(f"DROP INDEX {how}IF EXISTS {SCHEMA}.{index}")
+    # In the run's transaction, not CONCURRENTLY: DROP COLUMN takes ACCESS EXCLUSIVE right after anyway, and so a
+    # downgrade across 010 stays all or nothing (only the upgrade commits part-way).
     with bounded_lock_wait(LOCK_TIMEOUT):
-        for table in INDEXES:
+        for table, index in INDEXES.items():
+            op.execute(f"DROP INDEX IF EXISTS {SCHEMA}.{index}")
             op.drop_column(table, COLUMN, schema=SCHEMA)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+import psycopg
 import pytest
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -14,6 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime import checkpointer
+from jedisos_db.runtime.config import load_settings
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.urls import DatabaseURL
@@ -220,3 +223,21 @@ def test_missing_schema_never_falls_back_to_public(empty_db: DatabaseURL, claim:
     assert _tables(empty_db, "public") == set()
     claim.fails(f"setup() without schema langgraph did not create it: {str(refused.value).splitlines()[0]}",
                 fix="fixed at head: checkpointer.ensure_schema creates langgraph before setup()")
+
+
+def test_both_pools_take_their_waits_from_the_settings(empty_db: DatabaseURL) -> None:
+    """The synchronous pool had no statement bound; both now have the engine's, from the same settings."""
+    settings = load_settings(jedisos_db_url=str(empty_db.libpq()), statement_timeout_ms=700, connect_timeout_s=2,
+                             pool_timeout_s=3)
+    sizing = checkpointer.PoolSizing.from_settings(settings)
+    assert (sizing.timeout, sizing.connect_timeout, sizing.statement_timeout_ms) == (3, 2, 700)
+    assert sizing.use_limit == settings.command_timeout_s == 2.7
+    assert sizing.hold_limit == 3 + 2 + 2.7
+    assert checkpointer.PoolSizing(statement_timeout_ms=0).hold_limit is None  # setup()'s migrations
+    checkpointer.ensure_schema(empty_db)
+    with checkpointer.sync_pool(empty_db, sizing=sizing) as pool, pool.connection() as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "700ms"}
+        started = time.monotonic()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):  # the server's own answer
+            conn.execute("SELECT pg_sleep(30)")
+        assert time.monotonic() - started < sizing.use_limit

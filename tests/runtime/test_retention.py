@@ -467,3 +467,6 @@ def test_revision_007_downgrades_to_the_design_view_and_refuses_to_drop_kept_his
     with pytest.raises(Exception, match="rolled-up day rows"):
         migrations.downgrade(url, "006")
     assert migrations.current(url) == migrations.head()
+    with connect(url) as conn:  # all of head, 010's indexes included (its downgrade no longer commits part-way)
+        assert conn.execute("SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                            "WHERE c.relname LIKE '%idempotency_key' AND i.indisvalid").fetchone() == (2,)

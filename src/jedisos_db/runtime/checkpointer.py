@@ -18,9 +18,10 @@ one connection at a time; the pool is sized for that (1..2) rather than the desi
 
 Faults (issue 11): every pooled connection is checked on checkout (``check_connection``), so the first
 call after a server restart gets a fresh connection instead of the dead one; opening a connection,
-waiting for a free one and each statement are bounded (:class:`PoolSizing`, defaults from
-``runtime.config``); and whatever psycopg raises for an unreachable server comes out of the pool as
-``DatabaseUnavailableError`` (``runtime.db.faults``).
+waiting for a free one, the check and each use of a connection are bounded (:class:`PoolSizing`, defaults
+from ``runtime.config``, or :meth:`PoolSizing.from_settings`), in the asynchronous and the synchronous pool
+alike (:func:`answer_within`); and whatever psycopg raises for an unreachable server comes out of the pool
+as ``DatabaseUnavailableError`` (``runtime.db.faults``).
 
 This module and ``jedisos_db.runtime.hindsight`` are the only places allowed to name ``langgraph`` /
 ``hindsight`` objects in SQL (the conformance source scan enforces it); everything else goes
@@ -30,22 +31,32 @@ through the saver's own API, thread retention included (``adelete_thread``, ``ap
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator
+import socket
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from psycopg import AsyncConnection, Connection, sql
+from psycopg import AsyncConnection, Connection, OperationalError, sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from jedisos_db.runtime.config import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_POOL_TIMEOUT_S, Settings, check_wait
+from jedisos_db.runtime.config import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_POOL_TIMEOUT_S,
+    Settings,
+    check_wait,
+    command_timeout,
+)
 from jedisos_db.runtime.db import faults
 from jedisos_db.runtime.db.connect import connect, libpq_connect_timeout
-from jedisos_db.runtime.errors import ConfigError
+from jedisos_db.runtime.errors import ConfigError, DatabaseUnavailableError
 from jedisos_db.runtime.owners import LANGGRAPH_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 
@@ -70,13 +81,26 @@ class PoolSizing:
     statement_timeout_ms: int = Settings.model_fields["statement_timeout_ms"].get_default()
     """The server's limit per statement, as the jedisos engine's (0 = none)."""
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, min_size: int = 1, max_size: int = 2) -> PoolSizing:
+        """The jedisos engine's waits (``JEDISOS_DB_POOL_TIMEOUT_S``, ``_CONNECT_TIMEOUT_S``,
+        ``_STATEMENT_TIMEOUT_MS``) for a LangGraph pool."""
+        return cls(min_size=min_size, max_size=max_size, timeout=settings.pool_timeout_s,
+                   connect_timeout=settings.connect_timeout_s, statement_timeout_ms=settings.statement_timeout_ms)
+
+    @property
+    def use_limit(self) -> float | None:
+        """Longest one use of a checked-out connection may wait for the server: the statement limit plus one
+        connect timeout (as the engine's ``command_timeout_s``); None without a statement limit."""
+        return command_timeout(self.statement_timeout_ms, self.connect_timeout)
+
     @property
     def hold_limit(self) -> float | None:
-        """Longest one use of a pooled connection may take: waiting for it, checking it, one statement;
-        None without a statement limit (``setup()``'s migrations)."""
-        if self.statement_timeout_ms == 0:
-            return None
-        return self.timeout + self.connect_timeout + self.statement_timeout_ms / 1000
+        """Longest one use of the pool may take when the server stops answering: waiting for a connection
+        (``timeout``), checking it (``connect_timeout``), then :attr:`use_limit`; None without a statement
+        limit (``setup()``'s migrations)."""
+        use = self.use_limit
+        return None if use is None else self.timeout + self.connect_timeout + use
 
     def __post_init__(self) -> None:
         if self.min_size < 0:
@@ -156,10 +180,77 @@ def _pool_args(url: DatabaseURL, schema: str, sizing: PoolSizing | None, applica
     }
 
 
-def _statement_timeout(sizing: PoolSizing | None) -> sql.Composed:
+def _statement_timeout(sizing: PoolSizing) -> sql.Composed:
     # A session SET rather than `options`: the search_path option is the one verified (and PgBouncer-proof
     # via ALTER ROLE) setting there; this one is ours and applied when the pool opens each connection.
-    return sql.SQL("SET statement_timeout = {}").format((sizing or PoolSizing()).statement_timeout_ms)
+    return sql.SQL("SET statement_timeout = {}").format(sizing.statement_timeout_ms)
+
+
+def _shut_down(conn: Connection[Any] | AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down both ways, leaving its descriptor to psycopg: its wait for the
+    server wakes at once on end-of-file and fails with ``OperationalError``; the pool then discards it."""
+    try:
+        fd = conn.pgconn.socket
+    except OperationalError:  # closed already
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextmanager
+def answer_within(conn: Connection[Any] | AsyncConnection[Any], seconds: float | None, target: DatabaseURL,
+                  what: str) -> Iterator[None]:
+    """The block's work on ``conn`` ends within ``seconds`` (None: no bound), or the connection is shut down
+    and the block raises ``DatabaseUnavailableError`` naming ``target``, ``what`` and the wait.
+
+    psycopg has no client-side statement timeout. Cancelling the waiting task (``asyncio.timeout``) is not
+    one: psycopg then sends a cancel request to the server and waits for the query to end, 5 s each, both
+    hard-coded, so a hung server held the caller 10 s past its bound. Shutting the socket down ends the wait
+    at once, and works where there is no task to cancel (the synchronous pool: a timer thread does it).
+    """
+    if seconds is None:
+        yield
+        return
+    fired = threading.Event()
+
+    def expire() -> None:
+        fired.set()
+        _shut_down(conn)
+
+    cancel: Callable[[], None]
+    if isinstance(conn, AsyncConnection):
+        cancel = asyncio.get_running_loop().call_later(seconds, expire).cancel
+    else:
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        cancel = timer.cancel
+    try:
+        yield
+    except Exception as exc:
+        if fired.is_set():
+            silence = TimeoutError(f"no answer within {seconds:.1f} s, the client closed the connection")
+            raise faults.unavailable(target, what, seconds, silence) from exc
+        raise
+    finally:
+        cancel()
+
+
+CHECKING: Final = "checking a pooled connection"
+USING: Final = "checkpointing"
+
+
+@contextmanager
+def _faults_of(pool: CheckedAsyncPool | CheckedPool, action: str) -> Iterator[None]:
+    """``faults.translating`` for a pool, which reports any failure to connect as a ``PoolTimeout``: when
+    its last attempt was refused the credentials, that is what the caller learns (not retryable)."""
+    try:
+        with faults.translating(pool.target, action):
+            yield
+    except DatabaseUnavailableError:
+        if pool.refusal is None:
+            raise
+        raise faults.refused(pool.target, pool.refusal) from None
 
 
 class CheckedAsyncPool(AsyncConnectionPool[Any]):
@@ -167,48 +258,82 @@ class CheckedAsyncPool(AsyncConnectionPool[Any]):
     (on checkout, open, or mid-statement) is a ``DatabaseUnavailableError`` naming it."""
 
     def __init__(self, url: DatabaseURL, sizing: PoolSizing | None = None, **kwargs: Any) -> None:
+        sizing = sizing or PoolSizing()
         statement = _statement_timeout(sizing)
 
         async def configure(conn: AsyncConnection[Any]) -> None:
-            await conn.execute(statement)
+            with answer_within(conn, sizing.connect_timeout, url, "setting the session up"):
+                await conn.execute(statement)
 
-        super().__init__(check=AsyncConnectionPool.check_connection, configure=configure, **kwargs)
+        async def check(conn: AsyncConnection[Any]) -> None:
+            with answer_within(conn, sizing.connect_timeout, url, CHECKING):
+                await AsyncConnectionPool.check_connection(conn)
+
         self.target = url
-        self.hold_limit = (sizing or PoolSizing()).hold_limit
+        self.use_limit = sizing.use_limit
+        self.refusal: Exception | None = None
+        """The last connection attempt's error when the server refused the credentials (the pool's workers
+        retry in the background; the caller only sees a ``PoolTimeout``)."""
+        super().__init__(check=check, configure=configure, **kwargs)
+
+    async def _connect(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109  (psycopg's)
+        try:
+            conn = await super()._connect(timeout)
+        except Exception as exc:
+            self.refusal = exc if faults.is_auth_failure(exc) else None
+            raise
+        self.refusal = None
+        return conn
 
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[Any]:  # noqa: ASYNC109  (psycopg's signature)
-        # psycopg has no client-side statement timeout: a server that stopped answering (SIGSTOP, a dead
-        # host behind a live socket) would hold the caller forever. The whole use of one connection is
-        # bounded instead; psycopg then tries to cancel the query (up to 5 s) before it gives up.
-        async with (faults.translating(self.target, "checkpointing"), asyncio.timeout(self.hold_limit),
-                    super().connection(timeout) as conn):
-            yield conn
+        with _faults_of(self, USING):
+            async with super().connection(timeout) as conn:
+                with answer_within(conn, self.use_limit, self.target, USING):
+                    yield conn
 
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:  # noqa: ASYNC109  (psycopg's signature)
-        async with faults.translating(self.target, faults.CONNECTING):
+        with _faults_of(self, faults.CONNECTING):
             await super().open(wait=wait, timeout=timeout)
 
 
 class CheckedPool(ConnectionPool[Any]):
-    """The synchronous twin of :class:`CheckedAsyncPool`."""
+    """The synchronous twin of :class:`CheckedAsyncPool`, with the same bounds."""
 
     def __init__(self, url: DatabaseURL, sizing: PoolSizing | None = None, **kwargs: Any) -> None:
+        sizing = sizing or PoolSizing()
         statement = _statement_timeout(sizing)
 
         def configure(conn: Connection[Any]) -> None:
-            conn.execute(statement)
+            with answer_within(conn, sizing.connect_timeout, url, "setting the session up"):
+                conn.execute(statement)
 
-        super().__init__(check=ConnectionPool.check_connection, configure=configure, **kwargs)
+        def check(conn: Connection[Any]) -> None:
+            with answer_within(conn, sizing.connect_timeout, url, CHECKING):
+                ConnectionPool.check_connection(conn)
+
         self.target = url
+        self.use_limit = sizing.use_limit
+        self.refusal: Exception | None = None
+        super().__init__(check=check, configure=configure, **kwargs)
+
+    def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            conn = super()._connect(timeout)
+        except Exception as exc:
+            self.refusal = exc if faults.is_auth_failure(exc) else None
+            raise
+        self.refusal = None
+        return conn
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
-        with faults.translating(self.target, "checkpointing"), super().connection(timeout) as conn:
+        with (_faults_of(self, USING), super().connection(timeout) as conn,
+              answer_within(conn, self.use_limit, self.target, USING)):
             yield conn
 
     def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        with faults.translating(self.target, faults.CONNECTING):
+        with _faults_of(self, faults.CONNECTING):
             super().open(wait=wait, timeout=timeout)
 
 

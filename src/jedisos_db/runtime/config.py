@@ -128,9 +128,7 @@ class Settings(DatabaseSettings):
         """How long the client waits for any answer to a statement: the server's own limit plus one
         connect timeout (a server that cannot even cancel its statement by then is not answering).
         None with no statement limit: a migration may rightly run for hours."""
-        if self.statement_timeout_ms == 0:
-            return None
-        return self.statement_timeout_ms / 1000 + self.connect_timeout_s
+        return command_timeout(self.statement_timeout_ms, self.connect_timeout_s)
 
     def __repr__(self) -> str:
         # pydantic masks SecretStr already; the URL property is never part of the repr.
@@ -149,6 +147,14 @@ def _build(cls: type[S], overrides: dict[str, Any]) -> S:
         loc = str(first["loc"][0]) if first["loc"] else "settings"
         name = ENV_NAMES.get(loc.lower(), loc.upper())
         raise ConfigError(name, first["msg"].lower()) from None
+
+
+def command_timeout(statement_timeout_ms: int, connect_timeout_s: float) -> float | None:
+    """The client's wait for any answer to a statement: the server's limit plus one connect timeout (the
+    time to hear the server's own cancellation); None when statements have no limit (0)."""
+    if statement_timeout_ms == 0:
+        return None
+    return statement_timeout_ms / 1000 + connect_timeout_s
 
 
 def check_wait(field: str, seconds: float, *, zero_allowed: bool = False) -> float:

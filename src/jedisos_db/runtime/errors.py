@@ -5,7 +5,8 @@ Each error belongs to one of three families, named by what has to change before 
 1. **The environment** (:class:`SetupError`): configuration, installed software, reachable servers.
    The call is fine; the place it runs in is not. :class:`ConfigError` (a setting, option or
    constructor parameter missing or malformed, naming it), :class:`MissingExtensionError`,
-   :class:`DockerUnavailableError`, :class:`DatabaseUnavailableError`, :class:`HindsightUnavailableError`
+   :class:`DockerUnavailableError`, :class:`DatabaseUnavailableError`, :class:`AuthenticationError` (the
+   server refused the credentials: not retryable), :class:`HindsightUnavailableError`
    (and its kinds: :class:`HindsightBusyError`, the server at capacity, and :class:`OperationTimeoutError`,
    an async operation still running when the caller stopped waiting), :class:`BackpressureError` (the
    database takes events slower than they come: the event writer's queue stayed full past the wait
@@ -72,6 +73,16 @@ class DatabaseUnavailableError(SetupError):
     """The server could not be reached or started."""
 
     retryable = True
+
+
+class AuthenticationError(SetupError):
+    """The server refused the credentials: a wrong password, an unknown role, no ``pg_hba.conf`` entry for
+    them. ``user`` names the role (None when the URL names none); the password never appears. Retrying
+    the same call cannot help until someone fixes the credentials."""
+
+    def __init__(self, message: str, *, user: str | None) -> None:
+        self.user = user
+        super().__init__(message)
 
 
 class BackpressureError(SetupError):

@@ -23,7 +23,7 @@ from jedisos_db.runtime.config import DEFAULT_CONNECT_TIMEOUT_S, Settings, load_
 from jedisos_db.runtime.db import faults, migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import DatabaseUnavailableError, MigrationError
+from jedisos_db.runtime.errors import AuthenticationError, DatabaseUnavailableError, MigrationError
 from jedisos_db.runtime.repositories.audit import AuditLogRepository
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
@@ -64,6 +64,29 @@ def test_connection_faults_are_recognised(error: Exception) -> None:
 ])
 def test_server_answers_are_not_connection_faults(error: Exception) -> None:
     assert not faults.is_connection_fault(error)
+
+
+@pytest.mark.parametrize("error", [
+    asyncpg.InvalidPasswordError('password authentication failed for user "app"'),
+    asyncpg.InvalidAuthorizationSpecificationError('role "app" does not exist'),
+    psycopg.OperationalError('connection failed: connection to server on socket "/s/.s.PGSQL.5432" failed: '
+                             'FATAL:  password authentication failed for user "app"'),
+    psycopg.OperationalError('connection failed: ... failed: FATAL:  no pg_hba.conf entry for host "10.0.0.1", '
+                             'user "app", database "db", no encryption'),
+    psycopg.OperationalError("connection failed: ... fe_sendauth: no password supplied"),
+])
+def test_refused_credentials_are_not_connection_faults(error: Exception) -> None:
+    """A refusal is final (AuthenticationError, not retryable), where a fault is worth retrying."""
+    assert faults.is_auth_failure(error)
+    assert not faults.is_connection_fault(error)
+    with (pytest.raises(AuthenticationError, match=r"^authentication failed: postgresql://app:\*\*\*@h/db refused "
+                                                   r"role app: .*; fix the credentials") as info,
+          faults.translating(urls.parse("postgresql://app:s3cret@h/db"), faults.CONNECTING)):
+        raise error
+    assert info.value.user == "app"
+    assert not info.value.retryable
+    assert info.value.__cause__ is None  # psycopg keeps the attempt, password included, on the error
+    assert "s3cret" not in str(info.value)
 
 
 def test_a_bare_timeout_still_says_what_happened() -> None:
@@ -151,14 +174,14 @@ def test_timeouts_come_from_the_settings() -> None:
 
 BROKEN = '''"""a revision that fails half-way
 
-Revision ID: 010
-Revises: 009
+Revision ID: {revision}
+Revises: {down}
 """
 
 from alembic import op
 
-revision = "010"
-down_revision = "009"
+revision = "{revision}"
+down_revision = "{down}"
 branch_labels = None
 depends_on = None
 
@@ -173,18 +196,28 @@ def downgrade() -> None:
 '''
 
 
-@pytest.fixture
-def broken_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Our revisions up to 009 plus a broken 010, in a temporary script directory the runner is pointed at.
-
-    The real 010 is left out: it commits half-way on purpose (CREATE INDEX CONCURRENTLY in an autocommit
-    block), so a run through it is all-or-nothing only up to it; this test is about one transaction."""
+def _scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, real_010: bool) -> Path:
+    """Our revisions plus a broken one after them, in a temporary script directory the runner is pointed at:
+    after 009 in place of the real 010, or after the real 010 as 011."""
     scripts = tmp_path / "alembic"
-    shutil.copytree(migrations.script_location(), scripts,
-                    ignore=shutil.ignore_patterns("__pycache__", "010_add_event_idempotency_keys.py"))
-    (scripts / "versions" / "010_broken.py").write_text(BROKEN)
+    ignored = ["__pycache__"] if real_010 else ["__pycache__", "010_add_event_idempotency_keys.py"]
+    shutil.copytree(migrations.script_location(), scripts, ignore=shutil.ignore_patterns(*ignored))
+    revision, down = ("011", "010") if real_010 else ("010", "009")
+    (scripts / "versions" / f"{revision}_broken.py").write_text(BROKEN.format(revision=revision, down=down))
     monkeypatch.setattr(migrations, "script_location", lambda: scripts)
     return scripts
+
+
+@pytest.fixture
+def broken_scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Our revisions up to 009 plus a broken 010: every step of the run is in one transaction."""
+    return _scripts(tmp_path, monkeypatch, real_010=False)
+
+
+@pytest.fixture
+def broken_after_010(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Our revisions, the real 010 included (it commits part-way: CREATE INDEX CONCURRENTLY), then a broken 011."""
+    return _scripts(tmp_path, monkeypatch, real_010=True)
 
 
 def _tables(url: DatabaseURL) -> set[str]:
@@ -208,3 +241,63 @@ def test_a_migration_failing_half_way_names_its_revision_and_changes_nothing(
     assert migrations.current(url) == "006"
     assert _tables(url) == before  # neither 010's first table nor 007-009's objects
     assert "half_done" not in _tables(url)
+
+
+def _idempotency_indexes(url: DatabaseURL) -> dict[str, bool]:
+    with connect(url) as conn:
+        rows = conn.execute("SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                            "WHERE c.relname LIKE '%%idempotency_key' AND c.relnamespace = 'jedisos'::regnamespace")
+        return {name: valid for name, valid in rows}
+
+
+def _columns(url: DatabaseURL, table: str) -> set[str]:
+    with connect(url) as conn:
+        return {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_schema = 'jedisos' AND table_name = %s", [table])}
+
+
+@pytest.mark.faults
+def test_a_run_failing_after_010_says_what_it_committed_and_the_catalog_agrees(
+        database_factory: DatabaseFactory, broken_after_010: Path) -> None:
+    """010 builds its indexes CONCURRENTLY, outside any transaction, so a run across it cannot be all or
+    nothing; it used to say "the schema is unchanged (still at 006)" while 007-010 had partly committed
+    (the version table at 009 with 010's column and indexes in place)."""
+    url = database_factory("broken_after_010")
+    migrations.upgrade(url, "006")
+    tables_at_006 = _tables(url)
+    with pytest.raises(MigrationError) as info:
+        migrations.upgrade(url, "head")  # 007-009 commit, then 010 alone, then 011 fails
+    message = str(info.value)
+    assert message.startswith("upgrade to head failed at revision 011 (a revision that fails half-way): ")
+    assert "revisions 007, 008, 009, 010 were applied and committed before it" in message
+    assert "its own steps were rolled back" in message
+    assert message.endswith("the schema is at revision 010")
+    assert "unchanged" not in message
+    assert "\n" not in message
+    # The catalog is what the message says: exactly revision 010, nothing of 011.
+    assert migrations.current(url) == "010"
+    assert "idempotency_key" in _columns(url, "audit_logs") & _columns(url, "cost_tracking")
+    assert _idempotency_indexes(url) == {"idx_audit_idempotency_key": True, "idx_cost_idempotency_key": True}
+    assert "half_done" not in _tables(url)
+    assert _tables(url) > tables_at_006  # 007-009's objects stayed
+    with pytest.raises(MigrationError, match=r"failed at revision 011 .*the schema is unchanged \(still at 010\)$"):
+        migrations.upgrade(url, "head")  # the rerun starts at 010: one leg, all or nothing again
+
+
+@pytest.mark.faults
+def test_a_run_failing_before_010_stays_all_or_nothing(database_factory: DatabaseFactory,
+                                                       broken_after_010: Path) -> None:
+    url = database_factory("broken_before_010")
+    migrations.upgrade(url, "006")
+    before = _tables(url)
+    (broken_after_010 / "versions" / "011_broken.py").unlink()
+    nine = next((broken_after_010 / "versions").glob("009_*.py"))
+    failing = "def upgrade() -> None:\n    op.execute('SELECT no_such_function()')\n"
+    nine.write_text(nine.read_text().replace("def upgrade() -> None:\n", failing, 1))
+    with pytest.raises(MigrationError) as info:
+        migrations.upgrade(url, "head")  # the first leg (007-009) fails: 010 never starts
+    assert str(info.value).startswith("upgrade to head failed at revision 009 ")
+    assert str(info.value).endswith("the schema is unchanged (still at 006)")
+    assert migrations.current(url) == "006"
+    assert _tables(url) == before
+    assert "idempotency_key" not in _columns(url, "audit_logs")

@@ -13,10 +13,15 @@ from a black-hole address or a hung server, asyncpg's ``ConnectionDoesNotExistEr
 They are applied at every boundary: the engine (:func:`install`: SQLAlchemy's ``do_connect`` and
 ``handle_error`` events cover every ORM and Core path), the raw COPY of the repositories, the
 psycopg ``connect`` and the LangGraph checkpointer.
+
+A server refusing the credentials (:func:`is_auth_failure`) is not a fault: nothing changes by waiting, so
+at the same boundaries it becomes :class:`~jedisos_db.runtime.errors.AuthenticationError` (not retryable),
+naming the role and never the password (:func:`refused`).
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from types import TracebackType
@@ -29,7 +34,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from jedisos_db.runtime.errors import DatabaseUnavailableError
+from jedisos_db.runtime.errors import AuthenticationError, DatabaseUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
 
 FAULT_SQLSTATES: Final = frozenset({"53300", "57P01", "57P02", "57P03"})
@@ -74,11 +79,29 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         seen = orig if isinstance(orig, BaseException) and orig is not seen else seen.__cause__
 
 
+_REFUSED: Final = re.compile(r"authentication failed for user|no pg_hba\.conf entry|pg_hba\.conf rejects|"
+                             r"no password supplied|role \"[^\"]*\" does not exist|is not permitted to log in")
+"""What libpq and the server say when they refuse credentials (SQLSTATE class 28, or libpq's own words):
+psycopg reports a failed connection without a SQLSTATE, so its text is all there is. A server whose
+``lc_messages`` is not English says it otherwise; such a refusal stays a :class:`DatabaseUnavailableError`."""
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) is the server refusing the credentials (never retryable)."""
+    for e in _chain(exc):
+        state = _sqlstate(e)
+        if state is not None and state.startswith("28"):
+            return True
+        if isinstance(e, psycopg.OperationalError) and state is None and _REFUSED.search(str(e)):
+            return True
+    return False
+
+
 def is_connection_fault(exc: BaseException) -> bool:
     """True when ``exc`` (or what it wraps) means the server could not be reached or went away."""
     if isinstance(exc, DatabaseUnavailableError):
         return True
-    return any(_is_fault_here(e) for e in _chain(exc))
+    return not is_auth_failure(exc) and any(_is_fault_here(e) for e in _chain(exc))
 
 
 def reason(exc: BaseException) -> str:
@@ -100,9 +123,18 @@ def unavailable(target: DatabaseURL | str, action: str, waited: float,
     return DatabaseUnavailableError(f"database unavailable: {what} (after {waited:.1f} s): {reason(cause)}")
 
 
+def refused(target: DatabaseURL | str, cause: BaseException) -> AuthenticationError:
+    """The error a refusal of credentials becomes: which server and role, and the server's words (which name
+    the role, never the password)."""
+    user = target.username if isinstance(target, DatabaseURL) else None
+    return AuthenticationError(f"authentication failed: {target} refused role {user or '(default)'}: "
+                               f"{reason(cause)}; fix the credentials (retrying will not help)", user=user)
+
+
 class translating:  # a context manager, named like contextlib's
     """``with`` / ``async with``: a connection fault inside becomes :class:`DatabaseUnavailableError`
-    naming ``target``, ``action`` and the time since the block began; other errors pass untouched."""
+    naming ``target``, ``action`` and the time since the block began, a refusal of the credentials
+    :class:`AuthenticationError`; other errors pass untouched."""
 
     def __init__(self, target: DatabaseURL | str, action: str, *, driver: Any = None) -> None:
         self.target = target
@@ -117,8 +149,12 @@ class translating:  # a context manager, named like contextlib's
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if exc is None or isinstance(exc, DatabaseUnavailableError) or not isinstance(exc, Exception):
+        if exc is None or isinstance(exc, DatabaseUnavailableError | AuthenticationError) \
+                or not isinstance(exc, Exception):
             return
+        if is_auth_failure(exc):
+            # from None: psycopg's error keeps the connection attempt, password included, on ``pgconn``.
+            raise refused(self.target, exc) from None
         if is_connection_fault(exc):
             raise unavailable(self.target, self.action, time.monotonic() - self.started, exc) from exc
 

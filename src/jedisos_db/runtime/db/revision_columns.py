@@ -16,6 +16,12 @@ from sqlalchemy.dialects import postgresql as pg
 
 TZ = pg.TIMESTAMP(timezone=True)
 
+COMMITS_PART_WAY = "upgrade_commits_part_way"
+"""A revision module sets ``upgrade_commits_part_way = True`` when its upgrade commits inside the run (an
+autocommit block, for CREATE INDEX CONCURRENTLY): ``migrations.upgrade`` then commits before and after it, so a
+run that fails elsewhere leaves the schema at a revision its version table names. A downgrade never commits
+part-way (dropping an index is no reason to: the DROP COLUMN beside it locks the table anyway)."""
+
 AUTOCOMMIT_BLOCKS = "jedisos_autocommit_blocks"
 """The Alembic config attribute env.py sets: False when the caller owns the transaction, which must not be
 committed, so a revision builds its index in that transaction instead of ``CONCURRENTLY``."""
