@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
+from asyncpg.exceptions import UndefinedColumnError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.runtime.db import migrations
+from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
@@ -93,3 +98,22 @@ def test_a_key_is_validated_like_any_field() -> None:
     assert caught.value.field == "idempotency_key"
     with pytest.raises(InvalidInputError, match="idempotency_key"):
         CostEvent("m", "p", cost_usd=0, source="agent", idempotency_key=7)  # type: ignore[arg-type]
+
+
+async def test_unkeyed_events_write_to_a_database_below_revision_010(database_factory: Any) -> None:
+    """Without a key the column is left out, by ``record`` as by COPY: the documented design's tables (006)
+    take the same code's unkeyed writes, and a keyed one fails there, naming the missing column."""
+    url = database_factory("at_006")
+    await asyncio.to_thread(migrations.upgrade, url, "006")  # Alembic runs its own event loop
+    engine = create_engine(url=url)
+    try:
+        repo = AuditLogRepository(engine)
+        new_id = await repo.record(AuditEvent("run"))
+        assert await repo.record_many([AuditEvent("run"), {"event_type": "run"}]) == 2
+        assert await count(engine, "audit_logs") == 3
+        assert new_id > 0
+        with pytest.raises(UndefinedColumnError, match="idempotency_key"):
+            await repo.record(AuditEvent("run", idempotency_key="k"))
+        assert await count(engine, "audit_logs") == 3
+    finally:
+        await engine.dispose()

@@ -375,6 +375,10 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
             return int(await self._insert_row(row, session=session))
         key_at = _key_index(self.model)
         key = None if key_at is None else row[key_at]
+        if key_at is not None and key is None:
+            # No key: the column is left out, as an unkeyed COPY leaves it (NULL anyway), so the same code writes
+            # to a database below revision 010.
+            row = (*row[:key_at], *row[key_at + 1:])
         schema = self._schema
 
         async def insert(driver: Any) -> int:
@@ -462,8 +466,9 @@ def _key_index(model: type[Base]) -> int | None:
 def _insert_sql(model: type[Base], schema: str, *, keyed: bool = False) -> str:
     """The single-row ``INSERT ... RETURNING`` of :func:`copy_columns` as positional parameters; a stamped
     column takes ``now()`` where its parameter is NULL (what the column default gives). ``keyed``: a stored
-    key returns no row instead of failing."""
-    columns = copy_columns(model)
+    key returns no row instead of failing; without it, the key column is left out (``record`` drops it from
+    the row)."""
+    columns = tuple(c for c in copy_columns(model) if keyed or c != IDEMPOTENCY_KEY)
     stamped = stamped_columns(model)
     values = [f"coalesce(${i}, now())" if name in stamped else f"${i}" for i, name in enumerate(columns, 1)]
     return (f"INSERT INTO {schema}.{model.__tablename__} ({', '.join(columns)}) "
