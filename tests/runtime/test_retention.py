@@ -149,6 +149,48 @@ async def test_design_audit_retention_verbatim_keeps_warning_and_above(at_006: A
                 f"{max(ages)} days old", deleted=deleted, kept=len(left))
 
 
+@pytest.mark.claim("S4-audit-retention-30-days", shows="fails")
+async def test_a_row_security_policy_deletes_nothing(at_006: AsyncEngine, claim: ClaimRecorder) -> None:
+    """§4-3's optional `CREATE POLICY audit_retention`: a policy only filters which rows a query sees, so the
+    31-day-old debug/info rows it is meant to remove are all still on disk (and §7 says 90 days, not 30)."""
+    async with at_006.begin() as conn:
+        for severity in ("debug", "info", "warning"):
+            await conn.execute(text("INSERT INTO jedisos.audit_logs (timestamp, event_type, severity) "
+                                    "VALUES (now() - interval '31 days', 'old', :s), (now(), 'new', :s)"),
+                               {"s": severity})
+        # The policy as §4-3 sketches it, for the application's role: rows visible only inside 30 days.
+        await conn.execute(text("ALTER TABLE jedisos.audit_logs ENABLE ROW LEVEL SECURITY"))
+        await conn.execute(text(
+            "CREATE POLICY audit_retention ON jedisos.audit_logs USING "
+            "(severity NOT IN ('debug', 'info') OR timestamp > now() - interval '30 days')"))
+        await conn.execute(text("DROP ROLE IF EXISTS audit_policy_reader"))
+        await conn.execute(text("CREATE ROLE audit_policy_reader"))
+        await conn.execute(text("GRANT USAGE ON SCHEMA jedisos TO audit_policy_reader"))
+        await conn.execute(text("GRANT SELECT ON jedisos.audit_logs TO audit_policy_reader"))
+    try:
+        async with at_006.begin() as conn:
+            await conn.execute(text("SET LOCAL ROLE audit_policy_reader"))
+            seen = int((await conn.execute(text("SELECT count(*) FROM jedisos.audit_logs"))).scalar_one())
+        async with at_006.connect() as conn:
+            stored = int((await conn.execute(text("SELECT count(*) FROM jedisos.audit_logs"))).scalar_one())
+            expired = int((await conn.execute(text(
+                "SELECT count(*) FROM jedisos.audit_logs WHERE severity IN ('debug', 'info') "
+                "AND timestamp < now() - interval '30 days'"))).scalar_one())
+    finally:
+        async with at_006.begin() as conn:
+            await conn.execute(text("DROP POLICY audit_retention ON jedisos.audit_logs"))
+            await conn.execute(text("REVOKE ALL ON jedisos.audit_logs FROM audit_policy_reader"))
+            await conn.execute(text("REVOKE ALL ON SCHEMA jedisos FROM audit_policy_reader"))
+            await conn.execute(text("DROP ROLE audit_policy_reader"))
+    assert seen == 4, f"the policy should hide the 2 expired debug/info rows from the reader of 6; it saw {seen}"
+    assert (stored, expired) == (6, 2), f"a policy deletes nothing: {stored} rows stored, {expired} expired"
+    claim.fails(f"with §4-3's policy in place a reader saw {seen} of {stored} rows, and all {expired} expired "
+                "debug/info rows were still stored: a row-level security policy filters, it cannot delete "
+                "(and §7 keeps them 90 days, not 30)",
+                fix="retention is a DELETE: `jedisos-db retention run` (§7's 90-day window, batched)",
+                rows_seen_by_reader=seen, rows_stored=stored, expired_still_stored=expired)
+
+
 @pytest.mark.claim("S7-cost-retention-keeps-summary", shows="fails")
 async def test_design_cost_retention_loses_daily_summary_history(at_006: AsyncEngine, claim: ClaimRecorder) -> None:
     """DESIGN.md "Where the seed is wrong": at revision 006 the view is plain, so §7's DELETE erases history."""
