@@ -53,6 +53,19 @@ class Pair:
         """The same reading, by both clients, of both banks: four values that must be equal."""
         return [await read(bank) for read in (read_ours, read_theirs) for bank in (self.ours_bank, self.theirs_bank)]
 
+    async def recalled_views(self, read_ours: Callable[[str], Awaitable[Any]],
+                             read_theirs: Callable[[str], Awaitable[Any]], *, reads: int = 3) -> list[Any]:
+        """:meth:`views` of a recall, read again (at most ``reads`` times) while they disagree: Hindsight's
+        recall at ``budget="low"`` bounds its retrieval arms in time, and on a loaded machine one arm can come
+        back empty for one read (seen in CI: one bank's read missed a memory both clients found elsewhere).
+        Parity is what is judged: a disagreement that persists over every read still fails."""
+        views = await self.views(read_ours, read_theirs)
+        for _ in range(reads - 1):
+            if all(view == views[0] for view in views):
+                break
+            views = await self.views(read_ours, read_theirs)
+        return views
+
 
 @pytest.fixture(scope="module")
 async def pair(hindsight_server: RunningHindsight) -> AsyncIterator[Pair]:
@@ -140,7 +153,7 @@ async def test_tag_scoped_recall_agrees(pair: Pair, tags_match: str | None) -> N
     async def theirs(bank: str) -> list[str]:
         return [m.text for m in (await pair.theirs.arecall(bank, QUERY, **options)).results]
 
-    views = await pair.views(ours, theirs)
+    views = await pair.recalled_views(ours, theirs)
     assert all(view == views[0] for view in views), views
     assert (OFFICE in views[0]) == (tags_match in (None, "any")), views[0]  # untagged only with "any"
 
