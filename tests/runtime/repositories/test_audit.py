@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
-from jedisos_db.runtime.repositories.base import STREAM_CHUNK
+from jedisos_db.runtime.repositories.base import FIRST_CHUNK, MAX_CHUNK, chunks
 from tests.plugins.tables import count
 
 NOW = dt.datetime.now(dt.UTC)
@@ -98,18 +98,34 @@ def test_event_repr_is_plain_and_row_is_precomputed() -> None:
     assert "row=" not in repr(event)
 
 
+@pytest.mark.parametrize("n", [0, 1, FIRST_CHUNK, 2 * FIRST_CHUNK, 1000, 5000, 20_000])
+def test_a_streamed_batch_is_cut_into_chunks_that_grow_then_shrink_and_cover_every_row_once(n: int) -> None:
+    spans = list(chunks(n))
+    assert [start for start, _ in spans] == [0, *(stop for _, stop in spans[:-1])][:len(spans)]
+    assert (spans[-1][1] if spans else 0) == n
+    sizes = [stop - start for start, stop in spans]
+    assert sizes[:1] == ([] if n == 0 else [n] if n < 2 * FIRST_CHUNK else [FIRST_CHUNK])
+    assert all(size <= MAX_CHUNK for size in sizes)
+    assert not sizes or sizes[-1] < 2 * FIRST_CHUNK  # the server's work after the last row sent is small
+    peak = sizes.index(max(sizes)) if sizes else 0
+    assert sizes[:peak + 1] == sorted(sizes[:peak + 1])
+
+
 async def test_a_large_batch_of_dicts_streams_and_a_bad_row_late_in_it_writes_nothing(clean: AsyncEngine) -> None:
-    """Past STREAM_CHUNK plain dicts are validated while the COPY streams: a bad row in a later chunk still
-    names its index in the whole batch, and the aborted COPY leaves no row."""
+    """A batch of plain dicts streams chunk by chunk, each validated while the one before is written: a bad row
+    in the last chunk, after the others were sent, still names its index in the whole batch and leaves no row."""
     repo = AuditLogRepository(clean)
-    n = 3 * STREAM_CHUNK + 7
+    n = 1000
+    spans = list(chunks(n))
+    assert len(spans) >= 3
+    late = spans[-1][0] + 3
     rows: list[dict[str, object]] = [{"event_type": f"e{i}"} for i in range(n)]
-    rows[2 * STREAM_CHUNK + 3] = {"event_type": "bad", "severity": "loud"}
+    rows[late] = {"event_type": "bad", "severity": "loud"}
     with pytest.raises(InvalidInputError, match="severity") as caught:
         await repo.record_many(rows)
-    assert caught.value.index == 2 * STREAM_CHUNK + 3
+    assert caught.value.index == late
     assert await count(clean, "audit_logs") == 0
-    rows[2 * STREAM_CHUNK + 3] = {"event_type": "fixed", "timestamp": NOW}  # one given time among defaults
+    rows[late] = {"event_type": "fixed", "timestamp": NOW}  # one given time among defaults
     assert await repo.record_many(rows) == n
     async with clean.connect() as conn:
         stamps = (await conn.execute(text(f"SELECT count(DISTINCT timestamp), min(timestamp) FROM {SCHEMA}.audit_logs"

@@ -488,8 +488,12 @@ def test_fast_path_rows_equal_per_row_rows() -> None:
     from jedisos_db.runtime.repositories import audit as audit_module
     from jedisos_db.runtime.repositories import cost as cost_module
 
-    assert audit_module.fast_rows(AUDIT_ROWS) == [AuditEvent(**d).row for d in AUDIT_ROWS]
-    assert cost_module.fast_rows(COST_ROWS) == [CostEvent(**d).row for d in COST_ROWS]
+    audit_columns = audit_module.fast_columns(AUDIT_ROWS)
+    cost_columns = cost_module.fast_columns(COST_ROWS)
+    assert audit_columns is not None
+    assert cost_columns is not None
+    assert list(zip(*audit_columns, strict=True)) == [AuditEvent(**d).row for d in AUDIT_ROWS]
+    assert list(zip(*cost_columns, strict=True)) == [CostEvent(**d).row for d in COST_ROWS]
 
 
 @pytest.mark.parametrize("bad", [
@@ -499,7 +503,7 @@ def test_fast_path_rows_equal_per_row_rows() -> None:
 def test_fast_path_defers_every_doubt_to_the_per_row_path(bad: dict[str, Any]) -> None:
     from jedisos_db.runtime.repositories import audit as audit_module
 
-    assert audit_module.fast_rows([*AUDIT_ROWS, {"event_type": "e", **bad}]) is None
+    assert audit_module.fast_columns([*AUDIT_ROWS, {"event_type": "e", **bad}]) is None
     with pytest.raises(InvalidInputError) as info:
         [AuditEvent.coerce(d, i) for i, d in enumerate([*AUDIT_ROWS, {"event_type": "e", **bad}])]
     assert info.value.index == 2
@@ -513,7 +517,7 @@ def test_cost_fast_path_defers_every_doubt(bad: dict[str, Any]) -> None:
     from jedisos_db.runtime.repositories import cost as cost_module
 
     rows = [*COST_ROWS, {**COST_ROWS[0], **bad}]
-    assert cost_module.fast_rows(rows) is None
+    assert cost_module.fast_columns(rows) is None
     with pytest.raises(InvalidInputError) as info:
         [CostEvent.coerce(d, i) for i, d in enumerate(rows)]
     assert info.value.index == 2

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Any
 
 import pytest
-from sqlalchemy import Table
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from jedisos_db.runtime.db.models import AuditLog, CostRecord, InstalledTool, McpServer
 from jedisos_db.runtime.errors import DuplicateError, NotFoundError
-from jedisos_db.runtime.repositories import audit, cost
+from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories import audit, base, cost
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
-from jedisos_db.runtime.repositories.base import copy_columns
+from jedisos_db.runtime.repositories.base import FIRST_CHUNK, chunks, copy_columns, text_chunk
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.repositories.preferences import PreferencesRepository
 from jedisos_db.runtime.repositories.schedules import ScheduleRepository
@@ -144,3 +147,67 @@ async def test_concurrent_runs_and_cron_changes_of_a_schedule_keep_it_consistent
     final = await repo.get(sched.id)
     assert final.cron_expr == "30 9 * * *"
     assert final.next_run == T0.replace(day=2)  # 09:30 the next day, never the old cron's 08:00
+
+
+_AWKWARD_TEXT = ("tab\there", "new\nline", "carriage\rreturn", "back\\slash", "\\N", "", "한국어 ✓ 🙂", 'quote"s,',
+                 "\\.", "end\\")
+_OFFSETS = (dt.UTC, dt.timezone(dt.timedelta(hours=9)), dt.timezone(-dt.timedelta(hours=8, minutes=30)),
+            dt.timezone(dt.timedelta(hours=5, minutes=30, seconds=15)))
+
+
+def _awkward_audit(i: int) -> dict[str, object]:
+    text = _AWKWARD_TEXT[i % len(_AWKWARD_TEXT)]
+    return {"event_type": f"e{i}", "severity": ("debug", "info", "warning", "critical")[i % 4],
+            "user_id": text if i % 3 else None, "action": text, "session_id": None if i % 2 else f"s{i}",
+            "details": {"text": text, "nested": {"list": [1, 2.5, None, True], "quote": '"\\'}, "i": i},
+            "ip_address": ("10.0.0.1", "2001:db8::1", None)[i % 3],
+            "envelope_id": uuid.UUID(int=i) if i % 2 else None,
+            "timestamp": dt.datetime(2026, 5, 1, 9, 30, i % 60, i, tzinfo=_OFFSETS[i % len(_OFFSETS)])}
+
+
+def _awkward_cost(i: int) -> dict[str, object]:
+    return {"model": _AWKWARD_TEXT[i % len(_AWKWARD_TEXT)] or "m", "provider": "p", "source": "agent",
+            "input_tokens": i, "output_tokens": 2 * i, "latency_ms": None if i % 2 else i,
+            # Floats and strings leave the column-wise check to the row-by-row path, chunk by chunk.
+            "cost_usd": (Decimal("1E+2"), Decimal(i) / 7, Decimal("0.000001"), 0.25, "1.5")[i % 5] if i < 200 else 1,
+            "session_id": _AWKWARD_TEXT[(i + 1) % len(_AWKWARD_TEXT)], "user_id": None, "status": "success",
+            "timestamp": dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.UTC) if i == 7 else T0}
+
+
+async def _stored(engine: AsyncEngine, table: str) -> list[tuple[object, ...]]:
+    columns = ", ".join(f'"{c}"' for c in (audit.COPY_COLUMNS if table == "audit_logs" else cost.COPY_COLUMNS))
+    async with engine.connect() as conn:
+        result = await conn.execute(text(f"SELECT {columns} FROM {SCHEMA}.{table} ORDER BY id"))
+        return [tuple(row) for row in result.all()]
+
+
+@pytest.mark.parametrize(("repository", "table", "make"), [
+    (AuditLogRepository, "audit_logs", _awkward_audit), (CostRepository, "cost_tracking", _awkward_cost)])
+async def test_a_streamed_batch_stores_exactly_what_the_binary_copy_stores(
+        clean: AsyncEngine, repository: type[AuditLogRepository] | type[CostRepository], table: str,
+        make: Callable[[int], dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large batch of dicts streams as text-format COPY, a batch in a caller's transaction goes by binary COPY:
+    tabs, newlines, backslashes, a text reading ``\\N``, empty strings, Unicode, JSON with quotes, odd offsets
+    and the last representable time are stored alike, NULLs where None was given and nowhere else."""
+    rows = [make(i) for i in range(4 * FIRST_CHUNK + 50)]
+    assert len(list(chunks(len(rows)))) > 2
+    repo = repository(clean)
+    sent: list[int] = []
+
+    def counted(values: Sequence[Sequence[Any]]) -> bytes:
+        sent.append(len(values[0]))
+        return text_chunk(values)
+
+    monkeypatch.setattr(base, "text_chunk", counted)
+    assert await repo.record_many(rows) == len(rows)
+    assert sent == [stop - start for start, stop in chunks(len(rows))]  # streamed, chunk by chunk
+    streamed = await _stored(clean, table)
+    await clean.dispose()
+    async with clean.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {SCHEMA}.{table}"))
+    async with repo.begin() as session:
+        assert await repo.record_many(rows, session=session) == len(rows)  # binary COPY, all validated first
+    assert await _stored(clean, table) == streamed
+    assert any(None in row for row in streamed)
+    assert {str(value) for row in streamed for value in row} >= {"\\N", "", "tab\there", "back\\slash"} - (
+        set() if table == "audit_logs" else {"\\N"})

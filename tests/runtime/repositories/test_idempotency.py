@@ -16,6 +16,7 @@ from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.errors import InvalidInputError
 from jedisos_db.runtime.owners import SCHEMA
+from jedisos_db.runtime.repositories import base
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.repositories.writer import EventWriter
@@ -51,6 +52,24 @@ async def test_plain_dicts_keys_repeated_within_a_batch_and_unkeyed_rows(clean: 
     async with clean.connect() as conn:
         assert (await conn.execute(text(f"SELECT count(*) FROM {SCHEMA}.cost_tracking WHERE timestamp IS NULL")
                                    )).scalar_one() == 0
+
+
+async def test_a_large_keyed_batch_of_dicts_is_written_once_and_not_streamed(
+        clean: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of dicts large enough to stream still takes the keyed INSERT when it carries keys (a COPY cannot
+    skip a stored key): a key repeated far into the batch is written once, a retry writes only the unkeyed row."""
+    streamed: list[object] = []
+    monkeypatch.setattr(base, "text_chunk", streamed.append)
+    repo = CostRepository(clean)
+    rows: list[dict[str, Any]] = [
+        {"model": "m", "provider": "p", "cost_usd": 1, "source": "agent", "idempotency_key": f"call-{i}"}
+        for i in range(600)]
+    rows[550] = dict(rows[0])
+    rows[1] = {k: v for k, v in rows[1].items() if k != "idempotency_key"}
+    assert await repo.record_many(rows) == 599
+    assert await repo.record_many(rows) == 1  # only the unkeyed row: nothing names it
+    assert await count(clean, "cost_tracking") == 600
+    assert streamed == []
 
 
 async def test_mixed_timestamps_in_a_keyed_batch_take_the_transactions_now(clean: AsyncEngine) -> None:

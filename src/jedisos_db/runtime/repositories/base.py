@@ -21,6 +21,7 @@ import operator
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Protocol, Self, TypeVar, cast
 
 import asyncpg
@@ -277,8 +278,8 @@ class Repository(Generic[ModelT]):
         async with self._driver() as driver:
             return await work(driver)
 
-    async def _copy_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
-        """``COPY`` validated ``rows`` (in :func:`copy_columns` order) into the table, all or nothing.
+    async def _copy_rows(self, batch: _Batch, *, session: AsyncSession | None = None) -> int:
+        """Write a validated ``batch`` into the table with one ``COPY``, all or nothing.
 
         A None in a stamped column becomes the transaction's ``now()``, what the column default gives.
         Without ``session`` the COPY runs on a pooled connection as one statement of its own.
@@ -290,78 +291,143 @@ class Repository(Generic[ModelT]):
                 async with faults.translating(self._target, "copying rows",
                                               driver=raw.driver_connection):
                     with self._violations():
-                        return await self._copy(raw.driver_connection, rows, in_transaction=True)
-        return await self._on_driver(lambda driver: self._copy(driver, rows, in_transaction=False))
+                        return await self._copy(raw.driver_connection, batch, in_transaction=True)
+        return await self._on_driver(lambda driver: self._copy(driver, batch, in_transaction=False))
 
-    async def _copy(self, driver: Any, rows: list[Row], *, in_transaction: bool) -> int:
-        """COPY ``rows``; returns the number of rows written (a keyed row already stored is not written again)."""
-        plan = _StampPlan(self.model, lambda i: [r[i] is None for r in rows])
-        keyed = plan.keyed
-        if plan.pick is not None:
-            rows = [plan.pick(r) for r in rows]
-        columns, mixed = plan.columns, plan.mixed
-        schema, table = self._schema, self.model.__tablename__
+    async def _copy(self, driver: Any, batch: _Batch, *, in_transaction: bool) -> int:
+        """Send ``batch``; a batch with a None among given times needs the transaction's ``now()`` first,
+        so that read and the write share one transaction."""
+        if not batch.mixed:
+            return await self._send(driver, batch, None)
         async with contextlib.AsyncExitStack() as stack:
-            if mixed and not in_transaction:
+            if not in_transaction:
                 await stack.enter_async_context(driver.transaction())
-            if mixed:
-                rows = _StampPlan.fill(rows, mixed, await driver.fetchval("SELECT now()"))
-            if not keyed:
-                await driver.copy_records_to_table(table, schema_name=schema, columns=columns, records=rows)
-                return len(rows)
-            # Keyed rows: one INSERT of the batch as arrays (one per column, unnested back into rows) that skips
-            # every key already stored, by an earlier try or earlier in this batch. COPY cannot skip a row.
-            status = await driver.execute(_keyed_insert_sql(self.model, schema, columns, self._engine.dialect),
-                                          *(list(values) for values in zip(*rows, strict=True)))
+            return await self._send(driver, batch, await driver.fetchval("SELECT now()"))
+
+    async def _send(self, driver: Any, batch: _Batch, now: Any) -> int:
+        """One statement writing ``batch`` (``now`` fills its mixed stamped columns); returns the number of rows
+        written (a keyed row already stored is not written again)."""
+        rows = batch.filled(now) if batch.mixed else batch.rows
+        if not batch.keyed:
+            await driver.copy_records_to_table(self.model.__tablename__, schema_name=self._schema,
+                                               columns=batch.columns, records=rows)
+            return len(rows)
+        # Keyed rows: one INSERT of the batch as arrays (one per column, unnested back into rows) that skips
+        # every key already stored, by an earlier try or earlier in this batch. COPY cannot skip a row.
+        status = await driver.execute(
+            _keyed_insert_sql(self.model, self._schema, batch.columns, self._engine.dialect),
+            *(list(values) for values in zip(*rows, strict=True)))
         return int(status.rsplit(" ", 1)[-1])
 
 
-class _StampPlan:
-    """How a batch's stamped columns (``timestamp``: None means the write's time) are sent.
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Validated rows as one statement sends them: only the columns that carry a value.
 
-    A stamped column that is None in every row is left out: its default (``now()``) fills it, with no round
-    trip. One None among given times needs the transaction's ``now()`` first (``mixed``: positions in the
-    rows as sent), so one transaction holds that read and the write.
+    A stamped column (``timestamp``: None means the write's time) that is None in every row is left out, and so
+    is an idempotency key no row has: the column defaults fill them, with no round trip (and an unkeyed batch
+    still writes to a database below revision 010). One None among given times needs the transaction's
+    ``now()`` (``mixed``: positions in :attr:`columns`).
     """
 
-    def __init__(self, model: type[Base], nones: Callable[[int], list[bool]]) -> None:
-        columns = copy_columns(model)
-        stamped = [i for i, name in enumerate(columns) if name in stamped_columns(model)]
-        none = {i: nones(i) for i in stamped}
-        left_out = [i for i in stamped if all(none[i])]
-        key_at = _key_index(model)
-        if key_at is not None and all(nones(key_at)):
-            # No key in the batch: the column is left out too (NULL anyway), so an unkeyed COPY sends one column
-            # less and still works on a database below revision 010.
-            left_out.append(key_at)
-        keep = [i for i in range(len(columns)) if i not in left_out]
-        self.columns = tuple(columns[i] for i in keep)
-        self.pick: Callable[[Row], Row] | None = cast(Callable[[Row], Row], operator.itemgetter(*keep)) \
-            if left_out else None
-        self.mixed = [keep.index(i) for i in stamped if i not in left_out and any(none[i])]
-        self.keyed = key_at is not None and key_at not in left_out
+    columns: tuple[str, ...]
+    rows: list[Row]
+    mixed: tuple[int, ...]
+    keyed: bool
 
-    @staticmethod
-    def fill(rows: list[Row], mixed: list[int], now: Any) -> list[Row]:
-        for i in mixed:
+    @classmethod
+    def of_columns(cls, model: type[Base], values: Sequence[Sequence[Any]]) -> _Batch:
+        """The batch of column lists in :func:`copy_columns` order (what a column-wise validator gives)."""
+        keep, mixed, keyed = _layout(model, values.__getitem__)
+        return cls(tuple(copy_columns(model)[i] for i in keep), list(zip(*(values[i] for i in keep), strict=True)),
+                   mixed, keyed)
+
+    @classmethod
+    def of_rows(cls, model: type[Base], rows: list[Row]) -> _Batch:
+        """The batch of rows in :func:`copy_columns` order (each an event's :attr:`RowEvent.row`)."""
+        keep, mixed, keyed = _layout(model, lambda i: [r[i] for r in rows])
+        columns = copy_columns(model)
+        if len(keep) < len(columns):
+            pick = cast(Callable[[Row], Row], operator.itemgetter(*keep))
+            rows = [pick(r) for r in rows]
+        return cls(tuple(columns[i] for i in keep), rows, mixed, keyed)
+
+    def filled(self, now: Any) -> list[Row]:
+        rows = self.rows
+        for i in self.mixed:
             rows = [r if r[i] is not None else (*r[:i], now, *r[i + 1:]) for r in rows]
         return rows
 
 
-STREAM_CHUNK: Final = 500
-"""Rows validated at a time when a large batch of plain dicts streams into its COPY."""
+def _layout(model: type[Base], column: Callable[[int], Sequence[Any]]) -> tuple[list[int], tuple[int, ...], bool]:
+    """Which columns of ``model`` a batch sends (positions in :func:`copy_columns`), which of those are mixed
+    stamped columns (positions among those sent), and whether it carries idempotency keys; ``column(i)`` gives
+    the batch's values of column ``i``."""
+    names = copy_columns(model)
+    key_at = _key_index(model)
+    optional = [i for i, name in enumerate(names) if name in stamped_columns(model)]
+    if key_at is not None:
+        optional.append(key_at)
+    values = {i: column(i) for i in optional}
+    left_out = {i for i, vs in values.items() if vs.count(None) == len(vs)}
+    keep = [i for i in range(len(names)) if i not in left_out]
+    mixed = tuple(keep.index(i) for i in optional if i != key_at and i not in left_out and None in values[i])
+    return keep, mixed, key_at is not None and key_at not in left_out
+
+
+FIRST_CHUNK: Final = 64
+"""Rows in the first chunk of a streamed batch; each next chunk is twice the last (up to :data:`MAX_CHUNK`)."""
+MAX_CHUNK: Final = 256
+"""The largest chunk of a streamed batch: small enough that the socket takes all of it at once, so the server
+parses it while the client validates the next."""
+
+
+def chunks(n: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each chunk a batch of ``n`` rows streams in. Small first, so the server starts early,
+    then doubling up to :data:`MAX_CHUNK`; never more than half the rows left, so the chunks shrink again at the
+    end and the server's work after the client's last row is one small chunk."""
+    start, size = 0, FIRST_CHUNK
+    while start < n:
+        left = n - start
+        take = left if left < 2 * FIRST_CHUNK else min(size, max(FIRST_CHUNK, left // 2))
+        yield start, start + take
+        start, size = start + take, min(2 * size, MAX_CHUNK)
+
+
+TEXT_NULL: Final = "\\N"
+"""NULL in ``COPY``'s text format."""
+
+
+def text_column(values: Sequence[Any]) -> list[str]:
+    """A column's validated values as ``COPY`` text fields: the value's text, with backslash, tab, newline and
+    carriage return escaped, and :data:`TEXT_NULL` for None. Numbers, datetimes (their text carries the
+    offset), UUIDs and addresses have none of those characters; the escaping runs only on a column that needs
+    it, which a JSON document with an escaped quote does."""
+    texts = [v if v is None or type(v) is str else str(v) for v in values]
+    nulls = None in texts
+    joined = "\x00".join([t for t in texts if t is not None] if nulls else cast(list[str], texts))
+    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+        texts = [t if t is None else t.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                 .replace("\r", "\\r") for t in texts]
+    return [TEXT_NULL if t is None else t for t in texts] if nulls else cast(list[str], texts)
+
+
+def text_chunk(values: Sequence[Sequence[Any]]) -> bytes:
+    """Validated column lists as the lines of a text-format ``COPY``."""
+    lines = map("\t".join, zip(*map(text_column, values), strict=True))
+    return ("\n".join(lines) + "\n").encode()
 
 
 class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
     """The repository of an append-only event table (audit log, LLM costs): events are validated
-    when built, then written with one ``INSERT`` (:meth:`record`) or one ``COPY`` (:meth:`record_many`)."""
+    when built, then written with one ``INSERT`` (:meth:`record`) or ``COPY`` (:meth:`record_many`)."""
 
     event: type[EventT]
 
     @staticmethod
-    def fast_rows(items: list[Any]) -> list[Row] | None:
-        """The rows of a batch of plain dicts, checked column by column; None when the row-by-row path
-        must decide (it names the offending row). Subclasses supply one; by default every row is built."""
+    def fast_columns(items: list[Any]) -> Sequence[Sequence[Any]] | None:
+        """The column lists (in :func:`copy_columns` order) of a batch of plain dicts, checked column by column;
+        None when the row-by-row path must decide (it names the offending row). By default every row is built."""
         return None
 
     async def record(self, event: EventT | Mapping[str, Any], *, session: AsyncSession | None = None) -> int:
@@ -392,63 +458,62 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
     async def write_rows(self, rows: list[Row], *, session: AsyncSession | None = None) -> int:
         """Write rows already validated (each an event's :attr:`RowEvent.row`) with one ``COPY``: the batch
         writer's path. Returns the number written (keyed rows already stored are skipped)."""
-        return await self._copy_rows(rows, session=session) if rows else 0
+        return await self._copy_rows(_Batch.of_rows(self.model, rows), session=session) if rows else 0
 
     async def record_many(self, events: Iterable[EventT | Mapping[str, Any]], *,
                           session: AsyncSession | None = None) -> int:
-        """Write all ``events`` with one ``COPY``; returns the number written. All or nothing.
+        """Write all ``events``; returns the number written. All or nothing.
 
         Events with an ``idempotency_key`` already stored (an earlier try of the same batch) are skipped, so a
-        batch retried after an ambiguous failure writes each event once; a batch without keys is a plain COPY.
+        batch retried after an ambiguous failure writes each event once; rows without keys go by ``COPY``.
 
         An invalid event raises :class:`InvalidInputError` with its row index, and nothing is written.
-        A list of plain dicts takes the column-wise :meth:`fast_rows` (same rules, checked per column). Every
-        event is validated before anything is sent, except for a large batch of plain dicts without keys and
-        without ``session``: it is validated :data:`STREAM_CHUNK` rows at a time *while* the COPY streams, so
-        the client's validation and the server's COPY overlap instead of adding up (an invalid row then
-        aborts the COPY, which writes nothing, being one statement).
+        A list of plain dicts takes the column-wise :meth:`fast_columns` (same rules, checked per column).
+        Without ``session``, a batch of more than two :func:`chunks` of plain dicts without keys streams into one
+        ``COPY`` (text format, :func:`text_chunk`): each chunk is validated and sent while the server parses the one
+        before, so the client's work and the server's overlap instead of adding up; an invalid row in a later
+        chunk aborts the COPY, which leaves nothing. Otherwise every event is validated before anything is sent.
         """
         items = events if isinstance(events, list) else list(events)
-        if session is None and len(items) > STREAM_CHUNK and all(
-                type(d) is dict and d.get(IDEMPOTENCY_KEY) is None for d in items):
-            return await self._stream(cast(list[dict[str, Any]], items))
-        rows = self._rows(items)
-        if not rows:
-            return 0
-        return await self._copy_rows(rows, session=session)
+        if session is None and len(items) > 2 * FIRST_CHUNK and all(type(d) is dict for d in items):
+            keep = self._streamed_columns(cast(list[dict[str, Any]], items))
+            if keep is not None:
+                return await self._on_driver(lambda driver: self._stream(driver, cast(list[dict[str, Any]], items),
+                                                                         keep))
+        return await self._copy_rows(_Batch.of_columns(self.model, self._columns(items)), session=session) \
+            if items else 0
 
-    def _rows(self, items: list[Any], start: int = 0) -> list[Row]:
-        """The rows of ``items`` (validated); an error names its index in the batch (``start`` + position)."""
-        rows = self.fast_rows(items)
-        if rows is None:
-            event = self.event
-            rows = [e.row if type(e) is event else event.coerce(e, start + i).row for i, e in enumerate(items)]
-        return rows
+    def _columns(self, items: list[Any], start: int = 0) -> Sequence[Sequence[Any]]:
+        """``items`` validated, as column lists in :func:`copy_columns` order; an error names its index in the
+        whole batch (``start`` + position)."""
+        values = self.fast_columns(items)
+        if values is not None:
+            return values
+        event = self.event
+        return list(zip(*(e.row if type(e) is event else event.coerce(e, start + i).row
+                          for i, e in enumerate(items)), strict=True))
 
-    async def _stream(self, items: list[dict[str, Any]]) -> int:
-        columns = copy_columns(self.model)
-        plan = _StampPlan(self.model, lambda i: [d.get(columns[i]) is None for d in items])
-        pick, mixed = plan.pick, plan.mixed
+    def _streamed_columns(self, items: list[dict[str, Any]]) -> list[int] | None:
+        """The columns (positions in :func:`copy_columns`) a streamed batch of plain dicts sends, chosen before
+        its first row is validated; None when it cannot stream: a batch with idempotency keys (COPY cannot skip
+        a stored key), or one None among given times (that needs the transaction's ``now()`` first)."""
+        names = copy_columns(self.model)
+        keep, mixed, keyed = _layout(self.model, lambda i: [d.get(names[i]) for d in items])
+        return None if mixed or keyed else keep
 
-        async def rows(now: Any) -> AsyncIterator[Row]:
-            for start in range(0, len(items), STREAM_CHUNK):
-                chunk = self._rows(items[start:start + STREAM_CHUNK], start)
-                if pick is not None:
-                    chunk = [pick(r) for r in chunk]
-                for row in _StampPlan.fill(chunk, mixed, now) if mixed else chunk:
-                    yield row
+    async def _stream(self, driver: Any, items: list[dict[str, Any]], keep: list[int]) -> int:
+        """One ``COPY`` fed chunk by chunk: each chunk is validated and sent while the server parses the one
+        before (:meth:`record_many`). An invalid row raises from the feed, which aborts the COPY: nothing stays."""
+        names = copy_columns(self.model)
+        pick = operator.itemgetter(*keep)
 
-        async def copy(driver: Any) -> int:
-            async with contextlib.AsyncExitStack() as stack:
-                now = None
-                if mixed:
-                    await stack.enter_async_context(driver.transaction())
-                    now = await driver.fetchval("SELECT now()")
-                await driver.copy_records_to_table(self.model.__tablename__, schema_name=self._schema,
-                                                   columns=plan.columns, records=rows(now))
-            return len(items)
+        async def feed() -> AsyncIterator[bytes]:
+            for start, stop in chunks(len(items)):
+                yield text_chunk(pick(self._columns(items[start:stop], start)))
 
-        return await self._on_driver(copy)
+        await driver.copy_to_table(self.model.__tablename__, schema_name=self._schema, source=feed(),
+                                   columns=[names[i] for i in keep], format="text")
+        return len(items)
 
 
 _ON_KEY_CONFLICT: Final = f"ON CONFLICT ({IDEMPOTENCY_KEY}) WHERE {KEYED} DO NOTHING"

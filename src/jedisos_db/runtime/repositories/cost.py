@@ -99,8 +99,9 @@ _MAX_COST: Final = Decimal(10) ** (COST_PRECISION - COST_SCALE)
 _QUANTUM: Final = Decimal(1).scaleb(-COST_SCALE)
 
 
-def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
-    """Rows of a list of plain dicts, checked column by column; None when the per-row path must decide."""
+def fast_columns(items: list[Any]) -> tuple[list[Any], ...] | None:
+    """The column lists (in :data:`COPY_COLUMNS` order) of a list of plain dicts, checked column by column;
+    None when the per-row path must decide."""
     if not items or not all(type(item) is dict for item in items):
         return None
     keys = set().union(*items)
@@ -147,7 +148,7 @@ def fast_rows(items: list[Any]) -> list[tuple[Any, ...]] | None:
                "output_tokens": output_tokens, "total_tokens": total, "cost_usd": cost, "source": source,
                "session_id": session_id, "user_id": user_id, "latency_ms": latency, "status": status,
                "idempotency_key": key}
-    return list(zip(*_ROW(columns), strict=True))
+    return _ROW(columns)
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,7 @@ class CostRepository(EventRepository[CostRecord, CostEvent]):
     model = CostRecord
     noun = "call"
     event = CostEvent
-    fast_rows = staticmethod(fast_rows)
+    fast_columns = staticmethod(fast_columns)
 
     async def litellm_callback(self, kwargs: Mapping[str, Any], completion_response: Any, start_time: Any,
                                end_time: Any, *, session: AsyncSession | None = None) -> int:
