@@ -18,6 +18,7 @@ the slower of client and server, and the server's share no longer waits for the 
 from __future__ import annotations
 
 import asyncio
+import statistics
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
@@ -187,3 +188,32 @@ def test_paired_ratios(runner: asyncio.Runner, migrated_db: DatabaseURL, rows: i
         rates.note(f"{kind}, paired rounds ({PAIRED_ROUNDS} x {rows} rows, COPY at "
                    f"{float(measured.figures[f'{kind}_copy_rows_per_s']):,.0f} rows/s): "
                    + ", ".join(f"{path} {r:.3f}x COPY" for path, r in ratios.items()))
+
+
+SINGLE_ROWS = 500
+"""Events per round of the paired single-event comparison (each one INSERT and one commit)."""
+
+
+def test_paired_single_insert(runner: asyncio.Runner, conn: asyncpg.Connection, engine: AsyncEngine, rows: int,
+                              rates: Rates) -> None:
+    """``record`` one event at a time against a raw single INSERT through asyncpg (issue 12's goal: >= 0.7x),
+    interleaved round by round like :func:`test_paired_ratios`: the median of the per-round ratios."""
+    n = min(rows, SINGLE_ROWS)
+    for kind in KINDS:
+        one_by_one, _, to_events = writers.repository_writers(engine, kind)
+        data = writers.generate(kind, n)
+        events, tuples = to_events(data), writers.tuples(kind, data)
+
+        async def raw_round(kind: str = kind, tuples: list[tuple[Any, ...]] = tuples) -> float:
+            return await writes.timed(conn, kind, n, lambda: writers.single(conn, kind, tuples))
+
+        async def record_round(kind: str = kind, events: list[Any] = events,
+                               write: Callable[[list[Any]], Coroutine[Any, Any, None]] = one_by_one) -> float:
+            return await writes.timed(conn, kind, n, lambda: write(events))
+
+        rounds = [(runner.run(raw_round()), runner.run(record_round())) for _ in range(PAIRED_ROUNDS + 1)][1:]
+        raw, record = [r for r, _ in rounds], [r for _, r in rounds]  # the first round warmed both up
+        ratio = writes.paired_ratio(raw, record)
+        assert ratio > 0
+        rates.note(f"{kind}, paired rounds ({PAIRED_ROUNDS} x {n} events): record {ratio:.3f}x raw single INSERT "
+                   f"({n / statistics.median(raw):,.0f} vs {n / statistics.median(record):,.0f} rows/s)")

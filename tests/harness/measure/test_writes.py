@@ -65,6 +65,6 @@ async def test_a_round_that_wrote_the_wrong_number_of_rows_is_refused(migrated_d
     conn = await asyncpg.connect(migrated_db.libpq())
     try:
         with pytest.raises(StateError, match="holds 0 rows after writing 5"):
-            await writes._timed(conn, "audit", 5, lambda: asyncio.sleep(0))
+            await writes.timed(conn, "audit", 5, lambda: asyncio.sleep(0))
     finally:
         await conn.close()

@@ -106,7 +106,7 @@ async def _kind(conn: asyncpg.Connection, engine: AsyncEngine, kind: str, *, row
     took: dict[str, list[float]] = {path: [] for path in paths}
     for round_ in range(rounds + 1):
         for path, write in paths.items():
-            took[path].append(await _timed(conn, kind, rows, write))
+            took[path].append(await timed(conn, kind, rows, write))
         tick(round_ + 1)
     for path, seconds in took.items():
         rate = rows / statistics.median(seconds[1:])
@@ -123,7 +123,7 @@ def paired_ratio(baseline: list[float], candidate: list[float]) -> float:
     return statistics.median(b / c for b, c in zip(baseline, candidate, strict=True))
 
 
-async def _timed(conn: asyncpg.Connection, kind: str, rows: int, write: Write) -> float:
+async def timed(conn: asyncpg.Connection, kind: str, rows: int, write: Write) -> float:
     """Seconds ``write()`` took on an emptied table; the table must then hold exactly ``rows`` rows."""
     table = f"{SCHEMA}.{writepaths.TABLES[kind]}"
     await conn.execute(f"TRUNCATE {table}")
