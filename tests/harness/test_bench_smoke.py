@@ -30,5 +30,5 @@ def test_every_benchmark_runs_once(server_url: DatabaseURL) -> None:
     assert run.returncode == 0, f"bench suite failed (exit {run.returncode}):\n{tail}"
     summary = re.search(r"(\d+) passed", run.stdout)
     assert summary, tail
-    # 3 writers + 4 repository paths, x2 (audit, cost); 2 retention; 2 recall tables + 6 kNN; 1 paired-ratio run.
-    assert int(summary.group(1)) == 31, tail
+    # 3 writers + 4 repository paths, x2 (audit, cost); 2 retention; 2 recall tables + 6 kNN; 2 paired-round runs.
+    assert int(summary.group(1)) == 32, tail

@@ -152,6 +152,8 @@ class translating:  # a context manager, named like contextlib's
         if exc is None or isinstance(exc, DatabaseUnavailableError | AuthenticationError) \
                 or not isinstance(exc, Exception):
             return
+        if self.driver is not None and is_connection_fault(exc):
+            self.driver.terminate()
         if is_auth_failure(exc):
             # from None: psycopg's error keeps the connection attempt, password included, on ``pgconn``.
             raise refused(self.target, exc) from None
@@ -163,8 +165,6 @@ class translating:  # a context manager, named like contextlib's
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        if self.driver is not None and exc is not None and is_connection_fault(exc):
-            self.driver.terminate()
         self.__exit__(kind, exc, tb)
 
 
