@@ -14,12 +14,13 @@ from typer.testing import CliRunner
 
 from jedisos_db.cli.main import app
 from jedisos_db.harness import designs
+from jedisos_db.harness.measure import migrations as measure_migrations
 from jedisos_db.ops import catalog
 from jedisos_db.runtime import partitions
 from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
-from jedisos_db.runtime.errors import ConflictError
+from jedisos_db.runtime.errors import ConflictError, MigrationError
 from jedisos_db.runtime.owners import SCHEMA, VERSION_TABLE
 from jedisos_db.runtime.repositories.audit import AuditEvent, AuditLogRepository
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
@@ -98,6 +99,47 @@ def test_partitioned_migration_downgrades_to_head_and_back(database_factory: Dat
     assert _partitions(url) == []
     migrations.upgrade(url, "head", versions=design.schema.versions)
     assert design.check_catalog(url) == []
+
+
+def test_a_partitioned_upgrade_stopped_while_moving_rows_resumes_and_loses_none(
+        database_factory: DatabaseFactory) -> None:
+    """p010 swaps each table and commits, then moves the old rows over in batches: a batch that fails (here a
+    trigger refusing one row) stops the run at 010 with the batches before it committed; once the row is dealt
+    with, running the upgrade again skips the swaps, moves the rest and drops the emptied tables."""
+    design = designs.load("partitioned")
+    url = database_factory("partitioned_resume")
+    migrations.upgrade(url, "010", versions=design.schema.versions)
+    filled = measure_migrations.fill(url, design, users=1)
+    with connect(url) as conn:
+        conn.execute(f"""CREATE FUNCTION {SCHEMA}.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS
+                         $$ BEGIN RAISE EXCEPTION 'poison row'; END $$""")
+        conn.execute(f"CREATE TRIGGER refuse_poison BEFORE INSERT ON {SCHEMA}.cost_tracking FOR EACH ROW "
+                     f"WHEN (NEW.model = 'poison') EXECUTE FUNCTION {SCHEMA}.refuse_poison()")
+        conn.execute(f"ALTER TABLE {SCHEMA}.cost_tracking DISABLE TRIGGER refuse_poison")
+        conn.execute(f"INSERT INTO {SCHEMA}.cost_tracking (model, provider, cost_usd, source) "
+                     "VALUES ('poison', 'p', 0, 'agent')")  # the newest id: moved in the last batch
+        conn.execute(f"ALTER TABLE {SCHEMA}.cost_tracking ENABLE TRIGGER refuse_poison")
+    with pytest.raises(MigrationError, match="poison row"):
+        migrations.upgrade(url, "head", versions=design.schema.versions)
+    assert migrations.current(url) == "010"
+    with connect(url) as conn:
+        aside = conn.execute(f"SELECT count(*) FROM {SCHEMA}.cost_tracking_unpartitioned").fetchone()
+        moved = conn.execute(f"SELECT count(*) FROM {SCHEMA}.cost_tracking").fetchone()
+        assert aside is not None
+        assert moved is not None
+        assert 0 < moved[0] < filled["cost_tracking"]  # some batches committed before the refused one
+        assert aside[0] + moved[0] == filled["cost_tracking"] + 1
+        conn.execute(f"DELETE FROM {SCHEMA}.cost_tracking_unpartitioned WHERE model = 'poison'")
+        conn.execute(f"DROP TRIGGER refuse_poison ON {SCHEMA}.cost_tracking")
+        conn.execute(f"DROP FUNCTION {SCHEMA}.refuse_poison()")
+    migrations.upgrade(url, "head", versions=design.schema.versions)
+    assert migrations.current(url) == migrations.head(versions=design.schema.versions)
+    assert design.check_catalog(url) == []
+    with connect(url) as conn:
+        for table, rows in filled.items():
+            stored = conn.execute(f"SELECT count(*) FROM {SCHEMA}.{table}").fetchone()
+            assert stored is not None
+            assert stored[0] == rows
 
 
 @pytest.fixture(scope="module")
