@@ -45,10 +45,12 @@ KEPT_SHARE: Final = 100
 """One ``warning`` row (kept by the rule) for this many expired rows, in the same months."""
 WAIT: Final = 600.0
 """Longest any phase may take before the race gives up (seconds)."""
-IDLE_INSERTS: Final = 3000
-"""Timed inserts before the removal starts, by default: enough that idle's p99 at the during window's sample
-size (:attr:`RaceResult.p99_ratio_same_n`) is the median of many runs of that size, not the lower of two
-(300 gave two runs of a partition drop's ~120 inserts, which biased that ratio up)."""
+IDLE_INSERTS: Final = 10_000
+"""Timed inserts before the removal starts, by default (about 4 s back to back): idle's p99 at the during
+window's sample size (:attr:`RaceResult.p99_ratio_same_n`) is then the median of many runs of a short purge's
+size, not the lower of two (300 gave two runs of a partition drop's ~120 inserts, which biased that ratio
+up), and idle lasts about as long as a rested partition drop (:data:`~jedisos_db.runtime.partitions.DROP_REST`)
+or a batched DELETE of 1M rows."""
 
 
 @dataclass(frozen=True)
