@@ -60,6 +60,14 @@ def test_inserts_over_idle_p99_counts_the_slow_ones_of_the_window() -> None:
     assert dataclasses.replace(r, during=Samples([0.001] * 5)).over_idle_p99 == 0
 
 
+def test_the_same_n_ratio_of_a_window_longer_than_idle_is_the_plain_ratio() -> None:
+    idle = Samples([0.001] * 200)
+    r = retention_race.RaceResult("a", "partition-drop", 100, 0.1, 5.0, idle, Samples([0.002] * 300), 501, 0, 0, 0)
+    assert r.p99_ratio_same_n == r.p99_ratio == pytest.approx(2.0)
+    shorter = dataclasses.replace(r, during=Samples([0.002] * 50))
+    assert shorter.p99_ratio_same_n == pytest.approx(2.0)  # idle's p99 at n=50: the median of four block maxima
+
+
 def test_the_default_idle_window_gives_the_same_n_ratio_many_runs() -> None:
     """A partition drop's window held ~120 inserts: idle's p99 at that size must be a median over many runs."""
     assert retention_race.IDLE_INSERTS // 120 >= 20

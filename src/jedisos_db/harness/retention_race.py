@@ -90,8 +90,12 @@ class RaceResult:
     @property
     def p99_ratio_same_n(self) -> float:
         """The same ratio with idle's p99 taken at the during window's sample size (:meth:`Samples.p99_ms_at`):
-        a fast purge sees a few dozen inserts, whose p99 is their maximum."""
-        return self.during.p99_ms / self.idle.p99_ms_at(len(self.during.samples))
+        a fast purge sees a few dozen inserts, whose p99 is their maximum. When the purge saw more inserts than
+        idle did, both p99s are over thousands of samples and this is :attr:`p99_ratio`."""
+        n = len(self.during.samples)
+        if n > len(self.idle.samples):
+            return self.p99_ratio
+        return self.during.p99_ms / self.idle.p99_ms_at(n)
 
 
 @dataclass
