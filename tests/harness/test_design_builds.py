@@ -183,16 +183,16 @@ async def test_retention_drops_whole_expired_months_and_keeps_what_the_rules_kee
                              for t in (now - 500 * DAY, recent)])
     before = {r.date: r.call_count for r in await costs.daily_summary(user_id="r")}
     design = designs.load("partitioned")
-    gone = await design.purge(part_engine, "audit_logs")
+    gone = await design.purge(part_engine, "audit_logs", rest=0)  # resting: test_partition_purge.py
     assert gone.rows == 2
     assert gone.batches >= 1
     left = await audit.query(user_id="r")
     assert sorted((r.severity, r.timestamp < now - 90 * DAY) for r in left) == [
         ("debug", False), ("error", False), ("error", True), ("info", False)]
-    cost_gone = await design.purge(part_engine, "cost_tracking")
+    cost_gone = await design.purge(part_engine, "cost_tracking", rest=0)
     assert cost_gone.rows == 1
     assert {r.date: r.call_count for r in await costs.daily_summary(user_id="r")} == before
-    again = await design.purge(part_engine, "audit_logs")
+    again = await design.purge(part_engine, "audit_logs", rest=0)
     assert (again.rows, again.batches) == (0, 0)
 
 

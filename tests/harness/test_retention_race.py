@@ -37,7 +37,7 @@ def test_the_writer_inserted_before_and_during_the_removal(results: list[retenti
     for r in results:
         assert len(r.idle.samples) >= 50
         assert r.during.samples
-        assert r.acknowledged >= len(r.idle.samples) + len(r.during.samples)
+        assert r.acknowledged >= len(r.idle.samples) + len(r.during.samples) + 1  # + the untimed warm-up insert
         assert r.removal_s > 0
         assert math.isfinite(r.p99_ratio)
     assert retention_race.speedup(results[0], results[1]) > 0
@@ -50,6 +50,27 @@ async def test_bad_sizes_are_refused(server_url: DatabaseURL) -> None:
                                       3, 0, 0, 0)
     with pytest.raises(StateError, match="different sizes"):
         retention_race.speedup(small, dataclasses.replace(small, rows=200))
+
+
+def test_inserts_over_idle_p99_counts_the_slow_ones_of_the_window() -> None:
+    idle = Samples([0.001] * 99 + [0.002])  # p99: 1 ms
+    during = Samples([0.0005, 0.001, 0.0011, 0.003])
+    r = retention_race.RaceResult("a", "partition-drop", 100, 0.1, 0.2, idle, during, 104, 0, 0, 0)
+    assert r.over_idle_p99 == 2
+    assert dataclasses.replace(r, during=Samples([0.001] * 5)).over_idle_p99 == 0
+
+
+def test_the_same_n_ratio_of_a_window_longer_than_idle_is_the_plain_ratio() -> None:
+    idle = Samples([0.001] * 200)
+    r = retention_race.RaceResult("a", "partition-drop", 100, 0.1, 5.0, idle, Samples([0.002] * 300), 501, 0, 0, 0)
+    assert r.p99_ratio_same_n == r.p99_ratio == pytest.approx(2.0)
+    shorter = dataclasses.replace(r, during=Samples([0.002] * 50))
+    assert shorter.p99_ratio_same_n == pytest.approx(2.0)  # idle's p99 at n=50: the median of four block maxima
+
+
+def test_the_default_idle_window_gives_the_same_n_ratio_many_runs() -> None:
+    """A partition drop's window held ~120 inserts: idle's p99 at that size must be a median over many runs."""
+    assert retention_race.IDLE_INSERTS // 120 >= 20
 
 
 def test_quantiles_are_nearest_rank() -> None:

@@ -256,7 +256,9 @@ DesignOption = Annotated[list[str], typer.Option(
 def retention_race_cmd(
     design: DesignOption,
     rows: Annotated[int, typer.Option(help="expired audit rows to fill and remove")] = 1_000_000,
-    idle_inserts: Annotated[int, typer.Option(help="timed inserts before the removal starts")] = 300,
+    idle_inserts: Annotated[int | None, typer.Option(
+        help="timed inserts before the removal starts [default: retention_race.IDLE_INSERTS]",
+        show_default=False)] = None,
     dsn: DsnOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -266,7 +268,8 @@ def retention_race_cmd(
 
     loaded = designs.load_all(design)
     url = _url(dsn, data_dir)
-    results = asyncio.run(retention_race.compare(url, loaded, rows=rows, idle_inserts=idle_inserts))
+    idle = retention_race.IDLE_INSERTS if idle_inserts is None else idle_inserts
+    results = asyncio.run(retention_race.compare(url, loaded, rows=rows, idle_inserts=idle))
     render.show(out, render.race_results(results))
 
 

@@ -170,18 +170,20 @@ class Design:
         return problems
 
     async def purge(self, engine: AsyncEngine, rule: str, *, now: dt.datetime | None = None, count: bool = True,
-                    on_removed: Callable[[], object] | None = None) -> RuleResult:
+                    on_removed: Callable[[], object] | None = None,
+                    rest: float = partitions.DROP_REST) -> RuleResult:
         """Apply retention ``rule`` (``audit_logs`` or ``cost_tracking``) the way this design carries it out.
 
         ``on_removed`` is called once the expired rows are out of the table (a partition drop then still
         gives the detached months' disk space back). ``count=False`` lets a dropped audit partition go
-        uncounted (the result's rows are then 0): a count scans the partition."""
+        uncounted (the result's rows are then 0): a count scans the partition. ``rest``: how long a partition
+        drop rests before each drop, in multiples of the step before (:data:`partitions.DROP_REST`)."""
         spec = self.retention.get(rule)
         if spec is None or rule == retention.THREAD_RULE.name:
             raise InvalidInputError("rule", f"must be one of {sorted(partitions.TABLES)}, got {rule!r}")
         if spec.method == "partition-drop":
             return await partitions.drop_expired_partitions(engine, rule, now=now, rule=spec.rule, count=count,
-                                                            on_removed=on_removed)
+                                                            on_removed=on_removed, rest=rest)
         if spec.method == "batched-delete":
             purge = retention.purge_audit_logs if rule == retention.AUDIT_RULE.name else retention.roll_up_cost_tracking
             result = await purge(engine, now=now, rule=spec.rule)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
@@ -30,7 +31,8 @@ def test_every_design_names_the_same_figures(measured: dict[str, Measured]) -> N
     rec, part = measured["recommended"], measured["partitioned"]
     assert set(rec.figures) == set(part.figures) >= {
         "rows", "method", "removal_s", "purge_s", "insert_p50_idle_ms", "insert_p99_idle_ms", "insert_p50_during_ms",
-        "insert_p99_during_ms", "p99_during_x_idle", "acknowledged", "lost", "expired_left", "kept_lost"}
+        "insert_p99_during_ms", "p99_during_x_idle", "p99_during_x_idle_same_n", "inserts_during_over_idle_p99",
+        "acknowledged", "lost", "expired_left", "kept_lost"}
     assert (rec.figures["method"], part.figures["method"]) == ("batched-delete", "partition-drop")
 
 
@@ -67,5 +69,7 @@ def test_the_figures_agree_with_each_other_and_with_the_curves(measured: dict[st
         during, idle = m.series["insert_ms_during"], m.series["insert_ms_idle"]
         assert len(during) == f["inserts_during"] >= 1
         assert f["acknowledged"] >= len(during) + len(idle)
+        idle_p99 = sorted(ms for _, ms in idle)[math.ceil(0.99 * len(idle)) - 1]  # nearest rank, as latency.py
+        assert f["inserts_during_over_idle_p99"] == sum(ms > idle_p99 for _, ms in during)
         if len(during) < 100:  # nearest-rank p99 of fewer than 100 inserts is the slowest of them
             assert max(ms for _, ms in during) == pytest.approx(f["insert_p99_during_ms"], abs=1e-3)

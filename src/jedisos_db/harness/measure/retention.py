@@ -103,6 +103,7 @@ def from_race(race: retention_race.RaceResult) -> Measured:
         "p99_during_x_idle": round(race.p99_ratio, 3), "inserts_during": len(race.during.samples),
         "insert_p99_idle_same_n_ms": round(race.idle.p99_ms_at(len(race.during.samples)), 3),
         "p99_during_x_idle_same_n": round(race.p99_ratio_same_n, 3),
+        "inserts_during_over_idle_p99": race.over_idle_p99,
         "acknowledged": race.acknowledged, "lost": race.lost, "expired_left": race.expired_left,
         "kept_lost": race.kept_lost,
     }
@@ -114,6 +115,8 @@ def from_race(race: retention_race.RaceResult) -> Measured:
              f"rows of the same age, which the rule keeps) removed by {race.method} while one writer inserted "
              "through the audit repository; removal_s: until no query sees them, purge_s: until the purge "
              "returned (a partition drop then also dropped the detached months)."]
+    notes.append(f"inserts_during_over_idle_p99: {race.over_idle_p99} of the {len(race.during.samples)} inserts "
+                 "during the purge were slower than idle's p99 (about 1 % of them when the purge slows none).")
     if len(race.during.samples) < 100:
         notes.append(f"only {len(race.during.samples)} inserts fell inside the removal: their p99 is their "
                      "maximum, and it follows the machine's load; p99_during_x_idle_same_n compares it with idle's "
