@@ -1,6 +1,7 @@
 """The whole stack on one database, run under the least-privilege roles, with every statement captured.
 
-``stack`` (session-scoped) builds one database the way the design deploys it (design §1):
+``stack`` (session-scoped) builds one database the way the design deploys it (design §1; with
+``--test-hindsight-dsn``, Hindsight's schema goes to a database of the same name on its own server instead):
 a superuser installs the extensions and the owner roles (``jedisos-db roles``); then, with
 ``pg_stat_statements`` reset and ``log_statement=all`` on that database (the session's server
 writes a jsonlog, whose lines carry ``application_name`` and ``user`` like a ``log_line_prefix``
@@ -33,7 +34,7 @@ from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import HindsightFactory
+from tests.plugins.hindsight import HindsightFactory, HindsightHome, apart
 from tests.plugins.roles import RolesFactory
 from tests.runtime.graph import echo_graph
 
@@ -60,6 +61,16 @@ class Stack:
     pgss_captured: str | None = None  # reason when pg_stat_statements is not available
     graph_messages: list[str] = field(default_factory=list)
     hindsight_flow: dict[str, object] = field(default_factory=dict)  # empty when Hindsight is not installed
+
+    @property
+    def hindsight_url(self) -> DatabaseURL:
+        """Hindsight's database: the stack's own, or one on Hindsight's own server (``--test-hindsight-dsn``)."""
+        return self.owner_urls["hindsight"]
+
+    @property
+    def hindsight_apart(self) -> bool:
+        """Whether Hindsight's schema went to a server of its own instead of the stack's database."""
+        return apart(self.url, self.hindsight_url)
 
     @property
     def hindsight_ran(self) -> bool:
@@ -131,7 +142,7 @@ async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
 
 @pytest.fixture(scope="session")
 async def stack(server_url: DatabaseURL, database_factory: DatabaseFactory, roles_factory: RolesFactory,
-                hindsight_server_factory: HindsightFactory) -> Stack:
+                hindsight_server_factory: HindsightFactory, hindsight_home: HindsightHome) -> Stack:
     url = database_factory("stack", bootstrap=False)
     database = url.database
     with connect(url) as conn:
@@ -141,6 +152,7 @@ async def stack(server_url: DatabaseURL, database_factory: DatabaseFactory, role
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     report = roles_factory(url)
     owner_urls = {g.owner: g.url(url) for g in report.grants}
+    owner_urls["hindsight"] = hindsight_home(owner_urls["hindsight"])
     stack = Stack(url=url, database=database, report=report, owner_urls=owner_urls, steps=[])
 
     log = _log_file(server_url)

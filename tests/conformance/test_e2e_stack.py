@@ -39,6 +39,9 @@ def _hindsight_installed() -> None:
 def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
     """design §1: one database, three schemas, each filled by its owner under its own role."""
     assert stack.hindsight_ran, stack.steps
+    assert not stack.hindsight_apart, (
+        f"Hindsight's schema is in database {stack.hindsight_url.database} of a server of its own (port "
+        f"{stack.hindsight_url.port}), not in {stack.database} beside langgraph and jedisos (port {stack.url.port})")
     assert {"alembic_version", "banks", "memory_units"} <= _tables(stack.url, "hindsight")
     assert {"checkpoints", "checkpoint_migrations"} <= _tables(stack.url, "langgraph")
     assert {"installed_tools", "schema_migrations"} <= _tables(stack.url, "jedisos")

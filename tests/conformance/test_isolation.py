@@ -49,7 +49,13 @@ def test_each_schema_holds_exactly_its_owners_objects(stack: Stack, claim: Claim
     for cid in ("S1-single-instance", "S1-schema-per-owner"):
         claim.figures(claim=cid, jedisos_relations=len(jedisos), langgraph_relations=len(langgraph),
                       hindsight_relations=len(hindsight))
-    if stack.hindsight_ran:
+    if stack.hindsight_ran and stack.hindsight_apart:
+        there = _relations(stack.hindsight_url, "hindsight")
+        claim.fails(f"database {stack.database} holds jedisos ({len(jedisos)} relations) and langgraph "
+                    f"({len(langgraph)}) only: Hindsight's schema ({len(there)} relations) is on a server of its own "
+                    f"(port {stack.hindsight_url.port}, the main one's {stack.url.port}), as this design places it",
+                    claim="S1-single-instance", hindsight_relations_elsewhere=len(there))
+    elif stack.hindsight_ran:
         claim.holds(f"database {stack.database} holds jedisos ({len(jedisos)} relations), langgraph ({len(langgraph)}) "
                     f"and hindsight ({len(hindsight)}) side by side on one server", claim="S1-single-instance")
     else:
