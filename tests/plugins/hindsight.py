@@ -63,7 +63,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def apart(a: DatabaseURL, b: DatabaseURL) -> bool:
     """Whether ``a`` and ``b`` are databases of two different servers (Hindsight placed on a server of its own)."""
-    return (a.host, a.port) != (b.host, b.port)
+    return server_of(a) != server_of(b)
+
+
+def server_of(url: DatabaseURL) -> str:
+    """The server of ``url`` for evidence: ``host:port`` (a unix socket's directory as the host)."""
+    return f"{url.host}:{url.port or 5432}"
 
 
 def _require_hindsight() -> None:
@@ -113,6 +118,12 @@ def hindsight_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 ADMISSION_OF_ONE = {"HINDSIGHT_API_ADMISSION_RECALL_MAX_IN_FLIGHT": "1",
                     "HINDSIGHT_API_ADMISSION_RECALL_MAX_WAIT_MS": "0"}
 """Hindsight's recall lane admitting one request and queueing none (its admission control)."""
+
+
+@pytest.fixture(scope="session")
+def hindsight_admin_url(request: pytest.FixtureRequest, server_url: DatabaseURL) -> DatabaseURL:
+    """Admin URL of the server Hindsight's databases are on: ``--test-hindsight-dsn``'s, else the session's."""
+    return given_hindsight_server(request.config) or server_url
 
 
 @pytest.fixture(scope="session")
