@@ -21,7 +21,7 @@ from jedisos_db.harness.verify import schema
 from jedisos_db.harness.verify.run import NO_HINDSIGHT_SERVER, Ledger, verify
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import DatabaseUnavailableError
+from jedisos_db.runtime.errors import ConfigError, DatabaseUnavailableError
 from jedisos_db.runtime.urls import DatabaseURL
 
 from .sources import write_source
@@ -161,6 +161,22 @@ def test_on_a_dsn_server_none_is_started_and_the_ledger_says_the_budget_is_compu
     assert (figures["servers_measured"], figures["hindsight_available_connections"]) == (0, 247)
     assert any("computed from the design file, not measured" in n for n in design.measurements["budget"].notes)
     schema.validate(ledger.as_json())
+
+
+def test_a_given_hindsight_server_is_used_and_left_running(tmp_path: Path, server_url: DatabaseURL,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--hindsight-dsn`` (here the session's server): Hindsight's databases go there, its size is measured."""
+    source = write_source(tmp_path / "source", catalog=CATALOG, conftest=CONFTEST, checks={"test_checks": CHECKS})
+    _only(monkeypatch, budget=budget.measure)
+    ledger = verify(server_url, tmp_path / "out", quick=True, source=source, designs=[DESIGN],
+                    hindsight_target=server_url)
+    design, = ledger.designs
+    assert design.server["hindsight"]["source"] == "--hindsight-dsn"
+    assert design.measurements["budget"].figures["servers_measured"] == 2
+    connect(server_url).close()  # still running: verify never stops a server it was given
+    with pytest.raises(ConfigError, match=r"^--hindsight-dsn: "):
+        verify(server_url, tmp_path / "out2", quick=True, source=source, designs=[DESIGN],
+               hindsight_target="mysql://nowhere")
 
 
 def test_a_bad_hindsight_server_size_is_one_line_naming_the_key(tmp_path: Path) -> None:
