@@ -503,9 +503,9 @@ NO_HINDSIGHT_SERVER = ("Hindsight's own server was not started (a --dsn run; giv
 
 
 @contextlib.contextmanager
-def hindsight_server(design: Design, target: str | DatabaseURL | None,
-                     hindsight_target: str | DatabaseURL | None = None) -> Iterator[tuple[DatabaseURL | None,
-                                                                                            dict[str, Any]]]:
+def own_hindsight_server(design: Design, target: str | DatabaseURL | None,
+                         hindsight_target: str | DatabaseURL | None = None,
+                         ) -> Iterator[tuple[DatabaseURL | None, dict[str, Any]]]:
     """Hindsight's own server for ``design`` and how it is described in the ledger (``{}`` when Hindsight
     shares the main server): ``hindsight_target`` when given, else on a private run (``target`` None) a new
     embedded server of the design's size, stopped and removed when the block ends; on a ``--dsn`` run
@@ -546,7 +546,7 @@ def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: P
             def prefixed(stage: str, done: int, total: int, name: str = design.name) -> None:
                 say(f"{name}: {stage}", done, total)
 
-            with hindsight_server(design, target, hindsight_target) as (own, described):
+            with own_hindsight_server(design, target, hindsight_target) as (own, described):
                 if described:
                     server = {**server, "hindsight": described}
                 say(stage, 1, 1)
