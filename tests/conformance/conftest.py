@@ -1,6 +1,7 @@
 """The whole stack on one database, run under the least-privilege roles, with every statement captured.
 
-``stack`` (session-scoped) builds one database the way the design deploys it (design §1):
+``stack`` (session-scoped) builds one database the way the design deploys it (design §1; with
+``--test-hindsight-dsn``, Hindsight's schema goes to a database of the same name on its own server instead):
 a superuser installs the extensions and the owner roles (``jedisos-db roles``); then, with
 ``pg_stat_statements`` reset and ``log_statement=all`` on that database (the session's server
 writes a jsonlog, whose lines carry ``application_name`` and ``user`` like a ``log_line_prefix``
@@ -15,6 +16,7 @@ What the server saw is kept for the "never touched by direct SQL" tests (design 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.db.engine import create_engine
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import HindsightFactory
+from tests.plugins.hindsight import HindsightFactory, HindsightHome, apart
 from tests.plugins.roles import RolesFactory
 from tests.runtime.graph import echo_graph
 
@@ -60,6 +62,27 @@ class Stack:
     pgss_captured: str | None = None  # reason when pg_stat_statements is not available
     graph_messages: list[str] = field(default_factory=list)
     hindsight_flow: dict[str, object] = field(default_factory=dict)  # empty when Hindsight is not installed
+    hindsight_admin: DatabaseURL | None = None  # superuser URL of Hindsight's database on its own server
+
+    @property
+    def hindsight_side(self) -> Stack:
+        """The stack as seen on the server Hindsight's schema is on: this stack, or (Hindsight on a server of its
+        own) the same roles on Hindsight's database there, for the checks about Hindsight's schema."""
+        if self.hindsight_admin is None:
+            return self
+        there = self.hindsight_admin
+        return dataclasses.replace(self, url=there, database=there.database,
+                                   owner_urls={g.owner: g.url(there) for g in self.report.grants})
+
+    @property
+    def hindsight_url(self) -> DatabaseURL:
+        """Hindsight's database: the stack's own, or one on Hindsight's own server (``--test-hindsight-dsn``)."""
+        return self.owner_urls["hindsight"]
+
+    @property
+    def hindsight_apart(self) -> bool:
+        """Whether Hindsight's schema went to a server of its own instead of the stack's database."""
+        return apart(self.url, self.hindsight_url)
 
     @property
     def hindsight_ran(self) -> bool:
@@ -129,44 +152,68 @@ async def _run_stack(stack: Stack, hindsight_factory: HindsightFactory) -> None:
         await engine.dispose()
 
 
+class _Capture:
+    """Every statement one database of a server runs while the stack is built: its jsonlog lines (with
+    ``log_statement=all`` on that database) and its pg_stat_statements entries."""
+
+    def __init__(self, admin: DatabaseURL, url: DatabaseURL) -> None:
+        self.admin, self.url, self.database = admin, url, url.database
+        with connect(url) as conn:
+            preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
+            self.pgss = preload is not None and "pg_stat_statements" in str(preload[0])
+            if self.pgss:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        self.log = _log_file(admin)
+        self.offset = self.log.stat().st_size if self.log else 0
+
+    def start(self) -> None:
+        with connect(self.admin) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(self.database)))
+        if self.pgss:
+            with connect(self.url) as conn:
+                conn.execute("SELECT pg_stat_statements_reset()")
+
+    def stop(self) -> None:
+        with connect(self.admin) as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(self.database)))
+
+    def collect(self, stack: Stack) -> None:
+        if self.pgss:
+            with connect(self.url) as conn:
+                rows = conn.execute(
+                    "SELECT pg_get_userbyid(s.userid), s.query FROM pg_stat_statements s "
+                    "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
+            stack.statements += [Statement(str(r), None, str(q), "pg_stat_statements") for r, q in rows]
+        else:
+            stack.pgss_captured = "pg_stat_statements is not in shared_preload_libraries on this server"
+        if self.log is None:
+            stack.log_captured = "no readable jsonlog (logging_collector off or a remote server)"
+        else:
+            with self.log.open("rb") as fh:
+                fh.seek(self.offset)
+                stack.statements += parse_log(fh.read().decode(errors="replace"), self.database)
+
+
 @pytest.fixture(scope="session")
 async def stack(server_url: DatabaseURL, database_factory: DatabaseFactory, roles_factory: RolesFactory,
-                hindsight_server_factory: HindsightFactory) -> Stack:
+                hindsight_server_factory: HindsightFactory, hindsight_home: HindsightHome,
+                hindsight_admin_url: DatabaseURL) -> Stack:
     url = database_factory("stack", bootstrap=False)
-    database = url.database
-    with connect(url) as conn:
-        preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
-        pgss = preload is not None and "pg_stat_statements" in str(preload[0])
-        if pgss:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    captures = [_Capture(server_url, url)]
     report = roles_factory(url)
     owner_urls = {g.owner: g.url(url) for g in report.grants}
-    stack = Stack(url=url, database=database, report=report, owner_urls=owner_urls, steps=[])
-
-    log = _log_file(server_url)
-    offset = log.stat().st_size if log else 0
-    with connect(server_url) as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} SET log_statement = 'all'").format(sql.Identifier(database)))
-    if pgss:
-        with connect(url) as conn:
-            conn.execute("SELECT pg_stat_statements_reset()")
+    owner_urls["hindsight"] = hindsight_home(owner_urls["hindsight"])
+    stack = Stack(url=url, database=url.database, report=report, owner_urls=owner_urls, steps=[])
+    if stack.hindsight_apart:  # Hindsight's statements are on its own server: capture them there too
+        stack.hindsight_admin = hindsight_admin_url.with_database(stack.hindsight_url.database)
+        captures.append(_Capture(hindsight_admin_url, stack.hindsight_admin))
+    for capture in captures:
+        capture.start()
     try:
         await _run_stack(stack, hindsight_server_factory)
     finally:
-        with connect(server_url) as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} RESET log_statement").format(sql.Identifier(database)))
-    if pgss:
-        with connect(url) as conn:
-            rows = conn.execute(
-                "SELECT pg_get_userbyid(s.userid), s.query FROM pg_stat_statements s "
-                "WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchall()
-        stack.statements = [Statement(str(r), None, str(q), "pg_stat_statements") for r, q in rows]
-    else:
-        stack.pgss_captured = "pg_stat_statements is not in shared_preload_libraries on this server"
-    if log is None:
-        stack.log_captured = "no readable jsonlog (logging_collector off or a remote server)"
-    else:
-        with log.open("rb") as fh:
-            fh.seek(offset)
-            stack.statements += parse_log(fh.read().decode(errors="replace"), database)
+        for capture in captures:
+            capture.stop()
+    for capture in captures:
+        capture.collect(stack)
     return stack

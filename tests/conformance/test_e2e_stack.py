@@ -19,6 +19,7 @@ from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
 from tests.conformance.test_order import _state, _tables, check_same_catalog
 from tests.plugins.databases import DatabaseFactory
+from tests.plugins.hindsight import server_of
 from tests.rich_tables import row_of, table_rows
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +40,9 @@ def _hindsight_installed() -> None:
 def test_stack_holds_three_populated_schemas(stack: Stack) -> None:
     """design §1: one database, three schemas, each filled by its owner under its own role."""
     assert stack.hindsight_ran, stack.steps
+    assert not stack.hindsight_apart, (
+        f"Hindsight's schema is in a database of a server of its own ({server_of(stack.hindsight_url)}), not in "
+        f"{stack.database} beside langgraph and jedisos ({server_of(stack.url)})")
     assert {"alembic_version", "banks", "memory_units"} <= _tables(stack.url, "hindsight")
     assert {"checkpoints", "checkpoint_migrations"} <= _tables(stack.url, "langgraph")
     assert {"installed_tools", "schema_migrations"} <= _tables(stack.url, "jedisos")
@@ -70,7 +74,7 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
     """design §2 "직접 SQL 금지": every statement on hindsight objects came from hindsight_app, on
     Hindsight's own tagged connections (hindsight-api / hindsight-migrations)."""
     role = stack.report.by_owner("hindsight").role
-    names = never._relations(stack.url, "hindsight")
+    names = never._relations(stack.hindsight_side.url, "hindsight")
     touching = [s for s in stack.statements if never._touches(s, "hindsight", names)]
     print(f"\nstatements on hindsight objects: {len(touching)}; applications "
           f"{sorted({str(s.application) for s in touching if s.application})}")
@@ -85,9 +89,10 @@ def test_statements_on_hindsight_came_from_hindsight(stack: Stack) -> None:
 @pytest.mark.claim("S2-rest-api-only")
 def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack, claim: ClaimRecorder) -> None:
     """design §2: 42501 for every read and write by jedisos_app on each of Hindsight's real tables."""
-    relations = never._relations(stack.url, "hindsight")
+    side = stack.hindsight_side  # Hindsight's server, with jedisos_app there too when it has one of its own
+    relations = never._relations(side.url, "hindsight")
     assert len(relations) >= 20, f"the real Hindsight schema has only {len(relations)} relations: {relations}"
-    never.check_refused_outside_jedisos(stack, "hindsight", claim)
+    never.check_refused_outside_jedisos(side, "hindsight", claim)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from jedisos_db.runtime.db import models
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.conformance.conftest import Stack
+from tests.plugins.hindsight import server_of
 
 LANGGRAPH_TABLES = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
 VERSION_TABLES = {"alembic_version": "hindsight", "checkpoint_migrations": "langgraph",
@@ -49,7 +50,13 @@ def test_each_schema_holds_exactly_its_owners_objects(stack: Stack, claim: Claim
     for cid in ("S1-single-instance", "S1-schema-per-owner"):
         claim.figures(claim=cid, jedisos_relations=len(jedisos), langgraph_relations=len(langgraph),
                       hindsight_relations=len(hindsight))
-    if stack.hindsight_ran:
+    if stack.hindsight_ran and stack.hindsight_apart:
+        there = _relations(stack.hindsight_url, "hindsight")
+        claim.fails(f"database {stack.database} holds jedisos ({len(jedisos)} relations) and langgraph "
+                    f"({len(langgraph)}) only: Hindsight's schema ({len(there)} relations) is on a server of its own ("
+                    f"{server_of(stack.hindsight_url)}, not {server_of(stack.url)}), as this design places it",
+                    claim="S1-single-instance", hindsight_relations_elsewhere=len(there))
+    elif stack.hindsight_ran:
         claim.holds(f"database {stack.database} holds jedisos ({len(jedisos)} relations), langgraph ({len(langgraph)}) "
                     f"and hindsight ({len(hindsight)}) side by side on one server", claim="S1-single-instance")
     else:
@@ -81,9 +88,10 @@ def test_no_foreign_key_crosses_schemas(stack: Stack, claim: ClaimRecorder) -> N
 def test_the_three_version_tables_stay_apart(stack: Stack) -> None:
     """design §1: hindsight.alembic_version, langgraph.checkpoint_migrations and
     jedisos.schema_migrations each live in their owner's schema only."""
-    found = _rows(stack.url, "SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n "
-                             "ON n.oid = c.relnamespace WHERE c.relname = ANY(%s) AND c.relkind = 'r'",
-                  [list(VERSION_TABLES)])
+    query = ("SELECT c.relname, n.nspname FROM pg_class c JOIN pg_namespace n "
+             "ON n.oid = c.relnamespace WHERE c.relname = ANY(%s) AND c.relkind = 'r'")
+    found = [row for url in [stack.url, *([stack.hindsight_side.url] if stack.hindsight_apart else [])]
+             for row in _rows(url, query, [list(VERSION_TABLES)])]
     wrong = [(t, s) for t, s in found if VERSION_TABLES[str(t)] != s]
     assert not wrong, f"version tables outside their schema: {wrong}"
     present = {str(t) for t, _ in found}
@@ -100,14 +108,19 @@ def test_public_holds_extensions_only(stack: Stack, claim: ClaimRecorder) -> Non
     exts = {str(r[0]) for r in _rows(stack.url, "SELECT e.extname FROM pg_extension e "
                                                 "WHERE e.extnamespace = 'public'::regnamespace")}
     assert "vector" in exts, f"no vector extension in public, only {sorted(exts)}"
-    [(vectors, users)] = _rows(stack.url, """
+    # Hindsight on a server of its own: its database there has a vector extension of its own.
+    sides = [stack, stack.hindsight_side] if stack.hindsight_apart else [stack]
+    found = [_rows(side.url, """
         SELECT (SELECT count(*) FROM pg_extension WHERE extname = 'vector'),
                (SELECT count(DISTINCT c.relnamespace) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-                 WHERE a.atttypid = 'vector'::regtype AND c.relnamespace <> 'public'::regnamespace)""")
+                 WHERE a.atttypid = 'vector'::regtype AND c.relnamespace <> 'public'::regnamespace)""")[0]
+             for side in sides]
+    vectors, users = (sum(int(str(row[i])) for row in found) for i in (0, 1))
+    where = "" if len(sides) == 1 else f" (one in each database, on each of {len(sides)} servers)"
     claim.holds(f"public holds only the extensions {', '.join(sorted(exts))} and no other object",
                 claim="S1-schema-per-owner", public_extensions=len(exts), public_other_objects=0)
-    claim.holds(f"{vectors} vector extension, in public, serves the vector columns of {users} schema(s)",
-                claim="S1-vector-once", vector_extensions=int(str(vectors)), schemas_using_vector=int(str(users)))
+    claim.holds(f"{vectors} vector extension, in public, serves the vector columns of {users} schema(s){where}",
+                claim="S1-vector-once", vector_extensions=vectors, schemas_using_vector=users)
 
 
 @pytest.mark.claim("S1-no-name-collisions")

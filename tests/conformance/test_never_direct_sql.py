@@ -167,7 +167,8 @@ def _attempts(schema: str, relation: str | None) -> list[str]:
 def test_jedisos_app_is_refused_everywhere_outside_jedisos(stack: Stack, schema: str, claim: ClaimRecorder) -> None:
     """design §2/§3 "직접 SQL 금지": under the least-privilege roles, every read and write by
     jedisos_app into hindsight/langgraph fails with SQLSTATE 42501."""
-    check_refused_outside_jedisos(stack, schema, claim)
+    # Hindsight's schema is where Hindsight is: on its own server (with jedisos_app there too) for such a design.
+    check_refused_outside_jedisos(stack.hindsight_side if schema == "hindsight" else stack, schema, claim)
 
 
 def check_refused_outside_jedisos(stack: Stack, schema: str, claim: ClaimRecorder) -> None:

@@ -26,7 +26,7 @@ from jedisos_db.runtime.db import migrations
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import HindsightFactory
+from tests.plugins.hindsight import HindsightFactory, HindsightHome, apart
 from tests.rich_tables import table_rows
 
 SAMPLES = 200
@@ -119,15 +119,23 @@ async def test_langgraph_and_jedisos_pools_are_independent(database_factory: Dat
 @pytest.mark.claim("S1-pool-independence")
 async def test_all_three_pools_are_independent(database_factory: DatabaseFactory,
                                                hindsight_server_factory: HindsightFactory,
-                                               claim: ClaimRecorder) -> None:
-    """design §1: Hindsight (through its REST API), LangGraph and JediSOS, each saturated in turn."""
+                                               hindsight_home: HindsightHome, claim: ClaimRecorder) -> None:
+    """design §1: Hindsight (through its REST API), LangGraph and JediSOS, each saturated in turn (Hindsight on
+    its own server's database when the design places it there)."""
     url = database_factory("pools_e2e", bootstrap=False)
     await asyncio.to_thread(startup.run_steps, url)
-    hindsight = await asyncio.to_thread(hindsight_server_factory, url)
+    home = await asyncio.to_thread(hindsight_home, url)
+    hindsight = await asyncio.to_thread(hindsight_server_factory, home)
     settings = hindsight.server.settings
     maximum = settings.pool_max_size + settings.read_pool_max_size
     report = await pools.measure(url, hindsight_url=hindsight.base_url, hindsight_pool_max=maximum, samples=SAMPLES)
     claim.figures(hindsight_server_peak=report.server_peaks["hindsight"])
+    if apart(url, home):  # two servers: Hindsight's load must not reach the main one at all
+        assert report.server_peaks["hindsight"] == 0, (
+            f"{report.server_peaks['hindsight']} Hindsight connections on the main server; it has a server of its own")
+        claim.figures(hindsight_server_apart=True)
+        _check(report, ["langgraph", "jedisos", "hindsight"], claim)
+        return
     _check(report, ["langgraph", "jedisos", "hindsight"], claim)
     claim.figures(hindsight_pools_max=maximum)
     # Hindsight 1.1.0 on a fresh install was seen with one connection beyond its two pools (13 of 12, twice in

@@ -37,8 +37,9 @@ from jedisos_db.runtime.errors import BackupError, ConfigError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.repositories.cost import CostEvent, CostRepository
 from jedisos_db.runtime.urls import DatabaseURL
+from tests.conformance.test_order import _tables
 from tests.plugins.databases import DatabaseFactory, postgres_env
-from tests.plugins.hindsight import HindsightFactory
+from tests.plugins.hindsight import HindsightFactory, HindsightHome, apart, server_of
 from tests.plugins.roles import RolesFactory
 from tests.runtime.graph import echo_graph
 
@@ -51,12 +52,25 @@ class Source:
     database: str
     report: roles.RolesReport
     owner_urls: dict[str, DatabaseURL]
+    hindsight_admin: DatabaseURL | None = None  # superuser URL of Hindsight's database on a server of its own
+
+    @property
+    def hindsight_side(self) -> Source:
+        """Hindsight's database as a source (itself unless the design put Hindsight on a server of its own)."""
+        if self.hindsight_admin is None:
+            return self
+        return dataclasses.replace(self, url=self.hindsight_admin, database=self.hindsight_admin.database)
 
 
-def _build_source(url: DatabaseURL, roles_factory: RolesFactory, *, hindsight: bool = False) -> Source:
-    """The design's deployment under the owner roles, every owner's tables filled by its own path."""
+def _build_source(url: DatabaseURL, roles_factory: RolesFactory, *,
+                  hindsight_home: HindsightHome | None = None) -> Source:
+    """The design's deployment under the owner roles, every owner's tables filled by its own path; with
+    ``hindsight_home``, Hindsight too (in the database it says: on a server of its own for such a design)."""
     report = roles_factory(url)
     owner_urls = {g.owner: g.url(url) for g in report.grants}
+    hindsight = hindsight_home is not None
+    if hindsight_home is not None:
+        owner_urls["hindsight"] = hindsight_home(owner_urls["hindsight"])
     if hindsight:
         startup.run_steps(url, owner_urls=owner_urls)
     else:  # the normal suite: Hindsight's schema is the e2e tests' (it needs the [hindsight] extra)
@@ -408,11 +422,15 @@ FACTS = ["Alice maintains the JediSOS PostgreSQL cluster in Seoul.", "Bob is a p
 
 @pytest.fixture(scope="module")
 async def hindsight_source(database_factory: DatabaseFactory, roles_factory: RolesFactory,
-                           hindsight_server_factory: HindsightFactory, hindsight_installed: None) -> Source:
+                           hindsight_server_factory: HindsightFactory, hindsight_home: HindsightHome,
+                           hindsight_admin_url: DatabaseURL, hindsight_installed: None) -> Source:
     """All three owners with Hindsight's own migrations, memories retained through its real API."""
     url = database_factory("backup_hs_src", bootstrap=False)
     # Alembic's env.py runs its own event loop, so the synchronous start-up runs in a thread.
-    src = await asyncio.to_thread(_build_source, url, roles_factory, hindsight=True)
+    src = await asyncio.to_thread(_build_source, url, roles_factory, hindsight_home=hindsight_home)
+    if apart(src.url, src.owner_urls["hindsight"]):
+        src = dataclasses.replace(src, hindsight_admin=hindsight_admin_url.with_database(
+            src.owner_urls["hindsight"].database))
     running = await asyncio.to_thread(hindsight_server_factory, src.owner_urls["hindsight"])
     try:
         async with HindsightClient(running.base_url, timeout=120) as client:
@@ -571,6 +589,16 @@ def test_design_full_dump_as_written_into_an_empty_server(hindsight_source: Sour
     schema's data, but no role, so nothing keeps its owner and the owner roles cannot log in."""
     found = design_dump_and_restore(hindsight_source, fresh_server, tmp_path, backup.WHOLE)
     assert found.data_intact, found.sentence()
+    elsewhere = hindsight_source.owner_urls["hindsight"]
+    if apart(hindsight_source.url, elsewhere):  # the design put Hindsight on a server of its own
+        tables = _tables(elsewhere, "hindsight")
+        assert tables, f"Hindsight's schema on its own server ({elsewhere.database}) holds no table"
+        claim.fails(f"one dump of database {hindsight_source.database} carries jedisos and langgraph only: "
+                    f"Hindsight's {len(tables)} tables are on a server of its own ({server_of(elsewhere)}, not "
+                    f"{server_of(hindsight_source.url)}) and need a second dump", claim="S1-one-dump-backs-up-all",
+                    hindsight_tables_elsewhere=len(tables))
+        record_design_restore(found, claim, claim_id="S9-full-dump")
+        return
     missing = {f'role "{g.role}" does not exist' for g in hindsight_source.report.grants}
     assert missing <= set(found.errors), found.sentence()
     assert found.owners_kept < found.owners, found.sentence()
@@ -581,8 +609,9 @@ def test_design_full_dump_as_written_into_an_empty_server(hindsight_source: Sour
 @pytest.mark.claim("S9-hindsight-dump", shows="fails")
 def test_design_hindsight_dump_as_written_into_an_empty_server(hindsight_source: Source, fresh_server: DatabaseURL,
                                                                tmp_path: Path, claim: ClaimRecorder) -> None:
-    """§9's `pg_dump -n hindsight` carries no extension: Hindsight's tables need `vector` and fail to restore."""
-    found = design_dump_and_restore(hindsight_source, fresh_server, tmp_path, "hindsight")
+    """§9's `pg_dump -n hindsight` carries no extension: Hindsight's tables need `vector` and fail to restore
+    (run on Hindsight's database, on its own server when the design gives it one)."""
+    found = design_dump_and_restore(hindsight_source.hindsight_side, fresh_server, tmp_path, "hindsight")
     assert 'type "public.vector" does not exist' in found.errors, found.sentence()
     assert not found.data_intact, found.sentence()
     record_design_restore(found, claim)

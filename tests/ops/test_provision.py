@@ -44,6 +44,36 @@ def test_embedded_server_applies_settings_and_is_reused(tmp_path_factory: pytest
     assert server.stop() is False
 
 
+def _pair_then_fail(seen: dict[DatabaseURL, tuple[str, ...]]) -> None:
+    """Two private servers at once; records what each reports, stops the inner one, then fails in the outer."""
+    query = ("SELECT current_setting('max_connections'), current_setting('data_directory'), "
+             "system_identifier::text FROM pg_control_system()")
+    with provision.private_server(provision.ServerSettings(max_connections=20)) as first:
+        with provision.private_server(provision.ServerSettings(max_connections=30)) as second:
+            for url in (first, second):
+                with connect(url) as conn:
+                    row = conn.execute(query).fetchone()
+                assert row is not None
+                seen[url] = tuple(map(str, row))
+        with pytest.raises(DatabaseUnavailableError):
+            connect(second).close()
+        raise RuntimeError("the block failed")
+
+
+def test_a_private_server_is_stopped_and_removed_when_its_block_ends_even_on_failure() -> None:
+    """Two private servers are two clusters; each is gone (process and directory) when its block ends."""
+    seen: dict[DatabaseURL, tuple[str, ...]] = {}
+    with pytest.raises(RuntimeError, match="the block failed"):
+        _pair_then_fail(seen)
+    first, second = seen.values()
+    assert (first[0], second[0]) == ("20", "30")
+    assert first[2] != second[2]
+    for url, (_, data_dir, _) in seen.items():
+        assert not Path(data_dir).exists()
+        with pytest.raises(DatabaseUnavailableError):
+            connect(url).close()
+
+
 def test_data_dir_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(provision.ENV_DATA_DIR, str(tmp_path / "x"))
     assert provision.default_data_dir() == tmp_path / "x"

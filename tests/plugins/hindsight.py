@@ -1,7 +1,11 @@
 """The real Hindsight server for e2e and conformance tests (design §1, §2).
 
+``hindsight_home(url)``: where Hindsight's database of the test database ``url`` lives: that database (the
+design's one shared database), or, with ``--test-hindsight-dsn`` (a design placing Hindsight on a server of its
+own), a database of the same name on that server, under the same owner role.
+
 ``hindsight_server``: Hindsight's own migrations into schema ``hindsight`` of a fresh test
-database, then the real API server on loopback, offline (mock LLM, rrf reranker, our TEI
+database (on Hindsight's server), then the real API server on loopback, offline (mock LLM, rrf reranker, our TEI
 endpoint). One per session: it takes ~7 s to start. ``hindsight_server_factory(url)`` does the
 same on a database a test prepared itself (e.g. one also holding LangGraph and jedisos).
 Both skip, with the reason, when ``hindsight-api-slim`` is not installed (``nox -s e2e`` installs it).
@@ -17,12 +21,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from psycopg import sql
 
 from jedisos_db.harness.hindsight import server as hs
 from jedisos_db.ops import hindsight as hm
+from jedisos_db.ops import provision
+from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 
 from .databases import DatabaseFactory
+from .roles import RolesFactory
+from .server import given_hindsight_server
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,7 @@ class RunningHindsight:
 
 
 HindsightFactory = Callable[..., RunningHindsight]
+HindsightHome = Callable[[DatabaseURL], DatabaseURL]
 
 TURNS_OPTION = "--hindsight-turns"
 DEFAULT_TURNS = 20
@@ -49,6 +59,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.getgroup("jedisos-db").addoption(
         TURNS_OPTION, type=int, default=DEFAULT_TURNS, metavar="N",
         help=f"conversation turns the Hindsight volume check retains through the real server (default {DEFAULT_TURNS})")
+
+
+def apart(a: DatabaseURL, b: DatabaseURL) -> bool:
+    """Whether ``a`` and ``b`` are databases of two different servers (Hindsight placed on a server of its own)."""
+    return server_of(a) != server_of(b)
+
+
+def server_of(url: DatabaseURL) -> str:
+    """The server of ``url`` for evidence: ``host:port`` (a unix socket's directory as the host)."""
+    return f"{url.host}:{url.port or 5432}"
 
 
 def _require_hindsight() -> None:
@@ -101,16 +121,51 @@ ADMISSION_OF_ONE = {"HINDSIGHT_API_ADMISSION_RECALL_MAX_IN_FLIGHT": "1",
 
 
 @pytest.fixture(scope="session")
-def hindsight_busy_server(database_factory: DatabaseFactory,
+def hindsight_admin_url(request: pytest.FixtureRequest, server_url: DatabaseURL) -> DatabaseURL:
+    """Admin URL of the server Hindsight's databases are on: ``--test-hindsight-dsn``'s, else the session's."""
+    return given_hindsight_server(request.config) or server_url
+
+
+@pytest.fixture(scope="session")
+def hindsight_home(request: pytest.FixtureRequest, roles_factory: RolesFactory, role_names: dict[str, str],
+                   server_is_private_embedded: bool) -> Iterator[HindsightHome]:
+    """``home(url) -> url``: where Hindsight's database of the test database ``url`` lives (the module doc)."""
+    own = given_hindsight_server(request.config)
+    made: list[str] = []
+
+    def home(url: DatabaseURL) -> DatabaseURL:
+        if own is None:
+            return url
+        there = provision.ensure_database(own, url.database)
+        made.append(there.database)
+        if url.username == role_names["hindsight"]:  # the same role, created there too (roles are per server)
+            return roles_factory(there).by_owner("hindsight").url(there)
+        with connect(there) as conn:
+            provision.ensure_extension(conn, "vector")
+        return there
+
+    yield home
+    if own is None or server_is_private_embedded:
+        return  # removed with the servers, as the main server's databases are
+    for name in reversed(made):
+        provision.drop_database(own, name)
+    with connect(own) as conn:
+        for role in role_names.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+@pytest.fixture(scope="session")
+def hindsight_busy_server(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
                           hindsight_server_factory: HindsightFactory) -> RunningHindsight:
     """A second server whose recall lane admits one request at a time: hold one recall in flight
     (``.server.embeddings.hold()`` keeps its query embedding back) and the next recall gets 503 +
     ``Retry-After``, the way an overloaded server answers."""
-    return hindsight_server_factory(database_factory("hindsight_busy"), env=ADMISSION_OF_ONE)
+    return hindsight_server_factory(hindsight_home(database_factory("hindsight_busy")), env=ADMISSION_OF_ONE)
 
 
 @pytest.fixture(scope="session")
-def hindsight_server(database_factory: DatabaseFactory, hindsight_server_factory: HindsightFactory) -> RunningHindsight:
+def hindsight_server(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
+                     hindsight_server_factory: HindsightFactory) -> RunningHindsight:
     """The session's real Hindsight server, on its own test database (``.base_url``, ``.database_url``)."""
     _require_hindsight()
-    return hindsight_server_factory(database_factory("hindsight"))
+    return hindsight_server_factory(hindsight_home(database_factory("hindsight")))

@@ -14,13 +14,11 @@ server's removal instead of being dropped database by database (each DROP DATABA
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from jedisos_db.harness.verify.run import PRIVATE_SERVER_ENV
+from jedisos_db.harness.verify.run import HINDSIGHT_SERVER_ENV, PRIVATE_SERVER_ENV
 from jedisos_db.ops import provision
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.urls import DatabaseURL
@@ -28,6 +26,10 @@ from jedisos_db.runtime.urls import DatabaseURL
 ENV_TEST_DSN = "JEDISOS_TEST_DSN"
 OPTION = "--test-dsn"
 PRIVATE_OPTION = "--test-dsn-private"
+HINDSIGHT_OPTION = "--test-hindsight-dsn"
+ENV_HINDSIGHT_DSN = HINDSIGHT_SERVER_ENV
+"""Admin URL of a second server for Hindsight's databases: a design that places Hindsight on a server of its own
+(``[hindsight] placement = "own-server"``; ``jedisos-db verify`` starts that server and sets the variable)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,6 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(jedisos-db verify's): judge it as the embedded server and leave the test databases to its removal",
     )
     group.addoption(
+        HINDSIGHT_OPTION, default=os.environ.get(ENV_HINDSIGHT_DSN),
+        help=f"admin URL of a second server Hindsight's databases go to (env {ENV_HINDSIGHT_DSN}): Hindsight on a "
+        "server of its own; private to the run exactly when the main server is",
+    )
+    group.addoption(
         "--max-connections",
         type=int,
         default=200,
@@ -57,6 +64,12 @@ def given_server(config: pytest.Config) -> DatabaseURL | None:
     return urls.parse(dsn, field=OPTION) if dsn else None
 
 
+def given_hindsight_server(config: pytest.Config) -> DatabaseURL | None:
+    """The admin server ``--test-hindsight-dsn`` names (Hindsight on a server of its own), or None (the session's)."""
+    dsn = config.getoption(HINDSIGHT_OPTION)
+    return urls.parse(dsn, field=HINDSIGHT_OPTION) if dsn else None
+
+
 def private_embedded(config: pytest.Config) -> bool:
     """Whether the session's server is an embedded one of this run alone (its own, or ``--test-dsn-private``)."""
     return given_server(config) is None or bool(config.getoption(PRIVATE_OPTION))
@@ -64,7 +77,9 @@ def private_embedded(config: pytest.Config) -> bool:
 
 def pytest_report_header(config: pytest.Config) -> str:
     given = given_server(config)
-    return f"jedisos-db server: {f'{OPTION} {given}' if given else 'embedded (temporary)'}"
+    header = f"jedisos-db server: {f'{OPTION} {given}' if given else 'embedded (temporary)'}"
+    hindsight = given_hindsight_server(config)
+    return header if hindsight is None else f"{header}; Hindsight's server: {HINDSIGHT_OPTION} {hindsight}"
 
 
 @pytest.fixture(scope="session")
@@ -75,17 +90,8 @@ def server_url(request: pytest.FixtureRequest) -> Iterator[DatabaseURL]:
         yield given
         return
     settings = provision.observed_settings(request.config.getoption("--max-connections"))
-    # Not under pytest's basetemp: every pytest session that starts resets /tmp/pytest-of-<user> to mode
-    # 0700, which locks the server (run as its own system user when we are root) out of its data directory
-    # whenever another session starts on the machine meanwhile. Short base path: unix socket paths are
-    # limited to ~107 bytes.
-    with tempfile.TemporaryDirectory(prefix="jedisos-test-pg-", ignore_cleanup_errors=True) as base:
-        server = provision.EmbeddedServer(Path(base) / "pg", settings)
-        url = server.start()
-        try:
-            yield url
-        finally:
-            server.stop()
+    with provision.private_server(settings, prefix="jedisos-test-pg-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -566,6 +566,11 @@ def verify_cmd(
                          "of its own max_connections; repeat to put several side by side (default: the claims of "
                          "the design as documented, on head's test databases, no measurements)",
         show_default=False)] = None,
+    hindsight_dsn: Annotated[str | None, typer.Option(
+        "--hindsight-dsn", help="admin URL of Hindsight's own server, for designs that place Hindsight on one "
+                                "(split-hindsight); default: a private embedded server of the design's size, or, "
+                                "with --dsn, none (Hindsight then runs on the --dsn server, its budget computed)",
+        show_default=False)] = None,
 ) -> None:
     """Judge every claim of the design document on a real server and write the ledger (design, issue 9);
     with --design A --design B, judge and measure each design and write them side by side (issue 10)."""
@@ -588,13 +593,15 @@ def verify_cmd(
                         tasks[stage] = bars.add_task(stage, total=total)
                     bars.update(tasks[stage], completed=done, total=total)
 
-                ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source, designs=design or ())
+                ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source, designs=design or (),
+                                   hindsight_target=hindsight_dsn)
         else:  # a log (CI): one line per finished stage instead of redrawn bars
             def line(stage: str, done: int, total: int) -> None:
                 if done == total:
                     terminal.print(f"{stage}: {done}/{total} done", highlight=False)
 
-            ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source, designs=design or ())
+            ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source, designs=design or (),
+                                   hindsight_target=hindsight_dsn)
     finally:
         if terminal is not err:
             terminal.file.close()

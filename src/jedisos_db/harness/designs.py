@@ -94,6 +94,23 @@ class RuleSpec:
 
 
 @dataclass(frozen=True)
+class ServerSize:
+    """The two settings a connection budget is counted against."""
+
+    max_connections: int
+    superuser_reserved: int = budget.POSTGRES_SUPERUSER_RESERVED
+
+
+def server_size(url: DatabaseURL) -> ServerSize:
+    """What the server at ``url`` really runs with (``SHOW max_connections``, its reserved superuser slots)."""
+    with connect(url) as conn:
+        row = conn.execute("SELECT current_setting('max_connections')::int, "
+                           "current_setting('superuser_reserved_connections')::int").fetchone()
+    assert row is not None
+    return ServerSize(int(row[0]), int(row[1]))
+
+
+@dataclass(frozen=True)
 class Design:
     name: str
     description: str
@@ -112,15 +129,25 @@ class Design:
         """The name of this design's fresh database for ``purpose`` (a race, an SQL capture)."""
         return f"jedisos_{purpose}_{self.name.replace('-', '_')}"
 
-    def budgets(self) -> dict[str, budget.BudgetVerdict]:
-        """Connection budget per server: ``main`` (and ``hindsight`` when Hindsight has a server of its own)."""
-        own = self.hindsight_placement == "own-server"
-        main = [p for p in self.pools if not (own and p.owner == "hindsight")]
-        out = {"main": budget.connection_budget(main, max_connections=self.max_connections,
-                                                superuser_reserved=self.superuser_reserved)}
-        if own and self.hindsight_max_connections is not None:
+    @property
+    def hindsight_own_server(self) -> bool:
+        """Whether Hindsight gets a server of its own (``[hindsight] placement = "own-server"``)."""
+        return self.hindsight_placement == "own-server"
+
+    def budgets(self, sizes: Mapping[str, ServerSize] | None = None) -> dict[str, budget.BudgetVerdict]:
+        """Connection budget per server: ``main`` (and ``hindsight`` when Hindsight has a server of its own),
+        against the design file's sizes, or against ``sizes`` per server where given (what a running server
+        reports: :func:`server_size`)."""
+        given = dict(sizes or {})
+        main = [p for p in self.pools if not (self.hindsight_own_server and p.owner == "hindsight")]
+        size = given.get("main", ServerSize(self.max_connections, self.superuser_reserved))
+        out = {"main": budget.connection_budget(main, max_connections=size.max_connections,
+                                                superuser_reserved=size.superuser_reserved)}
+        if self.hindsight_own_server and self.hindsight_max_connections is not None:
+            size = given.get("hindsight", ServerSize(self.hindsight_max_connections))
             out["hindsight"] = budget.connection_budget([p for p in self.pools if p.owner == "hindsight"],
-                                                        max_connections=self.hindsight_max_connections)
+                                                        max_connections=size.max_connections,
+                                                        superuser_reserved=size.superuser_reserved)
         return out
 
     def build(self, url: DatabaseURL) -> None:

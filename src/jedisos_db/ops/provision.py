@@ -416,6 +416,23 @@ def docker_server(image: str = DOCKER_IMAGE) -> Iterator[DatabaseURL]:
         yield urls.parse(container.get_connection_url(), field="docker container")
 
 
+@contextlib.contextmanager
+def private_server(settings: ServerSettings | None = None, *, prefix: str = "jedisos-pg-",
+                   start_timeout: float = DEFAULT_START_TIMEOUT) -> Iterator[DatabaseURL]:
+    """A fresh embedded server in a new temporary directory, for one block: yields its admin URL; stopped and
+    its directory removed when the block ends, on failure too.
+
+    Not under pytest's basetemp or any directory a concurrent run resets: the server (run as its own system
+    user when we are root) must keep access to its data directory. The base path is short because unix socket
+    paths are limited to ~107 bytes."""
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as base:
+        server = EmbeddedServer(Path(base) / "pg", settings, start_timeout=start_timeout)
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+
 def given_target(dsn: DatabaseURL | str | None = None, *, field: str = "--dsn") -> DatabaseURL | None:
     """The database the caller names: ``dsn``, else ``$JEDISOS_DB_URL``, else section 8's ``POSTGRES_*``.
 

@@ -7,7 +7,8 @@ from pathlib import Path
 from jedisos_db.harness import designs
 from jedisos_db.harness.measure import Context, budget
 from jedisos_db.harness.measure.registry import MEASUREMENTS
-from jedisos_db.runtime.urls import parse
+from jedisos_db.ops.provision import ServerInfo
+from jedisos_db.runtime.urls import DatabaseURL, parse
 
 NOWHERE = parse("postgresql://nobody@127.0.0.1:1/none")
 """The budget is arithmetic over the design file: a server that does not answer proves nothing is asked."""
@@ -35,6 +36,20 @@ def test_a_server_of_its_own_gets_its_own_figures_and_the_smallest_margin_counts
     assert split.figures["hindsight_margin_connections"] == 250 - 3 - 200
     margins = [split.figures[f"{server}_margin_connections"] for server in ("main", "hindsight")]
     assert split.figures["margin_connections"] == min(int(m) for m in margins)
+
+
+def test_with_hindsights_server_running_both_budgets_count_what_the_servers_report(
+        server_url: DatabaseURL, server_info: ServerInfo) -> None:
+    """Given Hindsight's own server, its size is what that server says (here the session's, not the file's 250)."""
+    split = budget.measure(designs.load("split-hindsight"), Context(server_url, hindsight_server=server_url))
+    available = server_info.max_connections - 3
+    assert (split.figures["servers_measured"], split.figures["hindsight_available_connections"],
+            split.figures["main_available_connections"]) == (2, available, available)
+    assert split.figures["hindsight_margin_connections"] == available - 200
+    assert any("Both servers ran" in n for n in split.notes)
+    # A design sharing the main server is counted from its file as before, whatever the context holds.
+    rec = budget.measure(designs.load("recommended"), Context(NOWHERE, hindsight_server=NOWHERE))
+    assert (rec.figures["servers_measured"], rec.figures["main_available_connections"]) == (0, 197)
 
 
 def test_a_user_file_changes_the_figures_without_code_changes(tmp_path: Path) -> None:

@@ -32,6 +32,9 @@ class Context:
     """``verify --quick``: smaller sizes, same code; a measurement says in its figures which sizes it used."""
     progress: Callable[[int, int], None] | None = None
     """``progress(done, total)`` within the measurement, for the terminal's progress bar."""
+    hindsight_server: DatabaseURL | None = None
+    """Admin URL of Hindsight's own server, when the design places Hindsight on one and the run started it
+    (or was given it); None otherwise."""
 
 
 @dataclass(frozen=True)

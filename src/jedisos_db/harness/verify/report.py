@@ -155,7 +155,12 @@ def _names(ledger: Ledger) -> tuple[str, ...]:
 def _server_cell(d: DesignResult) -> str:
     settings = d.server.get("settings", {})
     cell = f"PostgreSQL {d.server.get('server_version')}, max_connections {settings.get('max_connections', '?')}"
-    return cell + (f" ({d.server['note']})" if d.server.get("note") else "")
+    cell += f" ({d.server['note']})" if d.server.get("note") else ""
+    own = d.server.get("hindsight")
+    if own:  # Hindsight on a server of its own: that server, or why none ran
+        size = own.get("settings", {}).get("max_connections")
+        cell += f"; Hindsight's own server: {f'max_connections {size}' if size else own.get('note')}"
+    return cell
 
 
 def differs(ledger: Ledger, claim_id: str) -> bool:

@@ -12,7 +12,13 @@ of :data:`jedisos_db.harness.measure.registry.MEASUREMENTS` runs on the design's
 each design gets a private embedded server started with its own ``max_connections`` and
 ``superuser_reserved_connections`` (designs that agree on them share one), so a connection budget is
 measured against the server the design deploys; on a ``--dsn`` server whose settings differ, the design's
-``server.note`` says so. A measurement that raises is that design's "not measured: <why>", never the end of
+``server.note`` says so. A design that gives Hindsight a server of its own (``[hindsight] placement =
+"own-server"``) gets a second embedded server started with its ``[hindsight] max_connections`` (or the
+``hindsight_target`` server given), on which the checks put Hindsight's databases (the suite's
+``--test-hindsight-dsn``) and the measurements count its budget; it is stopped and removed after that design.
+The ledger describes it as the design's ``server.hindsight``. On a ``--dsn`` run without ``hindsight_target``
+none is started, and ``server.hindsight.note`` says the checks ran Hindsight on the main server and its budget
+is computed, not measured. A measurement that raises is that design's "not measured: <why>", never the end of
 the run. Each design's pytest output goes to ``out_dir/pytest-<design>.log``.
 """
 
@@ -22,7 +28,6 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +74,12 @@ PRIVATE_SERVER_ENV = "JEDISOS_TEST_DSN_PRIVATE"
 """Set (to 1) while the checks run on the embedded server verify started: the suite judges it as the embedded
 server and leaves its databases to the server's removal (an environment variable, not an option, so that a
 ``--source`` tree that does not know it still runs)."""
+
+
+HINDSIGHT_SERVER_ENV = "JEDISOS_TEST_HINDSIGHT_DSN"
+"""The admin URL of Hindsight's own server while the checks of a design that places Hindsight there run (the
+suite's ``--test-hindsight-dsn``; an environment variable, not an option, for the reason above, and so that
+the URL never appears on a command line)."""
 
 
 def section_stage(section: str) -> str:
@@ -199,14 +210,8 @@ def _server(dsn: str | DatabaseURL | None,
         connect(url).close()  # unreachable: one line now, not one error per test
         yield url, "--dsn"
         return
-    # A short base path: unix socket paths are limited to ~107 bytes.
-    with tempfile.TemporaryDirectory(prefix="jedisos-verify-pg-", ignore_cleanup_errors=True) as base:
-        server = provision.EmbeddedServer(Path(base) / "pg", settings or provision.observed_settings())
-        url = server.start()
-        try:
-            yield url, "embedded, private to this run"
-        finally:
-            server.stop()
+    with provision.private_server(settings or provision.observed_settings(), prefix="jedisos-verify-pg-") as url:
+        yield url, "embedded, private to this run"
 
 
 def describe_server(url: DatabaseURL, source: str) -> dict[str, Any]:
@@ -319,8 +324,10 @@ def builds_template(design: Design) -> bool:
 
 
 def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collector, quick: bool,
-                design: Design | None = None, *, private: bool = False) -> tuple[int, Path]:
-    """pytest over the claim-marked checks; with ``design``, the suite's ``--design`` builds its template."""
+                design: Design | None = None, *, private: bool = False,
+                hindsight: DatabaseURL | None = None) -> tuple[int, Path]:
+    """pytest over the claim-marked checks; with ``design``, the suite's ``--design`` builds its template;
+    with ``hindsight``, Hindsight's databases go to that server."""
     suffix = f"-{design.name}" if design is not None else ""
     log = out_dir / f"pytest{suffix}.log"
     chosen = ["--design", str(design.path)] if design is not None and builds_template(design) else []
@@ -332,9 +339,12 @@ def _run_pytest(source: Path, url: DatabaseURL, out_dir: Path, collector: Collec
             "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     with (_output_to(log), contextlib.chdir(source), _forget_imported_checks(source / "tests"),
           mock.patch.dict(os.environ)):
-        os.environ.pop(PRIVATE_SERVER_ENV, None)  # a verify run inside a verify run names its own server
+        for name in (PRIVATE_SERVER_ENV, HINDSIGHT_SERVER_ENV):
+            os.environ.pop(name, None)  # a verify run inside a verify run names its own servers
         if private:
             os.environ[PRIVATE_SERVER_ENV] = "1"
+        if hindsight is not None:
+            os.environ[HINDSIGHT_SERVER_ENV] = hindsight.libpq()
         code = pytest.main(args, plugins=[collector])
     if code not in _COMPLETED:
         raise LocalServerError(f"the checks could not run: pytest stopped ({pytest.ExitCode(code).name}): "
@@ -392,12 +402,15 @@ def judge(catalog: Catalog, findings: list[Finding]) -> tuple[ClaimResult, ...]:
 
 
 def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = False, progress: Progress | None = None,
-           source: Path | None = None, designs: Sequence[str | Path] = ()) -> Ledger:
+           source: Path | None = None, designs: Sequence[str | Path] = (),
+           hindsight_target: str | DatabaseURL | None = None) -> Ledger:
     """Judge the documented design on ``target`` (an admin URL; None: a private embedded server) and write
     ``verdicts.json``, ``report.md``, ``report.html`` (and ``pytest.log``, ``findings.json``) to ``out_dir``.
 
     ``designs`` (built-in names or design files): judge and measure each of them instead, side by side (the
-    module doc says how); progress stages are then prefixed with the design's name.
+    module doc says how); progress stages are then prefixed with the design's name. ``hindsight_target``: the
+    admin URL of Hindsight's own server for designs that place it there (default: started here when
+    ``target`` is None, none on a ``--dsn`` run).
 
     Raises the package's typed errors when the run itself cannot complete (a bad design file, no source tree,
     no server, pytest stopped); claims found false are findings and a measurement that raises is "not
@@ -417,7 +430,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
             progress(stage, done, total)
 
     if loaded:
-        results = _compare(loaded, target, tree, catalog, out_dir, quick, say)
+        results = _compare(loaded, target, tree, catalog, out_dir, quick, say, hindsight_target)
     else:
         collector = Collector(catalog, progress, quick=quick)
         say(STAGE_SERVER, 0, 1)
@@ -479,10 +492,41 @@ def _server_note(design: Design, server: dict[str, Any]) -> str | None:
             "server of the design's size)")
 
 
+def hindsight_settings(design: Design) -> provision.ServerSettings:
+    """The embedded server a design gives Hindsight of its own: its ``[hindsight] max_connections``."""
+    assert design.hindsight_max_connections is not None  # the design schema requires it with own-server
+    return provision.observed_settings(design.hindsight_max_connections)
+
+
+NO_HINDSIGHT_SERVER = ("Hindsight's own server was not started (a --dsn run; give hindsight_target / --hindsight-dsn "
+                       "for it): Hindsight's checks ran on the main server and its budget is computed, not measured")
+
+
+@contextlib.contextmanager
+def own_hindsight_server(design: Design, target: str | DatabaseURL | None,
+                         hindsight_target: str | DatabaseURL | None = None,
+                         ) -> Iterator[tuple[DatabaseURL | None, dict[str, Any]]]:
+    """Hindsight's own server for ``design`` and how it is described in the ledger (``{}`` when Hindsight
+    shares the main server): ``hindsight_target`` when given, else on a private run (``target`` None) a new
+    embedded server of the design's size, stopped and removed when the block ends; on a ``--dsn`` run
+    without ``hindsight_target``, none (the description's note says so)."""
+    if not design.hindsight_own_server:
+        yield None, {}
+    elif hindsight_target is None and target is not None:
+        yield None, {"note": NO_HINDSIGHT_SERVER}
+    else:
+        given = urls.parse(hindsight_target, field="--hindsight-dsn") if isinstance(hindsight_target, str) \
+            else hindsight_target
+        with _server(given, hindsight_settings(design)) as (url, _):
+            yield url, describe_server(url, "--hindsight-dsn" if given is not None else
+                                       "embedded, Hindsight's own, private to this run")
+
+
 def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: Path, catalog: Catalog,
-             out_dir: Path, quick: bool, say: Progress) -> tuple[DesignResult, ...]:
-    """Each design in turn: its server (shared by designs of the same server settings), its checks, its
-    measurements."""
+             out_dir: Path, quick: bool, say: Progress,
+             hindsight_target: str | DatabaseURL | None = None) -> tuple[DesignResult, ...]:
+    """Each design in turn: its server (shared by designs of the same server settings) and Hindsight's own
+    when it has one, its checks, its measurements."""
     out: list[DesignResult] = []
     with contextlib.ExitStack() as stack:
         servers: dict[tuple[tuple[str, str], ...], tuple[DatabaseURL, dict[str, Any]]] = {}
@@ -498,23 +542,29 @@ def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: P
             url, server = servers[key]
             note = _server_note(design, server)
             server = {**server, "note": note} if note else server
-            say(stage, 1, 1)
 
             def prefixed(stage: str, done: int, total: int, name: str = design.name) -> None:
                 say(f"{name}: {stage}", done, total)
 
-            collector = Collector(catalog, prefixed, quick=quick)
-            code, log = _run_pytest(tree, url, out_dir, collector, quick, design, private=target is None)
-            claims = judge(catalog, [*collector.findings, *collector.left_out])
-            checks = _checks(collector, code, log, started, "design" if builds_template(design) else "head")
-            out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
-                                    measure_all(design, url, quick, prefixed)))
+            with own_hindsight_server(design, target, hindsight_target) as (own, described):
+                if described:
+                    server = {**server, "hindsight": described}
+                say(stage, 1, 1)
+                collector = Collector(catalog, prefixed, quick=quick)
+                code, log = _run_pytest(tree, url, out_dir, collector, quick, design, private=target is None,
+                                        hindsight=own)
+                claims = judge(catalog, [*collector.findings, *collector.left_out])
+                checks = _checks(collector, code, log, started, "design" if builds_template(design) else "head")
+                out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
+                                        measure_all(design, url, quick, prefixed, hindsight=own)))
     return tuple(out)
 
 
-def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress) -> dict[str, MeasurementResult]:
-    """Every registered measurement of ``design`` on the server at ``url``, in registry order; one that
-    raises becomes "not measured: <its one line>" and the next one runs."""
+def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress, *,
+                hindsight: DatabaseURL | None = None) -> dict[str, MeasurementResult]:
+    """Every registered measurement of ``design`` on the server at ``url`` (and Hindsight's own at
+    ``hindsight``), in registry order; one that raises becomes "not measured: <its one line>" and the next
+    one runs."""
     from jedisos_db.harness.measure import Context, registry
 
     out: dict[str, MeasurementResult] = {}
@@ -527,7 +577,7 @@ def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress) ->
 
         started = time.monotonic()
         try:
-            measured = measure(design, Context(server=url, quick=quick, progress=step))
+            measured = measure(design, Context(server=url, quick=quick, progress=step, hindsight_server=hindsight))
         except Exception as exc:  # a measurement's failure is its row, never the end of the other designs
             out[name] = MeasurementResult({}, {}, (), round(time.monotonic() - started, 1),
                                           f"not measured: {one_line(exc)}")
