@@ -139,6 +139,7 @@ def test_the_budget_counts_what_each_server_reports(split_run: Ledger) -> None:
     assert any("Both servers ran" in n for n in design.measurements["budget"].notes)
 
 
+@pytest.mark.e2e  # Hindsight's migrations: the e2e session has the [hindsight] extra
 def test_hindsights_tables_exist_only_on_its_own_server(split_run: Ledger, hindsight_installed: None) -> None:
     design, = split_run.designs
     verdict = next(c for c in design.claims if c.id == "S1-hindsight-tables")
