@@ -20,10 +20,11 @@ DDL of revisions 001/002:
 
 Each table is rebuilt under the same name, in two steps, so a live database keeps being written:
 
-1. **Swap**, in the run's transaction: the table is renamed aside (its triggers dropped there, so moving its
-   rows out fires none of them), the partitioned table is created under the name with its partitions,
-   indexes, triggers and views, and the run commits. ACCESS EXCLUSIVE on the old table is held from its
-   rename to that commit: the catalog work on empty tables, well under a second, behind ``lock_timeout``.
+1. **Swap**, one table at a time, each in a transaction of its own: the table is renamed aside (its triggers
+   dropped there, so moving its rows out fires none of them), the partitioned table is created under the name
+   with its partitions, indexes, triggers and views, and that commits. ACCESS EXCLUSIVE on the old table is
+   held from its rename to that commit: the catalog work on empty tables, well under a second, behind
+   ``lock_timeout``.
    Writers that queued meanwhile then insert into the partitioned table.
 2. **Move**, in an autocommit block: the old rows go over :data:`BATCH` at a time, each batch deleted from the
    table set aside and inserted into the new one in one statement, so every row is in exactly one of them at
