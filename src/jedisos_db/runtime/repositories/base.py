@@ -476,18 +476,25 @@ class EventRepository(Repository[ModelT], Generic[ModelT, EventT]):
             if keep is not None:
                 return await self._on_driver(lambda driver: self._stream(driver, cast(list[dict[str, Any]], items),
                                                                          keep))
-        return await self._copy_rows(_Batch.of_columns(self.model, self._columns(items)), session=session) \
-            if items else 0
+        return await self._copy_rows(self._batch(items), session=session) if items else 0
+
+    def _batch(self, items: list[Any]) -> _Batch:
+        """``items`` validated, as the batch one statement sends: column-wise when :meth:`fast_columns` can
+        decide, else from the events' rows as they are (no transposing back and forth)."""
+        values = self.fast_columns(items)
+        return _Batch.of_columns(self.model, values) if values is not None else \
+            _Batch.of_rows(self.model, self._rows(items))
 
     def _columns(self, items: list[Any], start: int = 0) -> Sequence[Sequence[Any]]:
-        """``items`` validated, as column lists in :func:`copy_columns` order; an error names its index in the
-        whole batch (``start`` + position)."""
+        """``items`` validated, as column lists in :func:`copy_columns` order (a streamed chunk)."""
         values = self.fast_columns(items)
-        if values is not None:
-            return values
+        return values if values is not None else list(zip(*self._rows(items, start), strict=True))
+
+    def _rows(self, items: list[Any], start: int = 0) -> list[Row]:
+        """Each item's row, validated one by one; an error names its index in the whole batch (``start`` +
+        position)."""
         event = self.event
-        return list(zip(*(e.row if type(e) is event else event.coerce(e, start + i).row
-                          for i, e in enumerate(items)), strict=True))
+        return [e.row if type(e) is event else event.coerce(e, start + i).row for i, e in enumerate(items)]
 
     def _streamed_columns(self, items: list[dict[str, Any]]) -> list[int] | None:
         """The columns (positions in :func:`copy_columns`) a streamed batch of plain dicts sends, chosen before
