@@ -571,6 +571,10 @@ def verify_cmd(
                                 "(split-hindsight); default: a private embedded server of the design's size, or, "
                                 "with --dsn, none (Hindsight then runs on the --dsn server, its budget computed)",
         show_default=False)] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="the --design the others are compared with: its column in 'against the baseline', and "
+                           "the design every write round is paired with (default: recommended when it is compared, "
+                           "else the first --design)", show_default=False)] = None,
 ) -> None:
     """Judge every claim of the design document on a real server and write the ledger (design, issue 9);
     with --design A --design B, judge and measure each design and write them side by side (issue 10)."""
@@ -594,14 +598,14 @@ def verify_cmd(
                     bars.update(tasks[stage], completed=done, total=total)
 
                 ledger = run.verify(dsn, out_dir, quick=quick, progress=bar, source=source, designs=design or (),
-                                   hindsight_target=hindsight_dsn)
+                                   hindsight_target=hindsight_dsn, baseline=baseline)
         else:  # a log (CI): one line per finished stage instead of redrawn bars
             def line(stage: str, done: int, total: int) -> None:
                 if done == total:
                     terminal.print(f"{stage}: {done}/{total} done", highlight=False)
 
             ledger = run.verify(dsn, out_dir, quick=quick, progress=line, source=source, designs=design or (),
-                                   hindsight_target=hindsight_dsn)
+                                   hindsight_target=hindsight_dsn, baseline=baseline)
     finally:
         if terminal is not err:
             terminal.file.close()

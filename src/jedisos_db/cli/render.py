@@ -251,7 +251,7 @@ def comparison(ledger: Ledger) -> list[RenderableType]:
 
     blocks = report.side_by_side(ledger)
     wanted = {b.title for b in blocks if b.level == 3 and b.title in report.measurement_names(ledger)}
-    wanted |= {blocks[0].title, "Verdicts that differ between designs"}
+    wanted |= {blocks[0].title, report.AGAINST_TITLE, "Verdicts that differ between designs"}
     out: list[RenderableType] = []
     for b in blocks:
         if b.title not in wanted or not b.columns:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 
 import pytest
 
-from jedisos_db.harness import designs
+from jedisos_db.harness import designs, retention_race
+from jedisos_db.harness.latency import Samples
 from jedisos_db.harness.measure import Context, Measured, retention
 from jedisos_db.harness.measure.registry import MEASUREMENTS
 from jedisos_db.ops import provision
@@ -23,7 +25,7 @@ def measured(server_url: DatabaseURL) -> dict[str, Measured]:
     out = {name: MEASUREMENTS["retention"](designs.load(name), Context(server_url, quick=True,
                                                                          progress=lambda *a: steps.append(a)))
            for name in DESIGNS}
-    assert steps[-1] == (2, 2)
+    assert steps[-1] == (retention.QUICK_RACES + 1, retention.QUICK_RACES + 1)
     return out
 
 
@@ -73,3 +75,29 @@ def test_the_figures_agree_with_each_other_and_with_the_curves(measured: dict[st
         assert f["inserts_during_over_idle_p99"] == sum(ms > idle_p99 for _, ms in during)
         if len(during) < 100:  # nearest-rank p99 of fewer than 100 inserts is the slowest of them
             assert max(ms for _, ms in during) == pytest.approx(f["insert_p99_during_ms"], abs=1e-3)
+
+
+def test_the_figures_are_the_median_race_and_every_race_is_listed(measured: dict[str, Measured]) -> None:
+    for m in measured.values():
+        f = m.figures
+        ratios = [float(x) for x in str(f["p99_during_x_idle_runs"]).split(", ")]
+        removals = [float(x) for x in str(f["removal_s_runs"]).split(", ")]
+        assert f["races"] == len(ratios) == len(removals) == retention.QUICK_RACES
+        assert float(f["p99_during_x_idle"]) == pytest.approx(statistics.median_high(ratios), rel=1e-2)
+        assert float(f["removal_s"]) == pytest.approx(statistics.median_high(removals), rel=1e-2)
+
+
+def _race(ratio: float, *, lost: int = 0, removal_s: float = 1.0) -> retention_race.RaceResult:
+    """A race whose insert p99 during the purge is ``ratio`` times idle's (100 inserts each)."""
+    idle = [0.001] * 100
+    return retention_race.RaceResult("d", "batched-delete", 1000, removal_s, removal_s, Samples(idle),
+                                     Samples([0.001 * ratio] * 100), 200, lost, 0, 0)
+
+
+def test_a_loss_in_any_race_shows_and_an_even_count_takes_the_upper_median() -> None:
+    races = [_race(1.5, removal_s=3.0), _race(1.0, lost=2, removal_s=1.0), _race(1.1, removal_s=2.0),
+             _race(2.0, removal_s=4.0)]
+    f = retention.from_races(races).figures
+    assert (f["races"], f["lost"], f["acknowledged"]) == (4, 2, 800)
+    assert (f["p99_during_x_idle"], f["removal_s"]) == (1.5, 3.0)  # of 1.0 1.1 1.5 2.0: never the flattering 1.1
+    assert f["p99_during_x_idle_runs"] == "1.500, 1.000, 1.100, 2.000"

@@ -18,22 +18,43 @@ pytestmark = pytest.mark.slow
 DESIGNS = ("recommended", "partitioned")
 
 
+BASELINE = "recommended"
+
+
 @pytest.fixture(scope="module")
 def measured(server_url: DatabaseURL) -> dict[str, Measured]:
-    return {name: MEASUREMENTS["writes"](designs.load(name), Context(server_url, quick=True)) for name in DESIGNS}
+    """Each design measured against the baseline (recommended: the baseline itself is not paired)."""
+    base = designs.load(BASELINE)
+    return {name: MEASUREMENTS["writes"](designs.load(name), Context(server_url, quick=True, baseline=base))
+            for name in DESIGNS}
 
 
-def test_every_design_names_the_same_figures(measured: dict[str, Measured]) -> None:
+def test_every_design_names_the_same_figures_and_the_others_theirs_against_the_baseline(
+        measured: dict[str, Measured]) -> None:
     names = {f"{kind}_{path}_rows_per_s" for kind in writepaths.KINDS for path in writes.PATHS} | {
         f"{kind}_{path}_x_copy" for kind in writepaths.KINDS for path in writes.PATHS[1:]} | {"rows", "rounds"}
-    for m in measured.values():
-        assert set(m.figures) == names
+    paired = {f"{kind}_{path}_x_baseline" for kind in writepaths.KINDS for path in writes.PATHS} | {"baseline"}
+    for name, m in measured.items():
+        assert set(m.figures) == (names if name == BASELINE else names | paired), name
         assert (m.figures["rows"], m.figures["rounds"]) == (writes.QUICK_ROWS, writes.QUICK_ROUNDS)
+    assert measured["partitioned"].figures["baseline"] == BASELINE
+
+
+def test_the_baseline_ratio_pairs_each_round_with_the_baselines_write_of_the_same_round(
+        measured: dict[str, Measured]) -> None:
+    m = measured["partitioned"]
+    for kind in writepaths.KINDS:
+        for path in writes.PATHS:
+            mine, theirs = m.series[f"{kind}_{path}_rows_per_s"], m.series[f"{kind}_{path}_baseline_rows_per_s"]
+            assert len(mine) == len(theirs) == writes.QUICK_ROUNDS
+            per_round = sorted(p / b for (_, p), (_, b) in zip(mine, theirs, strict=True))
+            assert float(m.figures[f"{kind}_{path}_x_baseline"]) == pytest.approx(per_round[len(per_round) // 2],
+                                                                                 rel=1e-2)
 
 
 def test_ratios_are_taken_against_copy_of_the_same_call(measured: dict[str, Measured]) -> None:
     for m in measured.values():
-        f = {k: float(v) for k, v in m.figures.items()}
+        f = {k: float(v) for k, v in m.figures.items() if k != "baseline"}
         for kind in writepaths.KINDS:
             copy = f[f"{kind}_copy_rows_per_s"]
             assert copy > 0
@@ -54,11 +75,15 @@ def test_a_round_where_only_one_path_stalled_does_not_move_the_ratio() -> None:
 
 
 def test_a_design_below_head_gets_copy_only_and_a_note_why(server_url: DatabaseURL) -> None:
-    """The documented design stops at 006, before the idempotency key the repositories write."""
-    documented = writes.measure(designs.load("documented"), Context(server_url, quick=True))
+    """The documented design stops at 006, before the idempotency key the repositories write: COPY alone is
+    measured, against the baseline too."""
+    documented = writes.measure(designs.load("documented"), Context(server_url, quick=True,
+                                                                    baseline=designs.load(BASELINE)))
     assert float(documented.figures["audit_copy_rows_per_s"]) > 0
+    assert float(documented.figures["audit_copy_x_baseline"]) > 0
     assert "audit_record_many_rows_per_s" not in documented.figures
-    assert any("idempotency_key" in n and "audit" in n for n in documented.notes)
+    assert "audit_record_many_x_baseline" not in documented.figures
+    assert any("idempotency_key" in n and "audit" in n and "the design's" in n for n in documented.notes)
 
 
 async def test_a_round_that_wrote_the_wrong_number_of_rows_is_refused(migrated_db: DatabaseURL) -> None:

@@ -31,6 +31,7 @@ from .sources import write_source
 
 Said = list[tuple[str, int, int]]
 DESIGNS = ("documented", "partitioned")
+BASELINE = "partitioned"
 
 CONFTEST = ('pytest_plugins = ["tests.plugins.server", "tests.plugins.databases", '
             '"jedisos_db.harness.verify.plugin"]\n')
@@ -101,6 +102,16 @@ def count_keyed(design: Design, ctx: Context) -> Measured:
     return Measured({"keyed_rows": int(row[0])})
 
 
+def database_size(design: Design, ctx: Context) -> Measured:
+    """The size of a fresh database the design built, under the figure name the baseline table compares."""
+    with provision.scratch_database(ctx.server, design.scratch_name("size")) as url:
+        design.build(url)
+        with connect(url) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+    assert row is not None
+    return Measured({"total_bytes_per_user_month": int(row[0])})
+
+
 def _only(monkeypatch: pytest.MonkeyPatch, **measurements: Any) -> None:
     """The registry holds exactly ``measurements`` for this test (the real ones take minutes)."""
     for name in list(registry.MEASUREMENTS):
@@ -115,9 +126,9 @@ def compared(tmp_path_factory: pytest.TempPathFactory, server_url: DatabaseURL) 
                           checks={"test_checks": CHECKS})
     said: Said = []
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _only(monkeypatch, tables=count_tables, keyed=count_keyed)
+        _only(monkeypatch, tables=count_tables, keyed=count_keyed, volume=database_size)
         ledger = verify(server_url, tmp_path_factory.mktemp("ledger"), quick=True, source=source,
-                        progress=lambda *a: said.append(a), designs=DESIGNS)
+                        progress=lambda *a: said.append(a), designs=DESIGNS, baseline=BASELINE)
     return ledger, said
 
 
@@ -190,7 +201,7 @@ def test_the_report_puts_the_designs_side_by_side(compared: tuple[Ledger, Said])
     assert "| design | false | partly true | holds | not run | measured | server | what it is |" in first_screen
     counts = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:6] for line in first_screen
               if line.startswith(("| documented |", "| partitioned |"))}
-    assert counts == {"documented": ["0", "0", "2", "0", "1 of 2"], "partitioned": ["1", "0", "1", "0", "2 of 2"]}
+    assert counts == {"documented": ["0", "0", "2", "0", "2 of 3"], "partitioned": ["1", "0", "1", "0", "3 of 3"]}
     wrong = lines.index("## What is wrong with each design, and what to do instead")
     assert lines[wrong + 2] == "| claim | documented | partitioned | what this run found | what to do instead |"
     assert lines[wrong + 4].startswith("| `S4-one-audit-table` audit_logs is one plain table. | holds | FALSE | "
@@ -210,12 +221,35 @@ def test_the_report_puts_the_designs_side_by_side(compared: tuple[Ledger, Said])
     assert "| id | claim | documented | partitioned | evidence |" in claims
 
 
+def test_each_design_is_set_against_the_baseline_the_run_names(compared: tuple[Ledger, Said]) -> None:
+    ledger, _ = compared
+    assert ledger.run["baseline"] == BASELINE
+    size = {d.name: int(d.measurements["volume"].figures["total_bytes_per_user_month"]) for d in ledger.designs}
+    lines = ledger.paths[1].read_text(encoding="utf-8").splitlines()
+    top = lines.index("## Each design against the baseline")
+    assert top < lines.index("## What is wrong with each design, and what to do instead")
+    assert "| against the baseline | documented | partitioned |" in lines[top:top + 5]
+    row = next(line for line in lines[top:] if "(volume total_bytes_per_user_month)" in line)
+    assert row.endswith(f" | {size['documented'] / size['partitioned']:.3g}× | baseline |")
+    removal = next(line for line in lines[top:] if "(retention removal_s)" in line)
+    assert removal.endswith(" | — | baseline |")  # not measured in this run: no ratio is made up
+
+
+def test_a_baseline_that_is_not_compared_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    code, out = _cli("verify", "--quick", "--design", "documented", "--design", "partitioned",
+                     "--baseline", "recomended", "--out", str(tmp_path / "out"))
+    assert code == 1
+    assert out.splitlines() == ["error: --baseline: must name one of the designs compared (documented, partitioned), "
+                                "got 'recomended'"]
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_html_report_plots_each_measurement_per_design(compared: tuple[Ledger, Said]) -> None:
     ledger, _ = compared
     page = ledger.paths[2].read_text(encoding="utf-8")
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
     # a line chart of the series; bars of the numeric figures (keyed: partitioned's only, documented raised)
-    assert images == ["tables:series", "tables:figures", "keyed:figures"]
+    assert images == ["tables:series", "tables:figures", "keyed:figures", "volume:figures"]
     assert not re.search(r'(?:src|href)="(?!data:)', page)
     assert '<span class="fails">FALSE</span>' in page
 
@@ -224,7 +258,8 @@ def test_progress_names_each_design_its_checks_and_measurements(compared: tuple[
     _, said = compared
     stages = list(dict.fromkeys(stage for stage, _, _ in said))
     assert stages == [f"{d}: {s}" for d in DESIGNS
-                      for s in ("server", "§1 checks", "§4 checks", "measure tables", "measure keyed")] + ["report"]
+                      for s in ("server", "§1 checks", "§4 checks", "measure tables", "measure keyed",
+                                "measure volume")] + ["report"]
 
 
 def _cli(*args: str) -> tuple[int, str]:

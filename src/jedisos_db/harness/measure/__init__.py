@@ -35,6 +35,9 @@ class Context:
     hindsight_server: DatabaseURL | None = None
     """Admin URL of Hindsight's own server, when the design places Hindsight on one and the run started it
     (or was given it); None otherwise."""
+    baseline: Design | None = None
+    """The design the run compares the others with (``verify --baseline``): a measurement whose figures only
+    compare when taken side by side in one stretch (``writes``) measures the baseline beside this design."""
 
 
 @dataclass(frozen=True)

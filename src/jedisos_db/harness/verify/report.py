@@ -5,9 +5,10 @@ Both reports read top-down for a newcomer: the counts, then what is wrong with t
 instead, then every claim by design section, false claims first.
 
 Several designs (``verify --design A --design B``) are written side by side from the same :class:`Block` list
-(:func:`side_by_side`), which the terminal summary reuses: the counts and what is wrong with each design
-first, then one table per measurement with a column per design (figures aligned by name), then the claims
-with a verdict column per design, those whose verdict differs first. The html adds plots made generically
+(:func:`side_by_side`), which the terminal summary reuses: the counts, each design against the baseline
+(:func:`against_baseline`) and what is wrong with each design first, then one table per measurement with a
+column per design (figures aligned by name), then the claims with a verdict column per design, those whose
+verdict differs first. The html adds plots made generically
 from whatever the measurements returned: a line chart per series name (a line per design) and grouped bars
 of the numeric figures by unit.
 """
@@ -202,6 +203,77 @@ def measurement_table(ledger: Ledger, name: str) -> Block:
                  tuple(range(1, len(results) + 1)))
 
 
+@dataclass(frozen=True)
+class Against:
+    """A line of the baseline table: a measurement's figure, and how a design's is set against the baseline's:
+    ``faster`` = the baseline's over the design's (a time: above 1 is faster), ``ratio`` = the design's over
+    the baseline's (a size), ``own`` = the design's figure as it is (already a ratio within the design's run, or
+    a count every design is judged by alike, the baseline included). Figures named ``*_x_baseline`` are
+    already taken against the baseline in the same rounds (:mod:`jedisos_db.harness.measure.writes`) and are
+    listed as they are."""
+
+    measurement: str
+    figure: str
+    how: str
+    says: str
+
+
+AGAINST: tuple[Against, ...] = (
+    Against("retention", "removal_s", "faster", "removing the expired audit rows: × as fast (median race)"),
+    Against("retention", "p99_during_x_idle", "own", "insert p99 during that purge over idle (median race)"),
+    Against("retention", "lost", "own", "acknowledged inserts missing after the races"),
+    Against("budget", "margin_connections", "own", "connections to spare on the design's server"),
+    Against("volume", "total_bytes_per_user_month", "ratio", "bytes per active user per month (memory included): ×"),
+    Against("vectors", "index_bytes", "ratio", "HNSW index bytes at the design's dimension: ×"),
+    Against("vectors", "build_s", "faster", "HNSW build: × as fast"),
+    Against("vectors", "exact_qps", "ratio", "exact-scan QPS: ×"),
+)
+AGAINST_TITLE = "Each design against the baseline"
+
+
+def _times(value: Figure | None) -> str:
+    return MISSING if value is None else f"{figure_text(value)}×"
+
+
+def _ratio(top: Figure | None, bottom: Figure | None) -> str:
+    if not isinstance(top, int | float) or not isinstance(bottom, int | float) or isinstance(top, bool) \
+            or isinstance(bottom, bool) or not bottom:
+        return MISSING
+    return f"{top / bottom:.3g}×"
+
+
+def against_baseline(ledger: Ledger) -> Block | None:
+    """Every design set against the run's baseline (``run["baseline"]``): the ratios :data:`AGAINST` names, then
+    every ``*_x_baseline`` figure a measurement took against it in the same rounds. None without a baseline."""
+    name = ledger.run.get("baseline")
+    base = next((d for d in ledger.designs if d.name == name), None)
+    if base is None or len(ledger.designs) < 2:
+        return None
+
+    def figure(d: DesignResult, measurement: str, key: str) -> Figure | None:
+        m = d.measurements.get(measurement)
+        return None if m is None or m.not_measured else m.figures.get(key)
+
+    rows = []
+    for a in AGAINST:
+        cells = []
+        for d in ledger.designs:
+            mine, theirs = figure(d, a.measurement, a.figure), figure(base, a.measurement, a.figure)
+            cells.append((MISSING if mine is None else figure_text(mine)) if a.how == "own" else
+                         "baseline" if d is base else
+                         _ratio(theirs, mine) if a.how == "faster" else _ratio(mine, theirs))
+        rows.append((f"{a.says} ({a.measurement} {a.figure})", *cells))
+    paired = dict.fromkeys((m, f) for d in ledger.designs for m, r in d.measurements.items()
+                           for f in r.figures if f.endswith("_x_baseline"))
+    for m, f in paired:
+        cells = ["baseline" if d is base else _times(figure(d, m, f)) for d in ledger.designs]
+        rows.append((f"rows/s × the baseline's, paired in the same rounds ({m} {f})", *cells))
+    return Block(AGAINST_TITLE, 2, (
+        f"Every design against {base.name}, the baseline (`--baseline`), from this run's figures. Above 1 is more "
+        "(faster, bigger); the measurement tables below hold each figure as measured.",),
+        ("against the baseline", *_names(ledger)), tuple(rows))
+
+
 def side_by_side(ledger: Ledger) -> list[Block]:
     """The report of several designs, top-down (the module doc gives the order)."""
     names = _names(ledger)
@@ -225,7 +297,8 @@ def side_by_side(ledger: Ledger) -> list[Block]:
     wrong = [(c, per) for c, per in rows if any(x.verdict in ("fails", "partial") for x in per.values())]
     wrong.sort(key=lambda cp: (not differs(ledger, cp[0].id), min(ORDER[x.verdict] for x in cp[1].values())))
     gaps = tuple(f"{d.name} {m}: {why}" for d in ledger.designs for m, why in d.not_measured().items())
-    blocks = [first, Block(
+    against = against_baseline(ledger)
+    blocks = [first, *([against] if against else []), Block(
         "What is wrong with each design, and what to do instead", 2,
         () if wrong else ("No claim was found false in any design (claims not run are listed below with the reason).",),
         ("claim", *names, "what this run found", "what to do instead") if wrong else (),

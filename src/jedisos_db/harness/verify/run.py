@@ -43,7 +43,7 @@ from jedisos_db.ops import hindsight as hindsight_ops
 from jedisos_db.ops import provision
 from jedisos_db.runtime import urls
 from jedisos_db.runtime.db.connect import connect
-from jedisos_db.runtime.errors import JedisosDBError, LocalServerError
+from jedisos_db.runtime.errors import ConfigError, JedisosDBError, LocalServerError
 from jedisos_db.runtime.urls import DatabaseURL
 
 from . import plugin
@@ -403,14 +403,15 @@ def judge(catalog: Catalog, findings: list[Finding]) -> tuple[ClaimResult, ...]:
 
 def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = False, progress: Progress | None = None,
            source: Path | None = None, designs: Sequence[str | Path] = (),
-           hindsight_target: str | DatabaseURL | None = None) -> Ledger:
+           hindsight_target: str | DatabaseURL | None = None, baseline: str | None = None) -> Ledger:
     """Judge the documented design on ``target`` (an admin URL; None: a private embedded server) and write
     ``verdicts.json``, ``report.md``, ``report.html`` (and ``pytest.log``, ``findings.json``) to ``out_dir``.
 
     ``designs`` (built-in names or design files): judge and measure each of them instead, side by side (the
     module doc says how); progress stages are then prefixed with the design's name. ``hindsight_target``: the
     admin URL of Hindsight's own server for designs that place it there (default: started here when
-    ``target`` is None, none on a ``--dsn`` run).
+    ``target`` is None, none on a ``--dsn`` run). ``baseline``: the name of the design the others are
+    compared with (:func:`pick_baseline`).
 
     Raises the package's typed errors when the run itself cannot complete (a bad design file, no source tree,
     no server, pytest stopped); claims found false are findings and a measurement that raises is "not
@@ -419,6 +420,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
     from . import report
 
     loaded = _load_designs(designs)
+    base = pick_baseline(loaded, baseline)
     tree = locate_source(source)
     catalog = Catalog.read(tree)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -430,7 +432,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
             progress(stage, done, total)
 
     if loaded:
-        results = _compare(loaded, target, tree, catalog, out_dir, quick, say, hindsight_target)
+        results = _compare(loaded, target, tree, catalog, out_dir, quick, say, hindsight_target, base)
     else:
         collector = Collector(catalog, progress, quick=quick)
         say(STAGE_SERVER, 0, 1)
@@ -447,7 +449,7 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
            "jedisos_db": jedisos_db.__version__, "tests_run": sum(c["tests_run"] for c in checks),
            "collection_errors": sum(c["collection_errors"] for c in checks),
            "pytest_exit": max(c["pytest_exit"] for c in checks),
-           "hindsight_installed": hindsight_ops.is_installed(),
+           "hindsight_installed": hindsight_ops.is_installed(), **({"baseline": base.name} if base else {}),
            "log": checks[0]["log"] if len(checks) == 1 else str(out_dir / "pytest-<design>.log")}
     if not loaded:  # today's ledger: the run's figures are the one design's
         results = (DesignResult(results[0].name, results[0].server, results[0].claims),)
@@ -455,6 +457,22 @@ def verify(target: str | DatabaseURL | None, out_dir: Path, *, quick: bool = Fal
     paths = report.write(ledger, out_dir)
     say(STAGE_REPORT, 1, 1)
     return Ledger(ledger.designs, ledger.run, ledger.sections, paths)
+
+
+BASELINE = "recommended"
+"""The design others are compared with when it is one of them and ``--baseline`` does not say."""
+
+
+def pick_baseline(loaded: Sequence[Design], name: str | None) -> Design | None:
+    """The design the others are compared with: ``name`` (one of ``loaded``), else :data:`BASELINE` when
+    compared, else the first; None without designs."""
+    if name is not None and not any(d.name == name for d in loaded):
+        compared = ", ".join(d.name for d in loaded) or "none (give --design)"
+        raise ConfigError("--baseline", f"must name one of the designs compared ({compared}), got {name!r}")
+    if not loaded:
+        return None
+    wanted = name or BASELINE
+    return next((d for d in loaded if d.name == wanted), loaded[0])
 
 
 def _load_designs(designs: Sequence[str | Path]) -> list[Design]:
@@ -524,7 +542,8 @@ def own_hindsight_server(design: Design, target: str | DatabaseURL | None,
 
 def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: Path, catalog: Catalog,
              out_dir: Path, quick: bool, say: Progress,
-             hindsight_target: str | DatabaseURL | None = None) -> tuple[DesignResult, ...]:
+             hindsight_target: str | DatabaseURL | None = None,
+             baseline: Design | None = None) -> tuple[DesignResult, ...]:
     """Each design in turn: its server (shared by designs of the same server settings) and Hindsight's own
     when it has one, its checks, its measurements."""
     out: list[DesignResult] = []
@@ -556,12 +575,14 @@ def _compare(loaded: Sequence[Design], target: str | DatabaseURL | None, tree: P
                 claims = judge(catalog, [*collector.findings, *collector.left_out])
                 checks = _checks(collector, code, log, started, "design" if builds_template(design) else "head")
                 out.append(DesignResult(design.name, server, claims, design.description, str(design.path), checks,
-                                        measure_all(design, url, quick, prefixed, hindsight=own)))
+                                        measure_all(design, url, quick, prefixed, hindsight=own,
+                                                    baseline=baseline)))
     return tuple(out)
 
 
 def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress, *,
-                hindsight: DatabaseURL | None = None) -> dict[str, MeasurementResult]:
+                hindsight: DatabaseURL | None = None, baseline: Design | None = None,
+                ) -> dict[str, MeasurementResult]:
     """Every registered measurement of ``design`` on the server at ``url`` (and Hindsight's own at
     ``hindsight``), in registry order; one that raises becomes "not measured: <its one line>" and the next
     one runs."""
@@ -577,7 +598,8 @@ def measure_all(design: Design, url: DatabaseURL, quick: bool, say: Progress, *,
 
         started = time.monotonic()
         try:
-            measured = measure(design, Context(server=url, quick=quick, progress=step, hindsight_server=hindsight))
+            measured = measure(design, Context(server=url, quick=quick, progress=step, hindsight_server=hindsight,
+                                              baseline=baseline))
         except Exception as exc:  # a measurement's failure is its row, never the end of the other designs
             out[name] = MeasurementResult({}, {}, (), round(time.monotonic() - started, 1),
                                           f"not measured: {one_line(exc)}")
