@@ -91,7 +91,7 @@ async def test_no_rest_when_rest_is_zero(engine: AsyncEngine) -> None:
     assert (result.rows, result.batches, rests) == (EXPIRED_MONTHS * 200, EXPIRED_MONTHS, [])
 
 
-@pytest.mark.parametrize("rest", [-1.0, math.nan, math.inf, 101, True, "1"])
+@pytest.mark.parametrize("rest", [-1.0, math.nan, math.inf, partitions.MAX_REST + 1, True, "1"])
 async def test_a_bad_rest_is_refused_before_anything_is_dropped(engine: AsyncEngine, rest: object) -> None:
     before = await _purgeable_months(engine)
     with pytest.raises(InvalidInputError) as caught:

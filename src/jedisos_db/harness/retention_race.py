@@ -49,8 +49,8 @@ IDLE_INSERTS: Final = 10_000
 """Timed inserts before the removal starts, by default (about 4 s back to back): idle's p99 at the during
 window's sample size (:attr:`RaceResult.p99_ratio_same_n`) is then the median of many runs of a short purge's
 size, not the lower of two (300 gave two runs of a partition drop's ~120 inserts, which biased that ratio
-up), and idle lasts about as long as a rested partition drop (:data:`~jedisos_db.runtime.partitions.DROP_REST`)
-or a batched DELETE of 1M rows."""
+up), and idle lasts about as long as a batched DELETE of 1M rows and half as long as a rested partition drop
+(:data:`~jedisos_db.runtime.partitions.DROP_REST`): enough samples that idle's p99 is no longer a few outliers'."""
 
 
 @dataclass(frozen=True)
