@@ -222,6 +222,7 @@ AGAINST: tuple[Against, ...] = (
     Against("retention", "removal_s", "faster", "removing the expired audit rows: × as fast (median race)"),
     Against("retention", "p99_during_x_idle", "own", "insert p99 during that purge over idle (median race)"),
     Against("retention", "lost", "own", "acknowledged inserts missing after the races"),
+    Against("retention", "cost_removal_s", "faster", "removing the expired cost rows (history kept): × as fast"),
     Against("budget", "margin_connections", "own", "connections to spare on the design's server"),
     Against("volume", "total_bytes_per_user_month", "ratio", "bytes per active user per month (memory included): ×"),
     Against("vectors", "index_bytes", "ratio", "HNSW index bytes at the design's dimension: ×"),
