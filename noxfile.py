@@ -5,7 +5,7 @@
     nox -s bench    pytest-benchmark suite in bench/ (writers, pgvector, retention); results in .benchmarks/
     nox -s load     Locust in load/, headless and bounded; CSV + HTML in reports/, thresholds set the exit code
     nox -s e2e      the tests marked e2e, against the real Hindsight server (installs the [hindsight] extra)
-    nox -s squawk   squawk-cli (npm) over the SQL every design's migrations run (jedisos-db designs --sql)
+    nox -s squawk   squawk-cli (PyPI) over the SQL every design's migrations run (jedisos-db designs --sql)
     nox -s verify   `jedisos-db verify` the README way ([verify] extra), then verdicts.json against its schema
 """
 
@@ -19,7 +19,6 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["test", "lint"]
 
-SQUAWK = "squawk-cli@2"
 
 
 @nox.session
@@ -89,18 +88,15 @@ def squawk(session: nox.Session) -> None:
     design's migrations ran on a fresh database (embedded server, or `-- --dsn URL`): lock-taking DDL,
     missing CONCURRENTLY, table rewrites. Findings are printed, not fatal: the documented design has them.
 
-    squawk-cli comes from npm into this session's own directory (needs node/npm on PATH).
+    squawk-cli comes from PyPI (the [squawk] extra) into this session's environment.
     """
-    session.install("-e", ".")
+    session.install("-e", ".[squawk]")
     tmp = Path(session.create_tmp())
     out = tmp / "design-sql"
     session.run("jedisos-db", "designs", "--sql", str(out), *session.posargs)
-    session.run("npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(tmp / "npm"), SQUAWK,
-                external=True)
     for path in sorted(out.glob("*.sql")):
         session.log(f"squawk {path.name}")
-        session.run(str(tmp / "npm" / "node_modules" / ".bin" / "squawk"), str(path), external=True,
-                    success_codes=[0, 1])
+        session.run("squawk", str(path), success_codes=[0, 1])
 
 
 @nox.session

@@ -18,7 +18,8 @@ sample no longer sees it: within one sample interval), ``total_s``, ``rows_lost`
 missing afterwards: must be 0); notes list each statement taking ACCESS EXCLUSIVE on a filled table. The
 standing tables (tools, schedules, preferences: ≤ 1,000 rows at 100 users, untouched after 006) stay empty.
 
-Also, when ``squawk`` (squawk-cli, ``nox -s squawk`` installs it from npm) is on PATH: ``squawk_findings``
+Also, when squawk-cli is installed (the ``[squawk]`` extra, which ``[test]`` and ``[verify]`` include; or
+``squawk`` on PATH): ``squawk_findings``
 over :meth:`Design.migration_sql` (the whole chain from an empty database, as ``nox -s squawk`` lints it) and
 ``squawk_upgrade_findings`` over the statements of the upgrade measured here.
 """
@@ -26,9 +27,11 @@ over :meth:`Design.migration_sql` (the whole chain from an empty database, as ``
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
+import sysconfig
 import tempfile
 import threading
 import time
@@ -442,9 +445,19 @@ def run_upgrade(url: DatabaseURL, design: Design, start: str, target: str, rows_
 # --- squawk -------------------------------------------------------------------------------------------------
 
 
+SQUAWK_MISSING = "squawk-cli is not installed (pip install 'jedisos-db[squawk]')"
+
+
+def squawk_binary() -> str | None:
+    """squawk-cli's binary: beside this interpreter (the ``[squawk]`` extra installed it there; a venv's bin
+    is not on PATH unless it is activated), else on PATH; None when neither has it."""
+    here = sysconfig.get_path("scripts")
+    return shutil.which("squawk", path=os.pathsep.join(p for p in (here, os.environ.get("PATH")) if p))
+
+
 def squawk(script: str) -> Counter[str] | None:
-    """Findings of squawk-cli on ``script`` per rule, or None when ``squawk`` is not on PATH."""
-    binary = shutil.which("squawk")
+    """Findings of squawk-cli on ``script`` per rule, or None when it is not installed (:func:`squawk_binary`)."""
+    binary = squawk_binary()
     if binary is None:
         return None
     with tempfile.TemporaryDirectory(prefix="jedisos-squawk-") as tmp:
@@ -507,7 +520,7 @@ def summarise(design: Design, users: int, upgrade: Upgrade | None, chain: Counte
         if found is not None:
             figures[name] = sum(found.values())
     if chain is None:
-        notes.append("squawk is not on PATH (nox -s squawk installs squawk-cli from npm): squawk_findings absent.")
+        notes.append(f"{SQUAWK_MISSING}: squawk_findings absent.")
     else:
         top = ", ".join(f"{rule} {n}" for rule, n in chain.most_common(5))
         notes.append(f"squawk-cli over the whole chain from an empty database: {sum(chain.values())} findings "
@@ -557,7 +570,7 @@ def run(design: Design, ctx: Context, *, users: int) -> Measured:
     if ctx.progress is not None:
         ctx.progress(2, 3)
     chain = None
-    if shutil.which("squawk") is not None:
+    if squawk_binary() is not None:
         with provision.scratch_database(ctx.server, design.scratch_name("migration_sql")) as url:
             chain = squawk(design.migration_sql(url))
     if ctx.progress is not None:
