@@ -78,14 +78,19 @@ def test_audit_plain(migrated_db, claim: ClaimRecorder) -> None:
 '''
 
 
-def count_tables(design: Design, ctx: Context) -> Measured:
-    """The design's jedisos tables, counted in a fresh database it built."""
-    with provision.scratch_database(ctx.server, design.scratch_name("tables")) as url:
+def _in_built(design: Design, ctx: Context, purpose: str, sql: str, *params: object) -> int:
+    """``sql``'s one number in a fresh database ``design`` built on the run's server."""
+    with provision.scratch_database(ctx.server, design.scratch_name(purpose)) as url:
         design.build(url)
         with connect(url) as conn:
-            row = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = %s", [JEDISOS_SCHEMA]).fetchone()
+            row = conn.execute(sql, list(params)).fetchone()
     assert row is not None
-    tables = int(row[0])
+    return int(row[0])
+
+
+def count_tables(design: Design, ctx: Context) -> Measured:
+    """The design's jedisos tables, counted in a fresh database it built."""
+    tables = _in_built(design, ctx, "tables", "SELECT count(*) FROM pg_tables WHERE schemaname = %s", JEDISOS_SCHEMA)
     if ctx.progress is not None:
         ctx.progress(1, 1)
     return Measured({"jedisos_tables": tables, "quick": ctx.quick}, {"tables_built": [(0.0, 0.0), (1.0, tables)]},
@@ -94,22 +99,14 @@ def count_tables(design: Design, ctx: Context) -> Measured:
 
 def count_keyed(design: Design, ctx: Context) -> Measured:
     """Keyed audit rows of a fresh database: raises where the design has no idempotency key."""
-    with provision.scratch_database(ctx.server, design.scratch_name("keyed")) as url:
-        design.build(url)
-        with connect(url) as conn:
-            row = conn.execute("SELECT count(idempotency_key) FROM jedisos.audit_logs").fetchone()
-    assert row is not None
-    return Measured({"keyed_rows": int(row[0])})
+    return Measured({"keyed_rows": _in_built(design, ctx, "keyed", "SELECT count(idempotency_key) FROM "
+                                                                   "jedisos.audit_logs")})
 
 
 def database_size(design: Design, ctx: Context) -> Measured:
     """The size of a fresh database the design built, under the figure name the baseline table compares."""
-    with provision.scratch_database(ctx.server, design.scratch_name("size")) as url:
-        design.build(url)
-        with connect(url) as conn:
-            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-    assert row is not None
-    return Measured({"total_bytes_per_user_month": int(row[0])})
+    return Measured({"total_bytes_per_user_month": _in_built(design, ctx, "size",
+                                                             "SELECT pg_database_size(current_database())")})
 
 
 def _only(monkeypatch: pytest.MonkeyPatch, **measurements: Any) -> None:
