@@ -126,8 +126,7 @@ async def test_all_three_pools_are_independent(database_factory: DatabaseFactory
     await asyncio.to_thread(startup.run_steps, url)
     home = await asyncio.to_thread(hindsight_home, url)
     hindsight = await asyncio.to_thread(hindsight_server_factory, home)
-    settings = hindsight.server.settings
-    maximum = settings.pool_max_size + settings.read_pool_max_size
+    maximum = hindsight.server.pools_max
     report = await pools.measure(url, hindsight_url=hindsight.base_url, hindsight_pool_max=maximum, samples=SAMPLES)
     claim.figures(hindsight_server_peak=report.server_peaks["hindsight"])
     if apart(url, home):  # two servers: Hindsight's load must not reach the main one at all
@@ -138,9 +137,9 @@ async def test_all_three_pools_are_independent(database_factory: DatabaseFactory
         return
     _check(report, ["langgraph", "jedisos", "hindsight"], claim)
     claim.figures(hindsight_pools_max=maximum)
-    # Hindsight 1.1.0 on a fresh install was seen with one connection beyond its two pools (13 of 12, twice in
-    # CI; 12 in a long-lived venv). Its source is not found yet: one is allowed, and the figures show it.
-    assert 0 < report.server_peaks["hindsight"] <= maximum + 1, (
+    # Counted on this test's database only: the 13-14 "of 12" seen before were the idle connections of the
+    # session's other Hindsight servers (other databases, the same application_name) added to this one's.
+    assert 0 < report.server_peaks["hindsight"] <= maximum, (
         f"Hindsight connections seen under load: {report.server_peaks['hindsight']}, its pools allow {maximum}")
 
 

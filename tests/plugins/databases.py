@@ -83,14 +83,18 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def template_db(database_factory: DatabaseFactory, request: pytest.FixtureRequest) -> str:
+def design(request: pytest.FixtureRequest) -> designs.Design:
+    """The design the migrated test databases are built with: ``--design``'s, else ``recommended`` (head).
+    A check that depends on the design (its head revision, its retention method, its monthly partitions)
+    reads it here."""
+    return designs.load(request.config.getoption(DESIGN_OPTION) or "recommended")
+
+
+@pytest.fixture(scope="session")
+def template_db(database_factory: DatabaseFactory, design: designs.Design) -> str:
     """Name of a database migrated to head (or built by ``--design``); clone it, never write to it."""
     url = database_factory("template")
-    design = request.config.getoption(DESIGN_OPTION)
-    if design:
-        designs.load(design).build(url)
-    else:
-        migrations.upgrade(url)
+    design.build(url)
     return url.database
 
 

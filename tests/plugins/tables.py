@@ -10,6 +10,8 @@ from cryptography.fernet import Fernet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from jedisos_db.harness.designs import Design
+from jedisos_db.runtime import partitions
 from jedisos_db.runtime.db.models import Base
 from jedisos_db.runtime.owners import SCHEMA
 from jedisos_db.runtime.secrets import SecretCipher
@@ -28,6 +30,15 @@ async def clean(engine: AsyncEngine) -> AsyncEngine:
 def cipher() -> SecretCipher:
     """A cipher with one fresh Fernet key."""
     return SecretCipher([Fernet.generate_key()])
+
+
+async def make_room(engine: AsyncEngine, design: Design, *, first: dt.datetime, last: dt.datetime) -> None:
+    """On a design that partitions its tables by month, create the months from ``first`` to ``last`` that rows
+    about to be written need: such a design refuses a row whose month has no partition, by intent (no DEFAULT
+    partition, runtime/partitions.py), and builds only the months its retention window holds. Nothing to do
+    on a design without partitions."""
+    if design.schema.partitioned:
+        await partitions.ensure_partitions(engine, first=first, last=last)
 
 
 async def count(engine: AsyncEngine, table: str) -> int:

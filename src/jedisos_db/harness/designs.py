@@ -85,6 +85,14 @@ class SchemaSource:
     ddl: Path | None = None
     partitioned: tuple[str, ...] = ()
 
+    @property
+    def built_revision(self) -> str | None:
+        """The Alembic revision a build leaves the database at: ``revision``, or for ``head`` the head of this
+        source's chain (``p010`` when ``versions`` continue ours); None for a DDL file, which has no version."""
+        if self.source == "ddl":
+            return None
+        return migrations.head(versions=self.versions) if self.revision == "head" else self.revision
+
 
 @dataclass(frozen=True)
 class RuleSpec:

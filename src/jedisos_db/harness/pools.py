@@ -356,9 +356,12 @@ async def _time(probe: Callable[[], Awaitable[None]], samples: int) -> tuple[lis
 
 
 def _server_connections(url: DatabaseURL, application_name: str) -> int:
+    """Connections to ``url``'s database under ``application_name``. Only that database's: every Hindsight
+    server tags its connections ``hindsight-api``, and another one of the same PostgreSQL server (a test
+    session keeps several alive, each holding idle connections) is not the pool being measured."""
     with connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                           [application_name]).fetchone()
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                           "AND datname = current_database()", [application_name]).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -382,8 +385,9 @@ async def measure(url: DatabaseURL, *, hindsight_url: str | None = None, hindsig
     """Idle figures for every probe, then each pool saturated in turn with the others probed.
 
     ``url`` is a database at the design's start-up state (LangGraph set up, jedisos at head;
-    :func:`require_ready` raises otherwise). ``hindsight_pool_max``: the Hindsight server's pool +
-    read pool maximum, for the report.
+    :func:`require_ready` raises otherwise). ``hindsight_pool_max``: the most connections the Hindsight
+    server's pools may hold (``HindsightServer.pools_max``), for the report. ``server_peaks`` counts each
+    pool's connections to ``url``'s database (Hindsight's when it shares the database, as the design places it).
     """
     if samples < 1:  # no timings: every percentile would print as nan
         raise ConfigError("samples", f"must be at least 1 timed operation per probe; got {samples}")

@@ -78,9 +78,7 @@ def test_server_connections_are_its_own_and_tagged(hindsight_server: RunningHind
             [database]).fetchall()
     counts = dict(tags)
     assert counts.get(hm.APPLICATION_NAME, 0) >= 1, f"connections by application_name: {counts}"
-    assert counts.get(hm.APPLICATION_NAME, 0) <= (
-        hindsight_server.server.settings.pool_max_size + hindsight_server.server.settings.read_pool_max_size
-    ), counts
+    assert counts.get(hm.APPLICATION_NAME, 0) <= hindsight_server.server.pools_max, counts
 
 
 def test_server_runs_the_installed_release_offline(hindsight_server: RunningHindsight) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jedisos_db.harness import designs
 from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import provision
 from jedisos_db.runtime.db import migrations
@@ -59,8 +60,10 @@ def test_each_revision_creates_the_tables_section_6_assigns_it(empty_db: Databas
 
 @pytest.mark.claim("S6-version-table")
 def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(migrated_db: DatabaseURL,
+                                                                              design: designs.Design,
                                                                               claim: ClaimRecorder) -> None:
-    """design §1: the version table is jedisos.schema_migrations; nothing of ours lands in public."""
+    """design §1: the version table is jedisos.schema_migrations; nothing of ours lands in public. The database
+    is at the revision the suite's design builds to (head, or e.g. p010 for ``--design partitioned``)."""
     with connect(migrated_db) as conn:
         version_tables = conn.execute(
             "SELECT schemaname || '.' || tablename FROM pg_tables WHERE tablename IN (%s, 'alembic_version')",
@@ -73,9 +76,10 @@ def test_version_table_is_jedisos_schema_migrations_and_public_holds_no_tables(m
         ).fetchall()
     assert version_tables == [(f"{SCHEMA}.{VERSION_TABLE}",)]
     assert public == [], f"public should hold extension objects only, server had {public}"
-    assert migrations.current(migrated_db) == migrations.head()
-    claim.holds(f"Alembic's only version table is {version_tables[0][0]}, at revision {migrations.head()}; "
-                "no alembic_version and nothing of ours in public", version_tables=len(version_tables))
+    built = design.schema.built_revision
+    assert migrations.current(migrated_db) == built, f"the {design.name} design builds to revision {built}"
+    claim.holds(f"Alembic's only version table is {version_tables[0][0]}, at revision {built} (the {design.name} "
+                "design's); no alembic_version and nothing of ours in public", version_tables=len(version_tables))
 
 
 @pytest.mark.claim("S1-jedisos-migrations-create-schema")

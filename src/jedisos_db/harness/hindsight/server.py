@@ -43,6 +43,9 @@ from jedisos_db.ops.hindsight import (
 from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.urls import DatabaseURL
 
+READ_DATABASE_URL = "HINDSIGHT_API_READ_DATABASE_URL"
+"""Hindsight's setting naming a separate database for recall; only with it does Hindsight open its read pool."""
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the OS picks it)."""
@@ -109,6 +112,15 @@ class HindsightServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"HindsightServer({self.database_url.redacted()!r}, schema={self.schema!r}, {state})"
+
+    @property
+    def pools_max(self) -> int:
+        """The most connections this server's pools may hold: its pool's maximum, plus its read pool's only when
+        it is given a read database. Hindsight 1.1.0 opens the read pool for ``HINDSIGHT_API_READ_DATABASE_URL``
+        alone (``MemoryEngine.initialize``; it logs one "PostgreSQL pool created" per pool); without it, recall
+        shares the main pool and ``HINDSIGHT_API_READ_DB_POOL_MAX_SIZE`` opens nothing."""
+        read = self.settings.read_pool_max_size if self.extra_env.get(READ_DATABASE_URL) else 0
+        return self.settings.pool_max_size + read
 
     @property
     def base_url(self) -> str:
