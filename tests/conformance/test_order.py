@@ -41,8 +41,10 @@ def _public(url: DatabaseURL) -> catalog.Snapshot:
     return snap
 
 
-def _state(url: DatabaseURL) -> dict[str, catalog.Snapshot]:
-    state = {schema: catalog.snapshot(url, schema) for schema in SCHEMAS if schema != "public"}
+def _state(url: DatabaseURL, hindsight_url: DatabaseURL | None = None) -> dict[str, catalog.Snapshot]:
+    """Each schema's catalog in ``url``; schema hindsight's in ``hindsight_url`` when Hindsight has its own server."""
+    state = {schema: catalog.snapshot(hindsight_url or url if schema == "hindsight" else url, schema)
+             for schema in SCHEMAS if schema != "public"}
     state["public"] = _public(url)
     return state
 
@@ -53,9 +55,10 @@ def objects(state: dict[str, catalog.Snapshot]) -> int:
 
 
 def check_same_catalog(expected: dict[str, catalog.Snapshot], url: DatabaseURL, order: tuple[str, ...],
-                       claim: ClaimRecorder) -> None:
-    """``url`` (started in ``order``) holds exactly the catalog of ``expected``, schema by schema."""
-    state = _state(url)
+                       claim: ClaimRecorder, *, hindsight_url: DatabaseURL | None = None) -> None:
+    """``url`` (started in ``order``) holds exactly the catalog of ``expected``, schema by schema (schema
+    hindsight in ``hindsight_url`` when given)."""
+    state = _state(url, hindsight_url)
     for schema, snap in expected.items():
         difference = catalog.diff(snap, state[schema])
         assert not difference, f"order {'-'.join(order)}, schema {schema}: {difference.render()}"
