@@ -19,7 +19,7 @@ from jedisos_db.runtime.owners import OWNERS
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
-from tests.conformance.test_order import _state, _tables, check_same_catalog
+from tests.conformance.test_order import _state, _tables, check_same_catalog, run_placed
 from tests.plugins.databases import DatabaseFactory
 from tests.plugins.hindsight import HindsightHome, apart, server_of
 from tests.rich_tables import row_of, table_rows
@@ -99,9 +99,8 @@ def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack, clai
 
 def _started(url: DatabaseURL, home: DatabaseURL, order: Sequence[str] = startup.DESIGN_ORDER,
              ) -> list[startup.StartupStep]:
-    """The start-up steps on ``url``, Hindsight's in ``home``: the run's place for it (``url`` itself, or a
-    database on Hindsight's own server)."""
-    steps = startup.run_steps(url, order, owner_urls={"hindsight": home})
+    """:func:`run_placed`'s steps, every owner's applied (Hindsight installed)."""
+    steps = run_placed(url, home, order)
     assert all(s.status == "applied" for s in steps if s.name != "extension"), steps
     return steps
 
