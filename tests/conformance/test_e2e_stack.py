@@ -6,6 +6,7 @@ Runs in ``nox -s e2e``; without Hindsight installed each test skips with the rea
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -15,11 +16,12 @@ from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.ops import catalog, startup
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.owners import OWNERS
+from jedisos_db.runtime.urls import DatabaseURL
 from tests.conformance import test_never_direct_sql as never
 from tests.conformance.conftest import Stack
-from tests.conformance.test_order import _state, _tables, check_same_catalog
+from tests.conformance.test_order import _state, _tables, check_same_catalog, run_placed
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import server_of
+from tests.plugins.hindsight import HindsightHome, apart, server_of
 from tests.rich_tables import row_of, table_rows
 
 pytestmark = pytest.mark.e2e
@@ -95,25 +97,41 @@ def test_jedisos_app_is_refused_on_every_real_hindsight_table(stack: Stack, clai
     never.check_refused_outside_jedisos(side, "hindsight", claim)
 
 
+def _started(url: DatabaseURL, home: DatabaseURL, order: Sequence[str] = startup.DESIGN_ORDER,
+             ) -> list[startup.StartupStep]:
+    """:func:`run_placed`'s steps, every owner's applied (Hindsight installed)."""
+    steps = run_placed(url, home, order)
+    assert all(s.status == "applied" for s in steps if s.name != "extension"), steps
+    return steps
+
+
 @pytest.fixture(scope="module")
-def design_state_with_hindsight(database_factory: DatabaseFactory) -> dict[str, catalog.Snapshot]:
+def design_state_with_hindsight(database_factory: DatabaseFactory,
+                                hindsight_home: HindsightHome) -> dict[str, catalog.Snapshot]:
     _require_hindsight()  # module fixtures run before the autouse check
     url = database_factory("e2e_order_design", bootstrap=False)
-    steps = startup.run_steps(url)
-    assert all(s.status == "applied" for s in steps if s.name != "extension"), steps
-    return _state(url)
+    home = hindsight_home(url)
+    _started(url, home)
+    state = _state(url, home)
+    assert state["hindsight"], f"no schema hindsight in {home.database} ({server_of(home)})"
+    if apart(url, home):  # Hindsight's migrations stayed on its server
+        assert not _tables(url, "hindsight"), f"Hindsight's tables in {url.database} ({server_of(url)})"
+    return state
 
 
 @pytest.mark.slow
 @pytest.mark.claim("S1-any-order")
 @pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_works_with_real_hindsight(order: tuple[str, ...], database_factory: DatabaseFactory,
+                                               hindsight_home: HindsightHome,
                                                design_state_with_hindsight: dict[str, catalog.Snapshot],
                                                claim: ClaimRecorder) -> None:
-    """design §1 "마이그레이션 순서": with Hindsight's real migrations, every order ends in the same catalog."""
+    """design §1 "마이그레이션 순서": with Hindsight's real migrations (where the run places Hindsight), every
+    order ends in the same catalog."""
     url = database_factory("e2e_order_" + "_".join(o[0] for o in order), bootstrap=False)
-    startup.run_steps(url, order)
-    check_same_catalog(design_state_with_hindsight, url, order, claim)
+    home = hindsight_home(url)
+    _started(url, home, order)
+    check_same_catalog(design_state_with_hindsight, url, order, claim, hindsight_url=home)
 
 
 @pytest.mark.slow

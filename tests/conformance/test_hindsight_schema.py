@@ -21,7 +21,7 @@ from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import RunningHindsight
+from tests.plugins.hindsight import HindsightHome, RunningHindsight
 
 # design §2-1 "테이블 목록 (소스코드 기반, 7개 테이블)": the tables it lists, each with the key columns it names
 # (and the type where it names one).
@@ -158,10 +158,11 @@ def test_memory_links_carry_the_seven_edge_types(hindsight_server: RunningHindsi
 
 @pytest.mark.e2e
 @pytest.mark.claim("S2-embedding-dim-384")
-def test_the_default_embedding_column_is_vector_384(database_factory: DatabaseFactory, claim: ClaimRecorder) -> None:
+def test_the_default_embedding_column_is_vector_384(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
+                                                    claim: ClaimRecorder) -> None:
     """design §2-2: Hindsight's migrations alone, with no embeddings provider told anything, make
-    ``memory_units.embedding`` a ``vector(384)``."""
-    url = database_factory("hindsight_default_dimension")
+    ``memory_units.embedding`` a ``vector(384)`` (in a database on the server the run places Hindsight on)."""
+    url = hindsight_home(database_factory("hindsight_default_dimension"))
     hm.run_migrations(url)
     found = _column_type(url, "memory_units", "embedding")
     claim.figures(documented_dimension=DESIGN_EMBEDDING_DIMENSION, real_column_type=str(found))
@@ -173,11 +174,12 @@ def test_the_default_embedding_column_is_vector_384(database_factory: DatabaseFa
 @pytest.mark.e2e
 @pytest.mark.claim("S2-embedding-dim-follows-model")
 def test_the_embedding_column_follows_the_models_dimension(database_factory: DatabaseFactory, tmp_path: Path,
+                                                           hindsight_home: HindsightHome,
                                                            claim: ClaimRecorder) -> None:
     """design §2-2: a server started the design's way (migrating its schema on start, Hindsight's default)
     with an embeddings model of another dimension sizes the column to it; and is
     ``HINDSIGHT_API_EMBEDDING_MODEL`` the variable that chooses the model?"""
-    url = database_factory("hindsight_other_dimension")
+    url = hindsight_home(database_factory("hindsight_other_dimension"))
     settings = hs.HindsightSettings(run_migrations_on_startup=True)
     with (EmbeddingServer(dimension=OTHER_MODEL_DIMENSION) as model,
           hs.HindsightServer(url, settings=settings, embeddings_url=model.url, log_path=tmp_path / "api.log")):

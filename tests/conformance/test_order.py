@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +21,7 @@ from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import OWNERS
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
+from tests.plugins.hindsight import HindsightHome
 from tests.rich_tables import row_of, table_rows
 
 SCHEMAS = ("jedisos", "langgraph", "hindsight", "public")
@@ -41,8 +43,10 @@ def _public(url: DatabaseURL) -> catalog.Snapshot:
     return snap
 
 
-def _state(url: DatabaseURL) -> dict[str, catalog.Snapshot]:
-    state = {schema: catalog.snapshot(url, schema) for schema in SCHEMAS if schema != "public"}
+def _state(url: DatabaseURL, hindsight_url: DatabaseURL | None = None) -> dict[str, catalog.Snapshot]:
+    """Each schema's catalog in ``url``; schema hindsight's in ``hindsight_url`` when Hindsight has its own server."""
+    state = {schema: catalog.snapshot(hindsight_url or url if schema == "hindsight" else url, schema)
+             for schema in SCHEMAS if schema != "public"}
     state["public"] = _public(url)
     return state
 
@@ -53,9 +57,10 @@ def objects(state: dict[str, catalog.Snapshot]) -> int:
 
 
 def check_same_catalog(expected: dict[str, catalog.Snapshot], url: DatabaseURL, order: tuple[str, ...],
-                       claim: ClaimRecorder) -> None:
-    """``url`` (started in ``order``) holds exactly the catalog of ``expected``, schema by schema."""
-    state = _state(url)
+                       claim: ClaimRecorder, *, hindsight_url: DatabaseURL | None = None) -> None:
+    """``url`` (started in ``order``) holds exactly the catalog of ``expected``, schema by schema (schema
+    hindsight in ``hindsight_url`` when given)."""
+    state = _state(url, hindsight_url)
     for schema, snap in expected.items():
         difference = catalog.diff(snap, state[schema])
         assert not difference, f"order {'-'.join(order)}, schema {schema}: {difference.render()}"
@@ -71,18 +76,27 @@ def _tables(url: DatabaseURL, schema: str) -> set[str]:
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", [schema]).fetchall()}
 
 
+def run_placed(url: DatabaseURL, home: DatabaseURL, order: Sequence[str] = startup.DESIGN_ORDER,
+               ) -> list[startup.StartupStep]:
+    """The start-up steps on ``url``, Hindsight's in ``home``: where the run places Hindsight (``url`` itself, or
+    a database on Hindsight's own server: ``hindsight_home``)."""
+    return startup.run_steps(url, order, owner_urls={"hindsight": home})
+
+
 @pytest.fixture(scope="module")
-def design_state(database_factory: DatabaseFactory) -> dict[str, catalog.Snapshot]:
+def design_state(database_factory: DatabaseFactory, hindsight_home: HindsightHome) -> dict[str, catalog.Snapshot]:
     url = database_factory("order_design", bootstrap=False)
-    startup.run_steps(url)
-    return _state(url)
+    home = hindsight_home(url)
+    run_placed(url, home)
+    return _state(url, home)
 
 
 @pytest.mark.claim("S1-migration-order")
-def test_design_order_works(database_factory: DatabaseFactory, claim: ClaimRecorder) -> None:
+def test_design_order_works(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
+                            claim: ClaimRecorder) -> None:
     """design §1 "마이그레이션 순서": extension → Hindsight → LangGraph setup() → jedisos Alembic."""
     url = database_factory("order_steps", bootstrap=False)
-    steps = startup.run_steps(url)
+    steps = run_placed(url, hindsight_home(url))
     assert [s.name for s in steps] == ["extension", "hindsight", "langgraph", "jedisos"]
     by_name = {s.name: s for s in steps}
     assert by_name["extension"].status == "applied"
@@ -101,23 +115,27 @@ def test_design_order_works(database_factory: DatabaseFactory, claim: ClaimRecor
 @pytest.mark.claim("S1-any-order")
 @pytest.mark.parametrize("order", list(itertools.permutations(OWNERS)), ids="-".join)
 def test_every_order_of_the_owners_works(order: tuple[str, ...], database_factory: DatabaseFactory,
-                                         design_state: dict[str, catalog.Snapshot], claim: ClaimRecorder) -> None:
+                                         hindsight_home: HindsightHome, design_state: dict[str, catalog.Snapshot],
+                                         claim: ClaimRecorder) -> None:
     """design §1: the owners do not depend on each other, so any order ends in the same catalog."""
     url = database_factory("order_" + "_".join(o[0] for o in order), bootstrap=False)
-    startup.run_steps(url, order)
-    check_same_catalog(design_state, url, order, claim)
+    home = hindsight_home(url)
+    run_placed(url, home, order)
+    check_same_catalog(design_state, url, order, claim, hindsight_url=home)
 
 
 @pytest.mark.claim("S1-migration-order")
-def test_rerun_is_a_no_op(database_factory: DatabaseFactory, claim: ClaimRecorder) -> None:
+def test_rerun_is_a_no_op(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
+                          claim: ClaimRecorder) -> None:
     """design §1: a second start-up run changes nothing (every step unchanged, same catalog)."""
     url = database_factory("order_rerun", bootstrap=False)
-    startup.run_steps(url)
-    before = _state(url)
-    again = startup.run_steps(url)
+    home = hindsight_home(url)
+    run_placed(url, home)
+    before = _state(url, home)
+    again = run_placed(url, home)
     assert [s.status for s in again if s.status != "skipped"] == ["unchanged"] * len(
         [s for s in again if s.status != "skipped"]), again
-    after = _state(url)
+    after = _state(url, home)
     for schema in SCHEMAS:
         assert not catalog.diff(before[schema], after[schema]), catalog.diff(before[schema], after[schema]).render()
     claim.holds(f"a second start-up run left every step unchanged and the {objects(before)} catalog objects as they "

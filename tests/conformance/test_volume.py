@@ -33,7 +33,7 @@ from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from jedisos_db.runtime.owners import HINDSIGHT_SCHEMA
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import TURNS_OPTION, HindsightFactory, RunningHindsight
+from tests.plugins.hindsight import TURNS_OPTION, HindsightFactory, HindsightHome, RunningHindsight
 
 DESIGN = capacity.parse_section7()
 WORKLOAD = capacity.Workload()
@@ -165,12 +165,13 @@ class RetainedStream:
 
 
 @pytest.fixture(scope="module")
-async def hindsight_stream(database_factory: DatabaseFactory, hindsight_server_factory: HindsightFactory,
+async def hindsight_stream(database_factory: DatabaseFactory, hindsight_home: HindsightHome,
+                           hindsight_server_factory: HindsightFactory,
                            hindsight_installed: None, request: pytest.FixtureRequest) -> AsyncIterator[RetainedStream]:
     """``--hindsight-turns`` turns (what the server writes per turn, consolidation included, takes about a
     second a turn on two busy cores) retained through ``HindsightClient``; the server stops after the module."""
     turns: int = request.config.getoption(TURNS_OPTION)
-    url: DatabaseURL = database_factory("volume_hindsight")
+    url: DatabaseURL = await asyncio.to_thread(hindsight_home, database_factory("volume_hindsight"))
     running = await asyncio.to_thread(hindsight_server_factory, url)
     try:
         before = await asyncio.to_thread(measure.schema_tables, url, HINDSIGHT_SCHEMA)

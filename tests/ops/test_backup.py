@@ -15,6 +15,7 @@ import re
 import stat
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,11 @@ class Source:
     hindsight_admin: DatabaseURL | None = None  # superuser URL of Hindsight's database on a server of its own
 
     @property
+    def hindsight_apart(self) -> bool:
+        """Whether the design put Hindsight's database on a server of its own (then a second backup is needed)."""
+        return self.hindsight_admin is not None
+
+    @property
     def hindsight_side(self) -> Source:
         """Hindsight's database as a source (itself unless the design put Hindsight on a server of its own)."""
         if self.hindsight_admin is None:
@@ -91,15 +97,29 @@ def source(database_factory: DatabaseFactory, roles_factory: RolesFactory) -> So
     return _build_source(database_factory("backup_src", bootstrap=False), roles_factory)
 
 
-@pytest.fixture(scope="module")
-def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseURL]:
-    """A second embedded server, started once per module (starting one per test is slow on a busy machine)."""
-    server = provision.EmbeddedServer(tmp_path_factory.mktemp("fresh"), provision.ServerSettings(max_connections=50))
+@contextmanager
+def _started(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[DatabaseURL]:
+    server = provision.EmbeddedServer(tmp_path_factory.mktemp(name), provision.ServerSettings(max_connections=50))
     url = server.start()
     try:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseURL]:
+    """A second embedded server, started once per module (starting one per test is slow on a busy machine)."""
+    with _started(tmp_path_factory, "fresh") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def hindsight_second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseURL]:
+    """A fresh server for Hindsight's side of a design that gives Hindsight a server of its own (started only
+    by the tests that restore that side: a deployment of two servers is restored into two)."""
+    with _started(tmp_path_factory, "fresh_hindsight") as url:
+        yield url
 
 
 _LEFT_OVER = {
@@ -108,20 +128,34 @@ _LEFT_OVER = {
 }
 
 
-@pytest.fixture
-def fresh_server(second_server: DatabaseURL) -> Iterator[DatabaseURL]:
-    """Admin URL of the second server as initdb left it: no roles, no extensions, no databases of ours.
+@contextmanager
+def _as_initdb_left_it(server: DatabaseURL) -> Iterator[DatabaseURL]:
+    """Admin URL of ``server`` as initdb left it: no roles, no extensions, no databases of ours.
 
     Whatever a test restored there (databases, roles) is dropped afterwards.
     """
-    with connect(second_server) as conn:
+    with connect(server) as conn:
         assert {kind: conn.execute(q).fetchall() for kind, q in _LEFT_OVER.items()} == {"database": [], "role": []}
-    yield second_server
-    with connect(second_server) as conn:
+    yield server
+    with connect(server) as conn:
         for (name,) in conn.execute(_LEFT_OVER["database"]).fetchall():
             conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
         for (name,) in conn.execute(_LEFT_OVER["role"]).fetchall():
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def fresh_server(second_server: DatabaseURL) -> Iterator[DatabaseURL]:
+    """The second server as initdb left it (:func:`_as_initdb_left_it`)."""
+    with _as_initdb_left_it(second_server) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_hindsight_server(hindsight_second_server: DatabaseURL) -> Iterator[DatabaseURL]:
+    """The server Hindsight's side restores into, as initdb left it (:func:`_as_initdb_left_it`)."""
+    with _as_initdb_left_it(hindsight_second_server) as url:
+        yield url
 
 
 def _target(server_url: DatabaseURL, database: str) -> DatabaseURL:
@@ -173,7 +207,10 @@ def _assert_identical(source: Source, made: backup.BackupResult, restored: backu
     assert set(restored.created_roles) == set(m.roles)
     assert _verifiers(target, list(m.roles)) == _verifiers(source.url, list(m.roles)), "login secrets differ"
     assert check.revisions == {owner: (head, head) for owner, head in m.revisions.items()}
-    assert all(m.revisions[o] is not None for o in ("jedisos", "langgraph") if o in m.schemas), m.revisions
+    # Every owner with tables in the backup has its head recorded (Hindsight's own server also holds the owner
+    # roles' empty schemas jedisos and langgraph, which have none).
+    filled = {t.schema for t in m.tables}
+    assert all(m.revisions[o] is not None for o in roles.OWNERS if o in filled), m.revisions
 
 
 async def _app_writes_cost(owner_url: DatabaseURL) -> int:
@@ -440,17 +477,34 @@ async def hindsight_source(database_factory: DatabaseFactory, roles_factory: Rol
     return src
 
 
+def _whole_restored(side: Source, server: DatabaseURL, out: Path) -> tuple[backup.BackupResult, DatabaseURL]:
+    """One server's database backed up whole, restored into ``server`` and checked identical to ``side``."""
+    made = backup.backup(side.url, out)
+    target = _target(server, side.database)
+    restored = backup.restore(out, target, verify_after=True)
+    _report("database", made, restored)
+    _assert_identical(side, made, restored, target)
+    return made, target
+
+
 @pytest.mark.e2e
 async def test_hindsight_whole_database_restores_and_hindsight_serves_it(
-        hindsight_source: Source, fresh_server: DatabaseURL, tmp_path: Path) -> None:
-    made = backup.backup(hindsight_source.url, tmp_path / "whole")
-    assert set(roles.OWNERS) <= set(made.manifest.schemas)
+        hindsight_source: Source, fresh_server: DatabaseURL, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Every database of the deployment backed up whole and restored into a fresh server: the design's one
+    database; with Hindsight on a server of its own, the main database no longer holds Hindsight, so its
+    database on that server is backed up too and restored into a fresh server of its own."""
+    made, target = _whole_restored(hindsight_source, fresh_server, tmp_path / "whole")
+    assert {"jedisos", "langgraph"} <= set(made.manifest.schemas)
+    # Apart, the main database keeps only the empty schema the owner roles set up: no table of Hindsight's.
+    hindsight_tables = [t.name for t in made.manifest.tables if t.schema == "hindsight"]
+    assert bool(hindsight_tables) is not hindsight_source.hindsight_apart, (hindsight_tables, hindsight_source)
+    if hindsight_source.hindsight_apart:  # one backup per server
+        made, target = _whole_restored(hindsight_source.hindsight_side,
+                                       request.getfixturevalue("fresh_hindsight_server"), tmp_path / "whole-hindsight")
+        assert "hindsight" in made.manifest.schemas
+        assert not {t.schema for t in made.manifest.tables} & {"jedisos", "langgraph"}, made.manifest.tables
     assert made.manifest.revisions["hindsight"]
     assert {s.name: s.rows for s in made.manifest.tables}["hindsight.memory_units"] >= len(FACTS)
-    target = _target(fresh_server, hindsight_source.database)
-    restored = backup.restore(tmp_path / "whole", target, verify_after=True)
-    _report("database", made, restored)
-    _assert_identical(hindsight_source, made, restored, target)
     # Hindsight itself, as hindsight_app on the restored server, recalls what it retained and writes more.
     with hs.HindsightServer(hindsight_source.report.by_owner("hindsight").url(target)) as server:
         async with HindsightClient(server.base_url, timeout=120) as client:
@@ -462,18 +516,22 @@ async def test_hindsight_whole_database_restores_and_hindsight_serves_it(
 @pytest.mark.e2e
 async def test_hindsight_schema_restores_alone_with_its_extensions(
         hindsight_source: Source, fresh_server: DatabaseURL, tmp_path: Path) -> None:
-    """The design's `pg_dump -n hindsight` fails alone (type "public.vector" does not exist); ours does not."""
-    made = backup.backup(hindsight_source.url, tmp_path / "hs", schema="hindsight")
+    """The design's `pg_dump -n hindsight` fails alone (type "public.vector" does not exist); ours does not.
+    Both run on Hindsight's database: on its own server when the design gives it one (a backup of the main
+    database's schema hindsight then holds no table)."""
+    side = hindsight_source.hindsight_side
+    if hindsight_source.hindsight_apart:  # the main database's schema hindsight is the roles' empty one
+        assert backup.backup(hindsight_source.url, tmp_path / "main-hs", schema="hindsight").manifest.tables == ()
+    made = backup.backup(side.url, tmp_path / "hs", schema="hindsight")
     assert {e.name for e in made.manifest.extensions} >= {"vector", "pg_trgm", "btree_gin"}
     target = _target(fresh_server, "only_hindsight")
     restored = backup.restore(tmp_path / "hs", target, verify_after=True)
     _report("hindsight", made, restored)
-    _assert_identical(hindsight_source, made, restored, target)
+    _assert_identical(side, made, restored, target)
 
     design = tmp_path / "design.pgc"
     dump = backup.find_tool("pg_dump", 18)
-    backup.run_tool(dump, ["--format=custom", "--schema=hindsight", f"--file={design}"], hindsight_source.url,
-                timeout=300)
+    backup.run_tool(dump, ["--format=custom", "--schema=hindsight", f"--file={design}"], side.url, timeout=300)
     provision.create_database(fresh_server, "design_way")
     with pytest.raises(BackupError, match=re.escape('type "public.vector" does not exist')):
         backup.run_tool(backup.find_tool("pg_restore", 18), ["--single-transaction", "--exit-on-error", str(design)],

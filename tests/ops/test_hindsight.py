@@ -10,6 +10,7 @@ from jedisos_db.ops import catalog
 from jedisos_db.ops import hindsight as hm
 from jedisos_db.runtime.errors import HindsightServerError
 from tests.plugins.databases import DatabaseFactory
+from tests.plugins.hindsight import HindsightHome
 
 
 def test_a_missing_interpreter_has_nothing_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,10 +31,11 @@ def test_an_interpreter_without_hindsight_has_nothing_installed(tmp_path: Path) 
 
 @pytest.mark.e2e
 @pytest.mark.usefixtures("hindsight_installed")
-def test_warm_and_cold_runs_build_the_same_schema(database_factory: DatabaseFactory) -> None:
+def test_warm_and_cold_runs_build_the_same_schema(database_factory: DatabaseFactory,
+                                                  hindsight_home: HindsightHome) -> None:
     """The session's migrations run in the warm interpreter (tests/plugins/hindsight.py); a new interpreter
     per run builds the same catalog, so the warm one changes the time only."""
-    warm, cold = database_factory("hindsight_warm"), database_factory("hindsight_cold")
+    warm, cold = hindsight_home(database_factory("hindsight_warm")), hindsight_home(database_factory("hindsight_cold"))
     warm_run = hm.run_migrations(warm)
     cold_run = hm.run_migrations(cold, warm=False)
     assert "completed successfully" in warm_run.output
@@ -47,8 +49,9 @@ def test_warm_and_cold_runs_build_the_same_schema(database_factory: DatabaseFact
 
 @pytest.mark.e2e
 @pytest.mark.usefixtures("hindsight_installed")
-def test_a_warm_run_past_its_timeout_is_stopped_and_the_next_run_works(database_factory: DatabaseFactory) -> None:
-    url = database_factory("hindsight_warm_timeout")
+def test_a_warm_run_past_its_timeout_is_stopped_and_the_next_run_works(database_factory: DatabaseFactory,
+                                                                       hindsight_home: HindsightHome) -> None:
+    url = hindsight_home(database_factory("hindsight_warm_timeout"))
     with pytest.raises(HindsightServerError, match="did not finish in 0 s"):
         hm.run_migrations(url, timeout=0.001)
     after = hm.run_migrations(url)

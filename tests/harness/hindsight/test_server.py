@@ -16,7 +16,7 @@ from jedisos_db.runtime.db.connect import connect
 from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.urls import DatabaseURL
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import RunningHindsight
+from tests.plugins.hindsight import HindsightHome, RunningHindsight
 
 pytestmark = pytest.mark.e2e
 
@@ -93,17 +93,17 @@ def test_server_runs_the_installed_release_offline(hindsight_server: RunningHind
 
 
 @pytest.mark.usefixtures("hindsight_installed")
-def test_migrations_on_a_missing_database_fail_with_the_reason(server_url: DatabaseURL) -> None:
-    missing = server_url.with_database("jedisos_test_no_such_db")
+def test_migrations_on_a_missing_database_fail_with_the_reason(hindsight_admin_url: DatabaseURL) -> None:
+    missing = hindsight_admin_url.with_database("jedisos_test_no_such_db")
     with pytest.raises(HindsightServerError, match="jedisos_test_no_such_db") as failure:
         hm.run_migrations(missing)
     assert "failed" in str(failure.value)
 
 
 @pytest.mark.usefixtures("hindsight_installed")
-def test_a_server_that_cannot_start_reports_its_log_tail(server_url: DatabaseURL) -> None:
+def test_a_server_that_cannot_start_reports_its_log_tail(hindsight_admin_url: DatabaseURL) -> None:
     """The real server exits on a database it cannot open; the error carries the reason from its log."""
-    missing = server_url.with_database("jedisos_test_no_such_db")
+    missing = hindsight_admin_url.with_database("jedisos_test_no_such_db")
     server = hs.HindsightServer(missing, settings=hs.HindsightSettings(startup_timeout=90))
     try:
         with pytest.raises(HindsightServerError, match="exited with code") as failure:
@@ -117,10 +117,10 @@ def test_a_server_that_cannot_start_reports_its_log_tail(server_url: DatabaseURL
 @pytest.mark.usefixtures("hindsight_installed")
 @pytest.mark.claim("S1-hindsight-schema-env", "S1-hindsight-migrates-on-start")
 def test_the_server_migrates_its_schema_on_start_when_asked(database_factory: DatabaseFactory,
-                                                           tmp_path: Path) -> None:
+                                                           hindsight_home: HindsightHome, tmp_path: Path) -> None:
     """Design §1 step 2: "Hindsight 서버 시작 → Alembic으로 hindsight 스키마 마이그레이션 (자동)" — true,
     with HINDSIGHT_API_RUN_MIGRATIONS_ON_STARTUP (its default); we run them explicitly first instead."""
-    url = database_factory("hindsight_self_migrating")
+    url = hindsight_home(database_factory("hindsight_self_migrating"))
     settings = hs.HindsightSettings(run_migrations_on_startup=True)
     with hs.HindsightServer(url, settings=settings, log_path=tmp_path / "api.log"):
         with connect(url) as conn:

@@ -17,7 +17,7 @@ from jedisos_db.harness.verify.plugin import ClaimRecorder
 from jedisos_db.runtime.errors import BankNotFoundError, HindsightRequestError
 from jedisos_db.runtime.hindsight.client import HindsightClient, bank_id_for
 from tests.plugins.databases import DatabaseFactory
-from tests.plugins.hindsight import HindsightFactory, RunningHindsight
+from tests.plugins.hindsight import HindsightFactory, HindsightHome, RunningHindsight
 
 from . import contract_helpers as ch
 
@@ -147,10 +147,12 @@ def test_the_running_server_agrees_with_the_recorded_contract(hindsight_server: 
 
 
 async def test_api_key_is_accepted_and_a_wrong_one_refused(database_factory: DatabaseFactory,
+                                                           hindsight_home: HindsightHome,
                                                            hindsight_server_factory: HindsightFactory) -> None:
-    """The client's Authorization header against Hindsight's own ApiKeyTenantExtension."""
+    """The client's Authorization header against Hindsight's own ApiKeyTenantExtension (on the server the run
+    places Hindsight on)."""
     secret = "e2e-key-5b1d"
-    guarded = hindsight_server_factory(database_factory("hindsight_auth"), env={
+    guarded = hindsight_server_factory(hindsight_home(database_factory("hindsight_auth")), env={
         "HINDSIGHT_API_TENANT_EXTENSION": "hindsight_api.extensions.builtin.tenant:ApiKeyTenantExtension",
         "HINDSIGHT_API_TENANT_API_KEY": secret,
     })
