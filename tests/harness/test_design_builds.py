@@ -210,11 +210,11 @@ def test_migration_sql_is_what_the_build_ran(database_factory: DatabaseFactory) 
 
 def test_the_cli_lists_designs_and_rejects_a_typo_in_one_line(tmp_path: Path, server_url: DatabaseURL) -> None:
     mine = tmp_path / "small.toml"
-    mine.write_text('name = "small"\nextends = "recommended"\ndescription = "x"\n[server]\nmax_connections = 100\n')
+    mine.write_text('name = "small"\nextends = "recommended"\ndescription = "x"\n[server]\nmax_connections = 70\n')
     result = CliRunner().invoke(app, ["designs", "--design", "documented", "--design", str(mine)])
     assert result.exit_code == 0, result.output
-    assert row_of(result.output, "documented")[:5] == ["documented", "revision 006", "200", "225", "main -28"]
-    assert row_of(result.output, "small")[:5] == ["small", "revision head", "100", "118", "main -21"]
+    assert row_of(result.output, "documented")[:5] == ["documented", "revision 006", "200", "125", "main +72"]
+    assert row_of(result.output, "small")[:5] == ["small", "revision head", "70", "78", "main -11"]
     mine.write_text('name = "small"\nextends = "recommended"\ndescription = "x"\n[server]\nmax_conections = 100\n')
     result = CliRunner().invoke(app, ["designs", "--design", str(mine)])
     assert result.exit_code == 1

@@ -62,8 +62,10 @@ def test_what_each_builtin_says() -> None:
     assert documented.schema.revision == "006"
     assert {r: s.method for r, s in documented.retention.items()} == {
         "audit_logs": "documented-sql", "cost_tracking": "documented-sql", "langgraph_threads": "checkpointer-api"}
-    # design §1's 200 connections do not hold Hindsight's default pools and the design's own.
-    assert not documented.budgets()["main"].fits
+    # design §1's 200 connections hold Hindsight's default pool (no read database, so no read pool) and the
+    # design's own: 100 + 10 + 15 of 197.
+    assert (documented.budgets()["main"].demand, documented.budgets()["main"].headroom) == (125, 72)
+    assert not any(p.name == "hindsight asyncpg read pool" for d in (documented, recommended, split) for p in d.pools)
     assert recommended.budgets()["main"].fits
     assert part.schema.partitioned == ("audit_logs", "cost_tracking")
     assert part.schema.versions == (migrations.script_location() / "variants" / "partitioned",)
@@ -73,7 +75,7 @@ def test_what_each_builtin_says() -> None:
     assert split.hindsight_placement == "own-server"
     assert set(split.budgets()) == {"main", "hindsight"}
     assert all(p.owner != "hindsight" for p in split.budgets()["main"].pools)
-    assert split.budgets()["hindsight"].demand == 200
+    assert split.budgets()["hindsight"].demand == 100
 
 
 def test_omitted_keys_take_the_projects_facts(tmp_path: Path) -> None:
@@ -101,6 +103,21 @@ def test_a_user_written_design_runs_without_code_changes(tmp_path: Path) -> None
         assert design.budgets()["main"].available == 97
         assert design.pools == recommended.pools
         assert design.retention == recommended.retention
+
+
+def test_a_read_database_counts_hindsights_read_pool(tmp_path: Path) -> None:
+    """Hindsight opens its read pool only with a read database: a design saying so counts it (read_max, else
+    Hindsight's default 100) against the server that holds Hindsight."""
+    sized = designs.load(_write(tmp_path, 'name = "r"\nextends = "recommended"\ndescription = "x"\n'
+                                          "[pools.hindsight]\nread_database = true\nread_max = 30\n"))
+    read = [p for p in sized.pools if p.name == "hindsight asyncpg read pool"]
+    assert [(p.max_per_process, p.processes, p.owner) for p in read] == [(30, 1, "hindsight")]
+    recommended = designs.load("recommended").budgets()["main"]
+    assert sized.budgets()["main"].demand == recommended.demand + 30
+    default = designs.load(_write(tmp_path, 'name = "d"\nextends = "documented"\ndescription = "x"\n'
+                                            "[pools.hindsight]\nread_database = true\n"))
+    main = default.budgets()["main"]
+    assert (main.demand, main.fits) == (100 + budget.HINDSIGHT_READ_POOL_MAX + 10 + 15, False)
 
 
 def test_keep_days_overrides_the_policy_window(tmp_path: Path) -> None:
@@ -134,6 +151,11 @@ def test_a_typo_fails_in_one_line_naming_the_key(tmp_path: Path) -> None:
     ("[schema]\nsource = \"ddl\"\n", "schema.ddl", "is required here"),
     ("[schema]\nversions = [\"nowhere\"]\n", "schema.versions", "no such directory"),
     ("[pools.hindsight]\nmax = 10\nmin = 1\n", "pools.hindsight.min", "unknown key"),
+    ("[pools.hindsight]\nread_max = 40\n", "pools.hindsight.read_max",
+     "only applies with pools.hindsight.read_database = true"),
+    ("[pools.hindsight]\nread_database = false\nread_max = 40\n", "pools.hindsight.read_max",
+     "only applies with pools.hindsight.read_database = true"),
+    ("[pools.hindsight]\nread_database = \"yes\"\n", "pools.hindsight.read_database", "is not of type 'boolean'"),
     ("[pools.mcp]\nmax = 1\n", "pools.mcp", "unknown key (allowed: hindsight, jedisos, langgraph)"),
 ])
 def test_an_impossible_value_fails_naming_the_key_and_the_rule(tmp_path: Path, body: str, field: str,

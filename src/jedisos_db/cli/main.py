@@ -379,10 +379,14 @@ def _private_file(path: Path) -> int:
 @one_line_errors
 def budget_cmd(dsn: DsnOption = None, data_dir: DataDirOption = None,
                jedisos_processes: Annotated[int, typer.Option(help="JediSOS processes (each: LangGraph + engine)")] = 1,
-               hindsight_processes: Annotated[int, typer.Option(help="Hindsight API server processes")] = 1) -> None:
+               hindsight_processes: Annotated[int, typer.Option(help="Hindsight API server processes")] = 1,
+               hindsight_read_database: Annotated[bool, typer.Option(
+                   help="Hindsight has a read database (HINDSIGHT_API_READ_DATABASE_URL), so it opens its read pool")
+               ] = False) -> None:
     """The design's pools (section 1, Hindsight's default pools) against the server's max_connections."""
     url = _url(dsn, data_dir)
-    pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes)
+    pools_ = budget.design_pools(jedisos_processes=jedisos_processes, hindsight_processes=hindsight_processes,
+                                 hindsight_read_database=hindsight_read_database)
     verdict = budget.server_verdict(url, pools_)
     render.show(out, render.budget_verdict(verdict))
     if not verdict.fits:

@@ -368,9 +368,15 @@ def load(design: str | Path) -> Design:
     schema = _schema_source(doc["schema"], path)
     pools = doc.get("pools", {})
     hindsight, langgraph, jedisos = (pools.get(k, {}) for k in ("hindsight", "langgraph", "jedisos"))
+    read_database = hindsight.get("read_database", False)
+    if "read_max" in hindsight and not read_database:
+        raise ConfigError("pools.hindsight.read_max", "only applies with pools.hindsight.read_database = true "
+                                                      "(Hindsight opens no read pool without a read database) "
+                                                      f"in {path}")
     demands = budget.design_pools(
         hindsight_processes=hindsight.get("processes", 1),
         hindsight_pool_max=hindsight.get("max", budget.HINDSIGHT_POOL_MAX),
+        hindsight_read_database=read_database,
         hindsight_read_pool_max=hindsight.get("read_max", budget.HINDSIGHT_READ_POOL_MAX),
         langgraph_max=langgraph.get("max", budget.DESIGN_LANGGRAPH_MAX),
         langgraph_processes=langgraph.get("processes", 1),

@@ -21,10 +21,16 @@ from jedisos_db.runtime.errors import ConfigError
 from jedisos_db.runtime.owners import Owner
 from jedisos_db.runtime.urls import DatabaseURL
 
-# Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100, and a
-# read pool of the same size (HINDSIGHT_API_DB_POOL_MAX_SIZE, HINDSIGHT_API_READ_DB_POOL_MAX_SIZE).
+# Hindsight 1.1.0 defaults (DESIGN.md, verified facts): asyncpg pool min 5 / max 100
+# (HINDSIGHT_API_DB_POOL_MAX_SIZE). Its read pool (HINDSIGHT_API_READ_DB_POOL_MAX_SIZE, default 100) is
+# opened ONLY when HINDSIGHT_API_READ_DATABASE_URL names a read database: hindsight_api/config.py reads
+# ``read_database_url=os.getenv(ENV_READ_DATABASE_URL) or None`` and engine/memory_engine.py (~line 6389,
+# ``if self._read_database_url:``) creates the second pool under that test alone; otherwise recall shares
+# the main pool. A real server logs one "pool created" per process. So by default one Hindsight process
+# holds at most 100 connections, not 100 + 100; the read pool counts only for a design that gives it one.
 HINDSIGHT_POOL_MAX = 100
 HINDSIGHT_READ_POOL_MAX = 100
+HINDSIGHT_READ_DATABASE_ENV = "HINDSIGHT_API_READ_DATABASE_URL"
 # The design's own numbers (§1 "커넥션 풀 분리"): LangGraph min 2 / max 10, JediSOS 5 + 10 overflow.
 DESIGN_LANGGRAPH_MAX = 10
 DESIGN_JEDISOS_POOL_SIZE = 5
@@ -93,18 +99,23 @@ def connection_budget(pools: Sequence[PoolDemand], *, max_connections: int,
 
 def design_pools(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
                  hindsight_pool_max: int = HINDSIGHT_POOL_MAX,
+                 hindsight_read_database: bool = False,
                  hindsight_read_pool_max: int = HINDSIGHT_READ_POOL_MAX,
                  langgraph_max: int = DESIGN_LANGGRAPH_MAX, langgraph_processes: int | None = None,
                  jedisos_pool_size: int = DESIGN_JEDISOS_POOL_SIZE,
                  jedisos_max_overflow: int = DESIGN_JEDISOS_MAX_OVERFLOW) -> list[PoolDemand]:
     """The design's deployment: one Hindsight server process, JediSOS processes each holding a
     LangGraph pool and a SQLAlchemy engine (design §1), with Hindsight's real default pools.
+    Hindsight's read pool is a demand only with ``hindsight_read_database`` (it has
+    HINDSIGHT_API_READ_DATABASE_URL); ``hindsight_read_pool_max`` is its size then.
     Every size can be changed (a design file does); LangGraph runs in every JediSOS process unless told."""
+    read_pool = [PoolDemand("hindsight asyncpg read pool", hindsight_read_pool_max, hindsight_processes,
+                            f"HINDSIGHT_API_READ_DB_POOL_MAX_SIZE (default {HINDSIGHT_READ_POOL_MAX}; "
+                            f"opened only with {HINDSIGHT_READ_DATABASE_ENV})", "hindsight")]
     return [
         PoolDemand("hindsight asyncpg pool", hindsight_pool_max, hindsight_processes,
                    f"HINDSIGHT_API_DB_POOL_MAX_SIZE (default {HINDSIGHT_POOL_MAX})", "hindsight"),
-        PoolDemand("hindsight asyncpg read pool", hindsight_read_pool_max, hindsight_processes,
-                   f"HINDSIGHT_API_READ_DB_POOL_MAX_SIZE (default {HINDSIGHT_READ_POOL_MAX})", "hindsight"),
+        *(read_pool if hindsight_read_database else []),
         PoolDemand("langgraph psycopg pool", langgraph_max,
                    jedisos_processes if langgraph_processes is None else langgraph_processes,
                    f"max_size (design §1: {DESIGN_LANGGRAPH_MAX})", "langgraph"),
@@ -116,7 +127,8 @@ def design_pools(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
 
 def design_verdict(*, jedisos_processes: int = 1, hindsight_processes: int = 1,
                    max_connections: int = DESIGN_MAX_CONNECTIONS) -> BudgetVerdict:
-    """The design's claim "max_connections=200 is enough" (§1), checked with Hindsight's defaults."""
+    """The design's claim "max_connections=200 is enough" (§1), checked with Hindsight's defaults
+    (no read database, so no read pool)."""
     return connection_budget(design_pools(jedisos_processes=jedisos_processes,
                                           hindsight_processes=hindsight_processes),
                              max_connections=max_connections)

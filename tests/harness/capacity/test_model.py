@@ -152,14 +152,17 @@ def test_compare_sets_each_design_row_beside_the_measure() -> None:
         assert c.verdict in {"matches (within 2x)", "within bound"}
 
 
-@pytest.mark.claim("S1-max-connections-200", shows="fails")
+@pytest.mark.claim("S1-max-connections-200")
 def test_connection_budget_arithmetic() -> None:
-    """Design §1: max_connections=200 cannot hold one Hindsight server's default pools plus JediSOS."""
+    """Design §1: max_connections=200 holds one Hindsight server's default pool (100; no read pool without a
+    read database) plus up to three JediSOS processes; PostgreSQL's default 100 holds none."""
     at_200 = model.connection_budget(200)
-    assert at_200.jedisos_processes_that_fit == 0
-    assert at_200.demand_one_process == 100 + 100 + 10 + 15
-    assert not at_200.fits_one_process
-    assert at_200.verdict.headroom == -28
+    assert at_200.jedisos_processes_that_fit == (197 - 100) // 25 == 3
+    assert at_200.demand_one_process == 100 + 10 + 15
+    assert at_200.fits_one_process
+    assert at_200.verdict.headroom == 72
+    at_100 = model.connection_budget(100)
+    assert (at_100.jedisos_processes_that_fit, at_100.fits_one_process) == (0, False)
     at_500 = model.connection_budget(500)
-    assert at_500.jedisos_processes_that_fit == (497 - 200) // 25
+    assert at_500.jedisos_processes_that_fit == (497 - 100) // 25
     assert at_500.fits_one_process

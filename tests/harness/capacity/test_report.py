@@ -46,9 +46,10 @@ def test_tables_carry_the_figures() -> None:
     design = by_key["design"]
     assert {design.rows[i][0] for i in design.emphasised} == {"total, month 1", "total, year 1"}
     budget = by_key["budget"]
-    assert [row[0] for row in budget.rows] == ["hindsight asyncpg pool", "hindsight asyncpg read pool",
-                                               "langgraph psycopg pool", "jedisos sqlalchemy engine"]
-    assert "DOES NOT FIT: 28 connection(s) short" in budget.note
+    assert [row[0] for row in budget.rows] == ["hindsight asyncpg pool", "langgraph psycopg pool",
+                                               "jedisos sqlalchemy engine"]
+    assert "Demand 125 vs available 197 (max_connections 200 - reserved 3): fits." in budget.note
+    assert "beside one Hindsight server with its default pools: 3 " in budget.note
 
 
 def test_retention_text_comes_from_the_policy() -> None:

@@ -20,7 +20,7 @@ def test_cli_end_to_end_tiny(server_url: DatabaseURL, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "Design §7 beside the measurement" in result.output
     assert "LangGraph checkpoints vs thread length" in result.output
-    assert "DOES NOT FIT: 28 connection(s) short" in result.output
+    assert "Demand 125 vs available 197 (max_connections 200 - reserved 3): fits." in result.output
     assert f"wrote {tmp_path / 'capacity.md'}" in result.output
     md = (tmp_path / "capacity.md").read_text()
     assert "## LangGraph checkpoints vs thread length" in md

@@ -30,6 +30,7 @@ from types import TracebackType
 import httpx
 
 from jedisos_db.harness.hindsight.embeddings import EmbeddingServer
+from jedisos_db.ops import budget
 from jedisos_db.ops.hindsight import (
     APPLICATION_NAME,
     ENV_PYTHON,
@@ -43,7 +44,7 @@ from jedisos_db.ops.hindsight import (
 from jedisos_db.runtime.errors import HindsightServerError
 from jedisos_db.runtime.urls import DatabaseURL
 
-READ_DATABASE_URL = "HINDSIGHT_API_READ_DATABASE_URL"
+READ_DATABASE_URL = budget.HINDSIGHT_READ_DATABASE_ENV
 """Hindsight's setting naming a separate database for recall; only with it does Hindsight open its read pool."""
 
 
