@@ -88,14 +88,17 @@ class RaceResult:
         return sum(1 for took in self.during.samples if took > idle)
 
     @property
-    def p99_ratio_same_n(self) -> float:
-        """The same ratio with idle's p99 taken at the during window's sample size (:meth:`Samples.p99_ms_at`):
-        a fast purge sees a few dozen inserts, whose p99 is their maximum. When the purge saw more inserts than
-        idle did, both p99s are over thousands of samples and this is :attr:`p99_ratio`."""
+    def idle_p99_same_n_ms(self) -> float:
+        """Idle's p99 at the during window's sample size (:meth:`Samples.p99_ms_at`): a fast purge sees a few
+        dozen inserts, whose p99 is their maximum. When the purge saw more inserts than idle did, both p99s are
+        over thousands of samples and this is idle's p99."""
         n = len(self.during.samples)
-        if n > len(self.idle.samples):
-            return self.p99_ratio
-        return self.during.p99_ms / self.idle.p99_ms_at(n)
+        return self.idle.p99_ms if n > len(self.idle.samples) else self.idle.p99_ms_at(n)
+
+    @property
+    def p99_ratio_same_n(self) -> float:
+        """:attr:`p99_ratio` with idle's p99 taken at the during window's sample size (:attr:`idle_p99_same_n_ms`)."""
+        return self.during.p99_ms / self.idle_p99_same_n_ms
 
 
 @dataclass

@@ -87,11 +87,11 @@ def test_the_figures_are_the_median_race_and_every_race_is_listed(measured: dict
         assert float(f["removal_s"]) == pytest.approx(statistics.median_high(removals), rel=1e-2)
 
 
-def _race(ratio: float, *, lost: int = 0, removal_s: float = 1.0) -> retention_race.RaceResult:
-    """A race whose insert p99 during the purge is ``ratio`` times idle's (100 inserts each)."""
+def _race(ratio: float, *, lost: int = 0, removal_s: float = 1.0, during: int = 100) -> retention_race.RaceResult:
+    """A race whose insert p99 during the purge is ``ratio`` times idle's (100 idle inserts)."""
     idle = [0.001] * 100
     return retention_race.RaceResult("d", "batched-delete", 1000, removal_s, removal_s, Samples(idle),
-                                     Samples([0.001 * ratio] * 100), 200, lost, 0, 0)
+                                     Samples([0.001 * ratio] * during), 100 + during, lost, 0, 0)
 
 
 def test_a_loss_in_any_race_shows_and_an_even_count_takes_the_upper_median() -> None:
@@ -101,3 +101,10 @@ def test_a_loss_in_any_race_shows_and_an_even_count_takes_the_upper_median() -> 
     assert (f["races"], f["lost"], f["acknowledged"]) == (4, 2, 800)
     assert (f["p99_during_x_idle"], f["removal_s"]) == (1.5, 3.0)  # of 1.0 1.1 1.5 2.0: never the flattering 1.1
     assert f["p99_during_x_idle_runs"] == "1.500, 1.000, 1.100, 2.000"
+
+
+def test_a_purge_longer_than_idle_compares_with_idles_p99_as_it_is() -> None:
+    """More inserts during the purge than idle: idle's p99 at the same n would need more idle samples than exist."""
+    f = retention.from_race(_race(1.25, during=250)).figures
+    assert f["insert_p99_idle_same_n_ms"] == f["insert_p99_idle_ms"] == 1.0
+    assert f["p99_during_x_idle_same_n"] == f["p99_during_x_idle"] == 1.25

@@ -140,7 +140,7 @@ def from_race(race: retention_race.RaceResult) -> Measured:
         "insert_p50_idle_ms": round(race.idle.p50_ms, 3), "insert_p99_idle_ms": round(race.idle.p99_ms, 3),
         "insert_p50_during_ms": round(race.during.p50_ms, 3), "insert_p99_during_ms": round(race.during.p99_ms, 3),
         "p99_during_x_idle": round(race.p99_ratio, 3), "inserts_during": len(race.during.samples),
-        "insert_p99_idle_same_n_ms": round(race.idle.p99_ms_at(len(race.during.samples)), 3),
+        "insert_p99_idle_same_n_ms": round(race.idle_p99_same_n_ms, 3),
         "p99_during_x_idle_same_n": round(race.p99_ratio_same_n, 3),
         "inserts_during_over_idle_p99": race.over_idle_p99,
         "acknowledged": race.acknowledged, "lost": race.lost, "expired_left": race.expired_left,
