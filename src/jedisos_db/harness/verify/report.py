@@ -8,9 +8,8 @@ Several designs (``verify --design A --design B``) are written side by side from
 (:func:`side_by_side`), which the terminal summary reuses: the counts, each design against the baseline
 (:func:`against_baseline`) and what is wrong with each design first, then one table per measurement with a
 column per design (figures aligned by name), then the claims with a verdict column per design, those whose
-verdict differs first. The html adds plots made generically
-from whatever the measurements returned: a line chart per series name (a line per design) and grouped bars
-of the numeric figures by unit.
+verdict differs first. The html adds plots made generically from whatever the measurements returned: a line
+chart per series name (a line per design) and grouped bars of the numeric figures by unit.
 """
 
 from __future__ import annotations
@@ -237,10 +236,8 @@ def _times(value: Figure | None) -> str:
 
 
 def _ratio(top: Figure | None, bottom: Figure | None) -> str:
-    if not isinstance(top, int | float) or not isinstance(bottom, int | float) or isinstance(top, bool) \
-            or isinstance(bottom, bool) or not bottom:
-        return MISSING
-    return f"{top / bottom:.3g}×"
+    over, under = _numeric(top), _numeric(bottom)
+    return MISSING if over is None or not under else f"{over / under:.3g}×"
 
 
 def against_baseline(ledger: Ledger) -> Block | None:
